@@ -1,0 +1,5 @@
+"""The one exception type for user mistakes: the CLI prints its message as one line."""
+
+
+class LocoError(ValueError):
+    """A user-facing error: bad model name, bad layer index, empty prompt, unusable path, ..."""

@@ -1,0 +1,282 @@
+"""Models by short name: the real checkpoints and their offline tiny twins.
+
+Real checkpoints (loaded from the hub in Colab; fp16 on CUDA, fp32 on CPU):
+
+==============  ==========================================  ===========
+name            hub id                                      family
+==============  ==========================================  ===========
+sd14            CompVis/stable-diffusion-v1-4               sd
+sd15            stable-diffusion-v1-5/stable-diffusion-v1-5 sd
+openjourney     prompthero/openjourney                      sd
+sd21            stabilityai/stable-diffusion-2-1            sd
+sdxl            stabilityai/stable-diffusion-xl-base-1.0    sdxl
+deepfloyd-if    DeepFloyd/IF-I-XL-v1.0 (gated)              if
+==============  ==========================================  ===========
+
+SD-1.x / OpenJourney are sampled with DDIM as in the paper (Sec. 5.1); SD-2.1 ships DDIM, SD-XL
+Euler, IF DDPM. Any other hub id or local folder of one of these pipeline families also works.
+
+Tiny twins (``tiny-sd15``, ``tiny-sd21``, ``tiny-sdxl``, ``tiny-if``): the real block layout and
+module names (so the same layer map and the same 16 / 16 / 70 / 22 layers), tiny widths, seeded
+random weights, real tokenizers built offline, the real model's scheduler type and config; every
+module in eval mode. They prove code paths run; they know nothing (no layer controls anything).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from .errors import LocoError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    family: str  # "sd", "sdxl" or "if"
+    hub_id: str | None = None
+    twin_of: str | None = None  # for tiny twins: the real model whose layout they copy
+    note: str = ""
+
+
+REAL = {
+    "sd14": ModelSpec("sd14", "sd", "CompVis/stable-diffusion-v1-4"),
+    "sd15": ModelSpec("sd15", "sd", "stable-diffusion-v1-5/stable-diffusion-v1-5"),
+    "openjourney": ModelSpec("openjourney", "sd", "prompthero/openjourney"),
+    "sd21": ModelSpec("sd21", "sd", "stabilityai/stable-diffusion-2-1"),
+    "sdxl": ModelSpec("sdxl", "sdxl", "stabilityai/stable-diffusion-xl-base-1.0"),
+    "deepfloyd-if": ModelSpec("deepfloyd-if", "if", "DeepFloyd/IF-I-XL-v1.0", note="gated"),
+}
+TINY = {
+    "tiny-sd15": ModelSpec("tiny-sd15", "sd", twin_of="sd15"),
+    "tiny-sd21": ModelSpec("tiny-sd21", "sd", twin_of="sd21"),
+    "tiny-sdxl": ModelSpec("tiny-sdxl", "sdxl", twin_of="sdxl"),
+    "tiny-if": ModelSpec("tiny-if", "if", twin_of="deepfloyd-if"),
+}
+MODELS = {**REAL, **TINY}
+DEFAULT_MODEL = "tiny-sd15"
+IF_LICENSE_URL = "https://huggingface.co/DeepFloyd/IF-I-XL-v1.0"
+
+
+def known_models() -> list[str]:
+    return list(MODELS)
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pipeline_family(pipe) -> str:
+    """'sd', 'sdxl' or 'if' for a loaded pipeline; LocoError for anything else."""
+    from diffusers import IFPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    if isinstance(pipe, StableDiffusionXLPipeline):
+        return "sdxl"
+    if isinstance(pipe, IFPipeline):
+        return "if"
+    if isinstance(pipe, StableDiffusionPipeline):
+        return "sd"
+    raise LocoError(
+        f"{type(pipe).__name__} is not supported: loco works with StableDiffusionPipeline, "
+        "StableDiffusionXLPipeline and IFPipeline (stage I)"
+    )
+
+
+def check_model_name(name: str) -> None:
+    """Raise a LocoError listing the known names unless ``name`` is usable."""
+    if not isinstance(name, str) or not name.strip():
+        raise LocoError(f"empty model name; known models: {', '.join(MODELS)}")
+    if name in MODELS or os.path.isdir(name):
+        return
+    if name.count("/") == 1 and not name.startswith(("/", ".")) and " " not in name:
+        return  # another hub id, e.g. "nitrosocke/Arcane-Diffusion"
+    raise LocoError(f"unknown model {name!r}; known models: {', '.join(MODELS)} (or a hub id 'owner/name', or a local folder)")
+
+
+def load(name: str = DEFAULT_MODEL, device: str | None = None, dtype: torch.dtype | None = None, progress: bool = True):
+    """Load a pipeline by short name, hub id or local folder.
+
+    fp16 on CUDA and fp32 on CPU unless ``dtype`` is given. Every module is put in eval mode and the
+    pipeline's own progress bar is on (``progress=False`` to silence it).
+    """
+    check_model_name(name)
+    device = device or default_device()
+    if dtype is None:
+        dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
+    if name in TINY:
+        pipe = build_tiny(name)
+    else:
+        pipe = _load_real(name, dtype)
+    if name in TINY and dtype != torch.float32:
+        pipe = pipe.to(device=device, dtype=dtype)  # twins are built in fp32
+    else:
+        pipe = pipe.to(device)
+    for comp in pipe.components.values():
+        if isinstance(comp, torch.nn.Module):
+            comp.eval()
+    pipe.set_progress_bar_config(disable=not progress, leave=False)
+    pipe.loco_name = name
+    pipeline_family(pipe)  # refuses unsupported pipeline classes with a clear message
+    return pipe
+
+
+def _load_real(name: str, dtype: torch.dtype):
+    from diffusers import DDIMScheduler, DiffusionPipeline
+
+    spec = MODELS.get(name)
+    source = spec.hub_id if spec else name
+    kwargs: dict = {"torch_dtype": dtype}
+    family = spec.family if spec else None
+    if family == "sd":
+        kwargs.update(safety_checker=None, requires_safety_checker=False)
+    if family == "if":
+        kwargs.update(safety_checker=None, watermarker=None, feature_extractor=None, requires_safety_checker=False)
+        if dtype == torch.float16:
+            kwargs["variant"] = "fp16"
+    try:
+        pipe = DiffusionPipeline.from_pretrained(source, **kwargs)
+    except Exception as exc:  # network, auth, missing files: one clear sentence
+        text = f"{type(exc).__name__}: {exc}"
+        if family == "if" or "gated" in text.lower() or "401" in text or "403" in text:
+            if family == "if":
+                raise LocoError(
+                    f"DeepFloyd IF is gated: accept its license at {IF_LICENSE_URL} and log in with a "
+                    "Hugging Face token (`huggingface-cli login` or the HF_TOKEN variable), then load it again"
+                ) from None
+        first = text.splitlines()[0][:300]
+        raise LocoError(f"could not load {source!r} (no network, wrong id, or missing files): {first}") from None
+    if spec is not None and spec.name in ("sd14", "sd15", "openjourney"):
+        pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)  # the paper samples with DDIM
+    return pipe
+
+
+# ---------------------------------------------------------------------------------------------
+# Tiny twins
+# ---------------------------------------------------------------------------------------------
+
+def _ddim(prediction_type: str):
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type=prediction_type,
+    )
+
+
+def _euler():
+    from diffusers import EulerDiscreteScheduler
+
+    return EulerDiscreteScheduler(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        steps_offset=1, timestep_spacing="leading", interpolation_type="linear", prediction_type="epsilon",
+    )
+
+
+def _ddpm_if():
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(
+        num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", variance_type="learned_range",
+        prediction_type="epsilon", thresholding=True, dynamic_thresholding_ratio=0.95,
+        sample_max_value=1.5, clip_sample=True, clip_sample_range=1.0,
+    )
+
+
+def _tiny_vae():
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, norm_num_groups=8,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 8, 16, 16), sample_size=64,
+    )
+
+
+def _clip_text(hidden: int, act: str, projection: int | None = None, with_projection: bool = False):
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    cfg = CLIPTextConfig(
+        vocab_size=49408, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=77, hidden_act=act, projection_dim=projection or hidden,
+        bos_token_id=49406, eos_token_id=49407, pad_token_id=1,
+    )
+    return (CLIPTextModelWithProjection if with_projection else CLIPTextModel)(cfg)
+
+
+def _sd_unet(sd21: bool):
+    from diffusers import UNet2DConditionModel
+
+    extra = dict(attention_head_dim=(2, 2, 4, 4), use_linear_projection=True, upcast_attention=True) if sd21 else dict(attention_head_dim=4)
+    return UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(16, 16, 32, 32),
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32 if not sd21 else 48, norm_num_groups=8, **extra,
+    )
+
+
+def build_tiny(name: str, seed: int = 0):
+    """Build a tiny twin with seeded random weights (no network, under a second)."""
+    from diffusers import IFPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    from .tokenizers import clip_tokenizer, t5_style_tokenizer
+
+    if name not in TINY:
+        raise LocoError(f"unknown tiny twin {name!r}; known: {', '.join(TINY)}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if name in ("tiny-sd15", "tiny-sd21"):
+            sd21 = name == "tiny-sd21"
+            unet = _sd_unet(sd21)
+            text = _clip_text(48, "gelu") if sd21 else _clip_text(32, "quick_gelu")
+            pipe = StableDiffusionPipeline(
+                vae=_tiny_vae(), text_encoder=text, tokenizer=clip_tokenizer(pad_token="!" if sd21 else "<|endoftext|>"),
+                unet=unet, scheduler=_ddim("v_prediction" if sd21 else "epsilon"),
+                safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+            )
+        elif name == "tiny-sdxl":
+            from diffusers import UNet2DConditionModel
+
+            unet = UNet2DConditionModel(
+                sample_size=8, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(16, 32, 32),
+                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+                transformer_layers_per_block=(1, 2, 10), attention_head_dim=(2, 4, 4), use_linear_projection=True,
+                cross_attention_dim=64, norm_num_groups=8, addition_embed_type="text_time",
+                addition_time_embed_dim=8, projection_class_embeddings_input_dim=32 + 6 * 8,
+            )
+            pipe = StableDiffusionXLPipeline(
+                vae=_tiny_vae(), text_encoder=_clip_text(32, "quick_gelu"),
+                text_encoder_2=_clip_text(32, "gelu", projection=32, with_projection=True),
+                tokenizer=clip_tokenizer(), tokenizer_2=clip_tokenizer(pad_token="!"), unet=unet,
+                scheduler=_euler(), force_zeros_for_empty_prompt=True, add_watermarker=False,
+            )
+        else:  # tiny-if
+            from diffusers import UNet2DConditionModel
+            from transformers import T5Config, T5EncoderModel
+
+            tok = t5_style_tokenizer()
+            text = T5EncoderModel(T5Config(
+                vocab_size=len(tok), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                feed_forward_proj="gated-gelu", dense_act_fn="gelu_new", relative_attention_num_buckets=32,
+                relative_attention_max_distance=128, eos_token_id=1, pad_token_id=0, dropout_rate=0.1,
+            ))
+            unet = UNet2DConditionModel(
+                sample_size=16, in_channels=3, out_channels=6, act_fn="gelu", layers_per_block=3,
+                block_out_channels=(16, 16, 32, 32), attention_head_dim=8, cross_attention_dim=32,
+                down_block_types=("ResnetDownsampleBlock2D",) + ("SimpleCrossAttnDownBlock2D",) * 3,
+                up_block_types=("SimpleCrossAttnUpBlock2D",) * 3 + ("ResnetUpsampleBlock2D",),
+                mid_block_type="UNetMidBlock2DSimpleCrossAttn", cross_attention_norm="group_norm",
+                encoder_hid_dim=32, encoder_hid_dim_type="text_proj", addition_embed_type="text",
+                addition_embed_type_num_heads=2, resnet_time_scale_shift="scale_shift", norm_num_groups=8,
+            )
+            pipe = IFPipeline(
+                tokenizer=tok, text_encoder=text, unet=unet, scheduler=_ddpm_if(),
+                safety_checker=None, feature_extractor=None, watermarker=None, requires_safety_checker=False,
+            )
+    for comp in pipe.components.values():
+        if isinstance(comp, torch.nn.Module):
+            comp.eval()
+    pipe.loco_name = name
+    return pipe

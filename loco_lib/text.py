@@ -1,0 +1,78 @@
+"""Text conditioning c of a prompt, for each pipeline family (paper Sec. 5.1).
+
+``encode(pipe, prompts)`` returns exactly the tensors the pipeline itself would compute from the
+prompts, so a run fed with them equals a run fed with the prompt strings, and an altered input c'
+is computed the same way as c:
+
+* SD-1.x / 2.x: the text encoder's last hidden state (77 x d).
+* SD-XL: the concatenated penultimate hidden states of both encoders (77 x 2048) plus the pooled,
+  projected output of the second encoder (fed to the time embedding with the size "time ids").
+  The unconditional embedding is zeros (``force_zeros_for_empty_prompt``).
+* DeepFloyd IF: the raw T5 output (77 x 4096); the UNet projects it with ``encoder_hid_proj``
+  before cross-attention and also pools it into the time embedding (``add_embedding``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .errors import LocoError
+from .models import pipeline_family
+
+
+@dataclass
+class TextCondition:
+    embeds: torch.Tensor  # [B, L, D]: the UNet's ``encoder_hidden_states`` for the prompts
+    negative: torch.Tensor  # [B, L, D]: the unconditional branch's
+    pooled: torch.Tensor | None = None  # SD-XL only: [B, P]
+    negative_pooled: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.embeds.shape[0]
+
+    def select(self, idx) -> "TextCondition":
+        pick = lambda t: None if t is None else t[idx]
+        return TextCondition(pick(self.embeds), pick(self.negative), pick(self.pooled), pick(self.negative_pooled))
+
+    def pipeline_kwargs(self, family: str) -> dict:
+        kw = {"prompt_embeds": self.embeds, "negative_prompt_embeds": self.negative}
+        if family == "sdxl":
+            kw.update(pooled_prompt_embeds=self.pooled, negative_pooled_prompt_embeds=self.negative_pooled)
+        return kw
+
+
+def as_prompt_list(prompts, what: str = "prompt") -> list[str]:
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    prompts = list(prompts)
+    if not prompts:
+        raise LocoError(f"no {what} given")
+    for p in prompts:
+        if not isinstance(p, str) or not p.strip():
+            raise LocoError(f"empty {what}: every {what} needs some text")
+    return prompts
+
+
+@torch.no_grad()
+def encode(pipe, prompts, negative_prompt: str = "") -> TextCondition:
+    """Encode ``prompts`` (and the negative prompt for the unconditional branch) as the pipeline does."""
+    prompts = as_prompt_list(prompts)
+    family = pipeline_family(pipe)
+    device = pipe._execution_device
+    n = len(prompts)
+    if family == "sd":
+        e, ne = pipe.encode_prompt(prompts, device, 1, True, negative_prompt=[negative_prompt] * n)
+        return TextCondition(e, ne)
+    if family == "sdxl":
+        neg = None if negative_prompt == "" else [negative_prompt] * n
+        e, ne, p, npool = pipe.encode_prompt(
+            prompt=prompts, device=device, num_images_per_prompt=1, do_classifier_free_guidance=True, negative_prompt=neg
+        )
+        return TextCondition(e, ne, p, npool)
+    neg = None if negative_prompt == "" else [negative_prompt] * n
+    e, ne = pipe.encode_prompt(
+        prompts, do_classifier_free_guidance=True, num_images_per_prompt=1, device=device,
+        negative_prompt=neg, clean_caption=False,
+    )
+    return TextCondition(e, ne)
