@@ -55,8 +55,7 @@ def _image_size(pipe, size):
     if size is None:
         return None
     size = int(size)
-    factor = getattr(pipe, "vae_scale_factor", 1) if pipeline_family(pipe) != "if" else 1
-    unit = factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1)
+    unit = 8  # the VAE's downsampling factor for SD / SD-XL; IF samples pixels and uses the same grid
     if size < unit or size % unit:
         raise LocoError(f"image size {size} is not usable with this model: use a multiple of {unit}")
     return size

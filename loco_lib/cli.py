@@ -1,0 +1,140 @@
+"""Command line: ``python -m loco_lib`` or ``loco``.
+
+    loco layers MODEL [--meta] [--json]
+    loco generate MODEL --prompt P [--alt-prompt P2 --layers 8,9] [--seed S] [--steps N]
+                  [--guidance G] [--size PX] [--swap-text-paths] --out FILE.png
+
+Bad input ends with exit status 2 and one line on stderr (``loco: error: ...``), never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from .errors import LocoError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not usage + message
+        raise LocoError(f"{message} (see `loco {self.prog.split()[-1]} --help`)" if " " in self.prog else message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="loco", description="Knowledge localization in text-to-image diffusion models (LocoGen / LocoEdit).")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    lay = sub.add_parser("layers", help="the cross-attention layer map in execution order")
+    lay.add_argument("model")
+    lay.add_argument("--meta", action="store_true", help="build the full-size architecture on the meta device (no weights, no download)")
+    lay.add_argument("--json", action="store_true", help="print a JSON list of layer records")
+
+    gen = sub.add_parser("generate", help="generate one image, optionally with altered layers")
+    gen.add_argument("model")
+    gen.add_argument("--prompt", required=True)
+    gen.add_argument("--alt-prompt", default=None, help="prompt fed to the --layers instead of --prompt")
+    gen.add_argument("--layers", default=None, help="layer indices to alter: 8,9 or 4-6 or all")
+    gen.add_argument("--swap-text-paths", action="store_true", help="also give --alt-prompt to SD-XL's pooled / IF's add_embedding text path")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--steps", type=int, default=None)
+    gen.add_argument("--guidance", type=float, default=None)
+    gen.add_argument("--size", type=int, default=None, help="image side in pixels")
+    gen.add_argument("--out", required=True, help="output image file (.png, .jpg)")
+    gen.add_argument("--device", default=None)
+    gen.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _check_output_path(path: str) -> None:
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in IMAGE_SUFFIXES:
+        raise LocoError(f"cannot write {path!r}: the output must end in one of {', '.join(IMAGE_SUFFIXES)}")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise LocoError(f"cannot write {path!r}: folder {parent!r} does not exist")
+    if os.path.isdir(path):
+        raise LocoError(f"cannot write {path!r}: it is a folder")
+    if not os.access(parent, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise LocoError(f"cannot write {path!r}: permission denied")
+
+
+def _known_layer_count(model: str) -> int | None:
+    from .architectures import expected_layer_count
+    from .models import MODELS
+
+    spec = MODELS.get(model)
+    if spec is None:
+        return None
+    return expected_layer_count(spec.twin_of or spec.name)
+
+
+def cmd_layers(args) -> int:
+    from .layers import cross_attention_layers, layer_table
+    from .models import MODELS, REAL, check_model_name, load
+
+    check_model_name(args.model)
+    if args.meta:
+        if args.model not in REAL:
+            raise LocoError(f"--meta builds a full-size architecture: use one of {', '.join(REAL)}")
+        from .architectures import meta_unet
+
+        unet = meta_unet(args.model)
+    else:
+        unet = load(args.model, device="cpu", progress=False).unet if args.model in MODELS else load(args.model, progress=False).unet
+    layers = cross_attention_layers(unet)
+    if args.json:
+        print(json.dumps([l.as_dict() for l in layers], indent=1))
+    else:
+        print(layer_table(layers).to_string())
+        print(f"{len(layers)} cross-attention layers")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from .generate import generate
+    from .layers import parse_layers
+    from .models import check_model_name, load
+    from .text import as_prompt_list
+
+    check_model_name(args.model)
+    as_prompt_list(args.prompt)
+    if args.steps is not None and args.steps < 1:
+        raise LocoError(f"--steps must be at least 1 (got {args.steps})")
+    if args.layers is not None and args.alt_prompt is None:
+        raise LocoError("--layers needs --alt-prompt (the prompt those layers should read)")
+    if args.alt_prompt is not None:
+        as_prompt_list(args.alt_prompt, "alt prompt")
+        if args.layers is None and not args.swap_text_paths:
+            raise LocoError("--alt-prompt needs --layers (which layers read it), e.g. --layers 8,9 or --layers all")
+    n_known = _known_layer_count(args.model)
+    if args.layers is not None and n_known is not None:
+        parse_layers(args.layers, n_known)
+    _check_output_path(args.out)
+
+    pipe = load(args.model, device=args.device, progress=not args.quiet)
+    result = generate(
+        pipe, args.prompt, alt_prompts=args.alt_prompt, layers=args.layers, seeds=args.seed, steps=args.steps,
+        guidance=args.guidance, size=args.size, swap_text_paths=args.swap_text_paths, progress=not args.quiet,
+    )
+    result.images[0].save(args.out)
+    print(f"wrote {args.out} ({result.seconds_per_image:.2f} s per image)")
+    return 0
+
+
+def main(argv=None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        return {"layers": cmd_layers, "generate": cmd_generate}[args.command](args)
+    except LocoError as exc:
+        print(f"loco: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("loco: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
