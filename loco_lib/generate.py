@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from .altered import _is_per_sample, altered_inputs
 from .errors import LocoError
-from .models import pipeline_family
+from .models import pipeline_family, progress_default
 from .text import as_prompt_list, encode
 
 # Paper settings (Sec. 5.1 / authors' code: 50 DDIM steps, guidance 7.5 for SD); SD-XL and IF use
@@ -75,7 +75,7 @@ def generate(
     negative_prompt: str = "",
     batch_size: int = 8,
     output_type: str = "pil",
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> Generation:
     """Generate one image per prompt; optionally alter ``layers`` to ``alt_prompts``.
 
@@ -83,6 +83,7 @@ def generate(
     spec for all samples or one per sample (see :func:`loco_lib.altered.altered_inputs`).
     """
     family = pipeline_family(pipe)
+    progress = progress_default() if progress is None else progress
     prompts = as_prompt_list(prompts)
     n = len(prompts)
     seeds = _seed_list(seeds, n)
@@ -111,20 +112,25 @@ def generate(
         extra.update(height=size, width=size)
 
     images: list = []
-    start = time.perf_counter()
     chunks = [list(range(i, min(n, i + batch_size))) for i in range(0, n, batch_size)]
-    for idx in tqdm(chunks, desc="batches", disable=not progress or len(chunks) == 1, leave=False):
-        gens = [torch.Generator("cpu").manual_seed(seeds[i]) for i in idx]
-        ctx = nullcontext()
-        if altering:
-            chunk_layers = [layers[i] for i in idx] if per_sample else layers
-            ctx = altered_inputs(pipe, alt.select(idx), chunk_layers, swap_text_paths=swap_text_paths)
-        with ctx, torch.no_grad():
-            out = pipe(
-                **cond.select(idx).pipeline_kwargs(family), num_inference_steps=steps, guidance_scale=guidance,
-                generator=gens, output_type=output_type, **extra,
-            )
-        images.extend(list(out.images))
+    saved_bar = dict(getattr(pipe, "_progress_bar_config", {}))
+    pipe.set_progress_bar_config(**{**saved_bar, "disable": not progress, "leave": False})
+    start = time.perf_counter()
+    try:
+        for idx in tqdm(chunks, desc="batches", disable=not progress or len(chunks) == 1, leave=False):
+            gens = [torch.Generator("cpu").manual_seed(seeds[i]) for i in idx]
+            ctx = nullcontext()
+            if altering:
+                chunk_layers = [layers[i] for i in idx] if per_sample else layers
+                ctx = altered_inputs(pipe, alt.select(idx), chunk_layers, swap_text_paths=swap_text_paths)
+            with ctx, torch.no_grad():
+                out = pipe(
+                    **cond.select(idx).pipeline_kwargs(family), num_inference_steps=steps, guidance_scale=guidance,
+                    generator=gens, output_type=output_type, **extra,
+                )
+            images.extend(list(out.images))
+    finally:
+        pipe._progress_bar_config = saved_bar  # the pipeline's own setting is left as it was
     seconds = time.perf_counter() - start
     settings = {"steps": steps, "guidance": guidance, "size": size, "layers": layers, "alt_prompts": alt_prompts, "swap_text_paths": swap_text_paths}
     return Generation(images=images, prompts=prompts, seeds=seeds, seconds=seconds, settings=settings)

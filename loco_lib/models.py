@@ -24,6 +24,7 @@ module in eval mode. They prove code paths run; they know nothing (no layer cont
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -63,6 +64,27 @@ def known_models() -> list[str]:
     return list(MODELS)
 
 
+def progress_default() -> bool:
+    """Progress bars on unless ``LOCO_PROGRESS=0`` (the book build sets it: no widgets in static pages)."""
+    return os.environ.get("LOCO_PROGRESS", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+@contextmanager
+def quiet_libraries():
+    """Silence diffusers / transformers chatter (optional-dependency notices, dtype notes) for a block."""
+    import diffusers
+    import transformers
+
+    old = (diffusers.utils.logging.get_verbosity(), transformers.utils.logging.get_verbosity())
+    diffusers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        diffusers.utils.logging.set_verbosity(old[0])
+        transformers.utils.logging.set_verbosity(old[1])
+
+
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -94,7 +116,7 @@ def check_model_name(name: str) -> None:
     raise LocoError(f"unknown model {name!r}; known models: {', '.join(MODELS)} (or a hub id 'owner/name', or a local folder)")
 
 
-def load(name: str = DEFAULT_MODEL, device: str | None = None, dtype: torch.dtype | None = None, progress: bool = True):
+def load(name: str = DEFAULT_MODEL, device: str | None = None, dtype: torch.dtype | None = None, progress: bool | None = None):
     """Load a pipeline by short name, hub id or local folder.
 
     fp16 on CUDA and fp32 on CPU unless ``dtype`` is given. Every module is put in eval mode and the
@@ -104,10 +126,8 @@ def load(name: str = DEFAULT_MODEL, device: str | None = None, dtype: torch.dtyp
     device = device or default_device()
     if dtype is None:
         dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
-    if name in TINY:
-        pipe = build_tiny(name)
-    else:
-        pipe = _load_real(name, dtype)
+    with quiet_libraries():
+        pipe = build_tiny(name) if name in TINY else _load_real(name, dtype)
     if name in TINY and dtype != torch.float32:
         pipe = pipe.to(device=device, dtype=dtype)  # twins are built in fp32
     else:
@@ -115,6 +135,7 @@ def load(name: str = DEFAULT_MODEL, device: str | None = None, dtype: torch.dtyp
     for comp in pipe.components.values():
         if isinstance(comp, torch.nn.Module):
             comp.eval()
+    progress = progress_default() if progress is None else progress
     pipe.set_progress_bar_config(disable=not progress, leave=False)
     pipe.loco_name = name
     pipeline_family(pipe)  # refuses unsupported pipeline classes with a clear message

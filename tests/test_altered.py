@@ -1,0 +1,298 @@
+"""Invariances of altered inputs (paper Sec. 5.1.1), checked on every tiny twin."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from loco_lib import models
+from loco_lib.altered import altered_inputs
+from loco_lib.generate import generate
+from loco_lib.layers import cross_attention_layers
+from loco_lib.text import encode
+
+TWINS = ["tiny-sd15", "tiny-sd21", "tiny-sdxl", "tiny-if"]
+N_LAYERS = {"tiny-sd15": 16, "tiny-sd21": 16, "tiny-sdxl": 70, "tiny-if": 22}
+# twins with a text path outside cross-attention (SD-XL pooled embedding, IF add_embedding)
+POOLED_PATH = {"tiny-sd15": False, "tiny-sd21": False, "tiny-sdxl": True, "tiny-if": True}
+STEPS = 2
+A = "a photo of a cat"
+B = "an oil painting of a red car"
+
+
+@pytest.fixture(scope="module", params=TWINS)
+def twin(request):
+    torch.manual_seed(0)
+    return request.param, models.load(request.param, progress=False)
+
+
+def run(pipe, prompts, **kw) -> np.ndarray:
+    kw.setdefault("steps", STEPS)
+    out = generate(pipe, prompts, output_type="np", progress=False, **kw)
+    return np.stack([np.asarray(im) for im in out.images])
+
+
+def maxdiff(x, y) -> float:
+    return float(np.abs(x.astype(np.float64) - y.astype(np.float64)).max())
+
+
+def layer_spec(which: str, n: int):
+    return {
+        "first": [0],
+        "window34": [3, 4],
+        "middle": f"{n // 2 - 1}-{n // 2}",
+        "last": n - 1,
+        "all": "all",
+    }[which]
+
+
+# 1. the same prompt as alt reproduces the plain run bit-for-bit -----------------------------
+
+@pytest.mark.parametrize("swap", [False, True], ids=["noswap", "swap"])
+@pytest.mark.parametrize("which", ["first", "window34", "middle", "last", "all"])
+def test_same_prompt_alteration_is_identity(twin, which, swap):
+    name, pipe = twin
+    plain = run(pipe, [A], seeds=[3])
+    assert plain.shape[0] == 1 and np.isfinite(plain).all()
+    alt = run(pipe, [A], alt_prompts=[A], layers=layer_spec(which, N_LAYERS[name]), seeds=[3], swap_text_paths=swap)
+    assert np.array_equal(alt, plain)
+
+
+# 2. altering all layers (+ text paths) to B reproduces a plain run of B -----------------------
+
+def test_all_layers_with_swap_reproduce_plain_b(twin):
+    name, pipe = twin
+    plain_a = run(pipe, [A], seeds=[1])
+    plain_b = run(pipe, [B], seeds=[1])
+    assert maxdiff(plain_a, plain_b) > 1e-3  # the prompts matter at all
+    altered = run(pipe, [A], alt_prompts=[B], layers="all", seeds=[1], swap_text_paths=True)
+    assert np.array_equal(altered, plain_b)
+
+
+def test_all_layers_without_swap(twin):
+    name, pipe = twin
+    plain_b = run(pipe, [B], seeds=[1])
+    altered = run(pipe, [A], alt_prompts=[B], layers="all", seeds=[1], swap_text_paths=False)
+    if POOLED_PATH[name]:
+        # the pooled / add_embedding path still carries prompt A
+        assert maxdiff(altered, plain_b) > 1e-4
+    else:
+        assert np.array_equal(altered, plain_b)
+
+
+def test_swap_only_text_paths(twin):
+    """swap_text_paths with no layers changes only the pooled path (nothing for SD-1/2)."""
+    name, pipe = twin
+    plain_a = run(pipe, [A], seeds=[1])
+    swapped = run(pipe, [A], alt_prompts=[B], layers=None, seeds=[1], swap_text_paths=True)
+    if POOLED_PATH[name]:
+        assert maxdiff(swapped, plain_a) > 1e-4
+    else:
+        assert np.array_equal(swapped, plain_a)
+
+
+def test_all_layers_without_guidance(twin):
+    """Without classifier-free guidance the whole UNet batch is conditional."""
+    name, pipe = twin
+    plain_b = run(pipe, [B], seeds=[2], guidance=1.0)
+    altered = run(pipe, [A], alt_prompts=[B], layers="all", seeds=[2], guidance=1.0, swap_text_paths=True)
+    assert np.array_equal(altered, plain_b)
+
+
+# 3. a middle window differs from both plain runs ----------------------------------------------
+
+@pytest.mark.parametrize("window", [[3, 4], "middle"])
+def test_middle_window_differs_from_both(twin, window):
+    name, pipe = twin
+    spec = layer_spec("middle", N_LAYERS[name]) if window == "middle" else window
+    plain_a = run(pipe, [A], seeds=[0])
+    plain_b = run(pipe, [B], seeds=[0])
+    for swap in (False, True):
+        mid = run(pipe, [A], alt_prompts=[B], layers=spec, seeds=[0], swap_text_paths=swap)
+        assert maxdiff(mid, plain_a) > 1e-4
+        assert maxdiff(mid, plain_b) > 1e-4
+
+
+def test_unconditional_branch_untouched(twin):
+    """Only the conditional half of the CFG batch reads c'; the unconditional half is unchanged."""
+    name, pipe = twin
+    outs = {}
+
+    def capture(key):
+        def hook(module, args, kwargs, output):
+            if key not in outs:  # first UNet call: same latents in both runs
+                outs[key] = (output[0] if isinstance(output, tuple) else output.sample).detach().clone()
+
+        return hook
+
+    for key, kw in (("plain", {}), ("alt", {"alt_prompts": [B], "layers": "all", "swap_text_paths": True})):
+        h = pipe.unet.register_forward_hook(capture(key), with_kwargs=True)
+        try:
+            run(pipe, [A], seeds=[4], steps=1, **kw)
+        finally:
+            h.remove()
+    plain, alt = outs["plain"], outs["alt"]
+    assert plain.shape[0] == 2  # [uncond, cond]
+    assert torch.equal(alt[0], plain[0])
+    assert not torch.allclose(alt[1], plain[1])
+
+
+# 4. per-sample layer sets in one batch equal separate runs ----------------------------------
+
+def test_per_sample_layer_sets_match_single_runs(twin):
+    name, pipe = twin
+    prompts, alts, seeds = [A, "a dog on a beach"], [B, "a watercolor of a house"], [5, 6]
+    sets = [[3, 4], [1]]
+    batch = run(pipe, prompts, alt_prompts=alts, layers=sets, seeds=seeds)
+    assert batch.shape[0] == 2
+    singles = np.concatenate(
+        [run(pipe, [p], alt_prompts=[a], layers=l, seeds=[s]) for p, a, l, s in zip(prompts, alts, sets, seeds)]
+    )
+    assert maxdiff(batch, singles) <= 1e-5
+    # and the per-sample sets were really applied (not the plain prompts, not swapped sets)
+    plain = run(pipe, prompts, seeds=seeds)
+    assert maxdiff(batch[0], plain[0]) > 1e-4 and maxdiff(batch[1], plain[1]) > 1e-4
+    swapped = run(pipe, [prompts[0]], alt_prompts=[alts[0]], layers=sets[1], seeds=[seeds[0]])
+    assert maxdiff(batch[0], swapped[0]) > 1e-4
+
+
+def test_per_sample_layer_sets_across_batches(twin):
+    """Per-sample sets stay attached to their samples when the prompts are split into batches."""
+    name, pipe = twin
+    prompts, seeds, sets = [A, B, A], [0, 1, 2], [[1], "all", [3, 4]]
+    together = run(pipe, prompts, alt_prompts=[B], layers=sets, seeds=seeds, batch_size=3)
+    split = run(pipe, prompts, alt_prompts=[B], layers=sets, seeds=seeds, batch_size=2)
+    assert maxdiff(together, split) <= 1e-5
+
+
+# 5. leaving the context restores the pipeline exactly ---------------------------------------
+
+def _nn_components(pipe):
+    return {k: v for k, v in pipe.components.items() if isinstance(v, torch.nn.Module)}
+
+
+def _processors(pipe):
+    return {n: m.processor for n, m in pipe.unet.named_modules() if hasattr(m, "processor") and hasattr(m, "set_processor")}
+
+
+def _hooks(pipe):
+    found = []
+    for cname, comp in _nn_components(pipe).items():
+        for n, m in comp.named_modules():
+            for attr in ("_forward_hooks", "_forward_pre_hooks", "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs", "_backward_hooks"):
+                if getattr(m, attr, None):
+                    found.append(f"{cname}.{n}.{attr}")
+    return found
+
+
+def _state(pipe):
+    return {c: {k: v.detach().clone() for k, v in comp.state_dict().items()} for c, comp in _nn_components(pipe).items()}
+
+
+class Boom(RuntimeError):
+    pass
+
+
+@pytest.mark.parametrize("failure", ["none", "raise_in_body", "raise_inside_unet"])
+def test_context_restores_pipeline(twin, failure):
+    name, pipe = twin
+    before_img = run(pipe, [A], seeds=[7])
+    procs = _processors(pipe)
+    assert len(procs) >= N_LAYERS[name]
+    state = _state(pipe)
+    assert _hooks(pipe) == []
+    global_hooks = (dict(torch.nn.modules.module._global_forward_hooks), dict(torch.nn.modules.module._global_forward_pre_hooks))
+    if name == "tiny-if":
+        assert pipe.unet.add_embedding is not None
+
+    alt = encode(pipe, [B])
+    text_layers = [r.name for r in cross_attention_layers(pipe.unet)]
+    seen_inside = {}
+
+    def body():
+        with altered_inputs(pipe, alt, "all", swap_text_paths=True) as layer_list:
+            assert len(layer_list) == N_LAYERS[name]
+            inside = _processors(pipe)
+            seen_inside["replaced"] = [n for n in text_layers if inside[n] is not procs[n]]
+            seen_inside["hooks"] = _hooks(pipe)
+            if failure == "raise_inside_unet":
+                def boom(module, args, output):
+                    raise Boom("in unet")
+
+                h = pipe.unet.mid_block.register_forward_hook(boom)
+                try:
+                    run(pipe, [A], seeds=[7])
+                finally:
+                    h.remove()
+            else:
+                seen_inside["image"] = run(pipe, [A], seeds=[7])
+            if failure == "raise_in_body":
+                raise Boom("in body")
+
+    if failure == "none":
+        body()
+    else:
+        with pytest.raises(Boom):
+            body()
+
+    # the context was really active inside
+    assert seen_inside["replaced"] == text_layers
+    assert "unet.._forward_pre_hooks" in seen_inside["hooks"]  # the UNet-level hook of the context
+    if name == "tiny-if":
+        assert any(h.startswith("unet.add_embedding.") for h in seen_inside["hooks"])
+    if "image" in seen_inside:
+        assert maxdiff(seen_inside["image"], before_img) > 1e-4
+
+    # ... and nothing of it is left
+    after = _processors(pipe)
+    assert after.keys() == procs.keys()
+    assert all(after[n] is procs[n] for n in procs)
+    assert _hooks(pipe) == []
+    if name == "tiny-if":
+        m = pipe.unet.add_embedding
+        assert not m._forward_hooks and not m._forward_pre_hooks
+    assert dict(torch.nn.modules.module._global_forward_hooks) == global_hooks[0]
+    assert dict(torch.nn.modules.module._global_forward_pre_hooks) == global_hooks[1]
+    new_state = _state(pipe)
+    assert new_state.keys() == state.keys()
+    for c in state:
+        assert new_state[c].keys() == state[c].keys()
+        for k in state[c]:
+            assert torch.equal(new_state[c][k], state[c][k]), f"{c}.{k}"
+    assert np.array_equal(run(pipe, [A], seeds=[7]), before_img)
+
+
+def test_bad_layer_inside_generate_leaves_no_trace(twin):
+    name, pipe = twin
+    from loco_lib.errors import LocoError
+
+    procs = _processors(pipe)
+    with pytest.raises(LocoError):
+        run(pipe, [A], alt_prompts=[B], layers=[0, N_LAYERS[name]], swap_text_paths=True)
+    after = _processors(pipe)
+    assert all(after[n] is procs[n] for n in procs)
+    assert _hooks(pipe) == []
+
+
+# 6. seeds --------------------------------------------------------------------------------------
+
+def test_seeds(twin):
+    name, pipe = twin
+    one = run(pipe, [A], seeds=[11])
+    again = run(pipe, [A], seeds=[11])
+    other = run(pipe, [A], seeds=[12])
+    assert np.array_equal(one, again)
+    assert maxdiff(one, other) > 1e-3
+    # one seed per prompt: equal seeds give equal rows, a shared int seed too
+    rows = run(pipe, [A, A, A], seeds=[11, 12, 11])
+    assert np.array_equal(rows[0], rows[2]) and maxdiff(rows[0], rows[1]) > 1e-3
+    assert maxdiff(rows[0], one[0]) <= 1e-5 and maxdiff(rows[1], other[0]) <= 1e-5
+    shared = run(pipe, [A, A], seeds=11)
+    assert maxdiff(shared[0], shared[1]) <= 1e-5
+
+
+def test_altered_run_is_deterministic(twin):
+    name, pipe = twin
+    x = run(pipe, [A], alt_prompts=[B], layers=[3, 4], seeds=[9])
+    y = run(pipe, [A], alt_prompts=[B], layers="3,4", seeds=[9])
+    assert np.array_equal(x, y)
