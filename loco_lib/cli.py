@@ -57,8 +57,14 @@ def _check_output_path(path: str) -> None:
         raise LocoError(f"cannot write {path!r}: folder {parent!r} does not exist")
     if os.path.isdir(path):
         raise LocoError(f"cannot write {path!r}: it is a folder")
-    if not os.access(parent, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise LocoError(f"cannot write {path!r}: permission denied")
+    existed = os.path.exists(path)
+    try:  # really try: permission bits do not tell the whole story (root, read-only mounts, /proc)
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        raise LocoError(f"cannot write {path!r}: {exc.strerror or exc}") from None
+    if not existed:
+        os.remove(path)
 
 
 def _known_layer_count(model: str) -> int | None:
@@ -119,7 +125,10 @@ def cmd_generate(args) -> int:
         pipe, args.prompt, alt_prompts=args.alt_prompt, layers=args.layers, seeds=args.seed, steps=args.steps,
         guidance=args.guidance, size=args.size, swap_text_paths=args.swap_text_paths, progress=not args.quiet,
     )
-    result.images[0].save(args.out)
+    try:
+        result.images[0].save(args.out)
+    except OSError as exc:
+        raise LocoError(f"cannot write {args.out!r}: {exc.strerror or exc}") from None
     print(f"wrote {args.out} ({result.seconds_per_image:.2f} s per image)")
     return 0
 

@@ -175,14 +175,24 @@ def _processors(pipe):
     return {n: m.processor for n, m in pipe.unet.named_modules() if hasattr(m, "processor") and hasattr(m, "set_processor")}
 
 
-def _hooks(pipe):
-    found = []
-    for cname, comp in _nn_components(pipe).items():
-        for n, m in comp.named_modules():
-            for attr in ("_forward_hooks", "_forward_pre_hooks", "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs", "_backward_hooks"):
-                if getattr(m, attr, None):
-                    found.append(f"{cname}.{n}.{attr}")
+HOOK_ATTRS = ("_forward_hooks", "_forward_pre_hooks", "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs", "_backward_hooks")
+
+
+def _hooks(module, prefix=""):
+    """Every hook registered on ``module`` or its submodules, as {"name.attr": {id: fn}}."""
+    found = {}
+    for n, m in module.named_modules(prefix=prefix):
+        for attr in HOOK_ATTRS:
+            d = getattr(m, attr, None)
+            if d:
+                found[f"{n}:{attr}"] = dict(d)
     return found
+
+
+def _component_hooks(pipe):
+    # transformers installs its own output-capturing hooks on the text encoders when hidden states
+    # are requested (SD-XL): those are compared before / after rather than required to be absent
+    return {c: _hooks(comp) for c, comp in _nn_components(pipe).items() if c != "unet"}
 
 
 def _state(pipe):
@@ -200,7 +210,8 @@ def test_context_restores_pipeline(twin, failure):
     procs = _processors(pipe)
     assert len(procs) >= N_LAYERS[name]
     state = _state(pipe)
-    assert _hooks(pipe) == []
+    assert _hooks(pipe.unet) == {}
+    other_hooks = _component_hooks(pipe)
     global_hooks = (dict(torch.nn.modules.module._global_forward_hooks), dict(torch.nn.modules.module._global_forward_pre_hooks))
     if name == "tiny-if":
         assert pipe.unet.add_embedding is not None
@@ -214,7 +225,7 @@ def test_context_restores_pipeline(twin, failure):
             assert len(layer_list) == N_LAYERS[name]
             inside = _processors(pipe)
             seen_inside["replaced"] = [n for n in text_layers if inside[n] is not procs[n]]
-            seen_inside["hooks"] = _hooks(pipe)
+            seen_inside["hooks"] = _hooks(pipe.unet)
             if failure == "raise_inside_unet":
                 def boom(module, args, output):
                     raise Boom("in unet")
@@ -237,9 +248,9 @@ def test_context_restores_pipeline(twin, failure):
 
     # the context was really active inside
     assert seen_inside["replaced"] == text_layers
-    assert "unet.._forward_pre_hooks" in seen_inside["hooks"]  # the UNet-level hook of the context
+    assert ":_forward_pre_hooks" in seen_inside["hooks"]  # the UNet-level hook of the context
     if name == "tiny-if":
-        assert any(h.startswith("unet.add_embedding.") for h in seen_inside["hooks"])
+        assert "add_embedding:_forward_hooks" in seen_inside["hooks"]
     if "image" in seen_inside:
         assert maxdiff(seen_inside["image"], before_img) > 1e-4
 
@@ -247,7 +258,8 @@ def test_context_restores_pipeline(twin, failure):
     after = _processors(pipe)
     assert after.keys() == procs.keys()
     assert all(after[n] is procs[n] for n in procs)
-    assert _hooks(pipe) == []
+    assert _hooks(pipe.unet) == {}
+    assert _component_hooks(pipe) == other_hooks
     if name == "tiny-if":
         m = pipe.unet.add_embedding
         assert not m._forward_hooks and not m._forward_pre_hooks
@@ -271,7 +283,7 @@ def test_bad_layer_inside_generate_leaves_no_trace(twin):
         run(pipe, [A], alt_prompts=[B], layers=[0, N_LAYERS[name]], swap_text_paths=True)
     after = _processors(pipe)
     assert all(after[n] is procs[n] for n in procs)
-    assert _hooks(pipe) == []
+    assert _hooks(pipe.unet) == {}
 
 
 # 6. seeds --------------------------------------------------------------------------------------
@@ -285,7 +297,8 @@ def test_seeds(twin):
     assert maxdiff(one, other) > 1e-3
     # one seed per prompt: equal seeds give equal rows, a shared int seed too
     rows = run(pipe, [A, A, A], seeds=[11, 12, 11])
-    assert np.array_equal(rows[0], rows[2]) and maxdiff(rows[0], rows[1]) > 1e-3
+    # (rows of one batch may differ in the last bits from each other and from single runs)
+    assert maxdiff(rows[0], rows[2]) <= 1e-5 and maxdiff(rows[0], rows[1]) > 1e-3
     assert maxdiff(rows[0], one[0]) <= 1e-5 and maxdiff(rows[1], other[0]) <= 1e-5
     shared = run(pipe, [A, A], seeds=11)
     assert maxdiff(shared[0], shared[1]) <= 1e-5
