@@ -147,7 +147,7 @@ def _load_real(name: str, dtype: torch.dtype):
 
     spec = MODELS.get(name)
     source = spec.hub_id if spec else name
-    kwargs: dict = {"torch_dtype": dtype}
+    kwargs: dict = {"dtype": dtype}
     family = spec.family if spec else None
     if family == "sd":
         kwargs.update(safety_checker=None, requires_safety_checker=False)
