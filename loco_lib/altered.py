@@ -52,8 +52,9 @@ def layer_mask(layers, n_samples: int, n_layers: int) -> torch.Tensor:
 class AlteredInputs(Controller):
     """Controller that feeds ``alt`` (a :class:`~loco_lib.text.TextCondition`) to chosen layers."""
 
-    def __init__(self, alt, layers, swap_text_paths: bool = False):
+    def __init__(self, alt, layers, swap_text_paths: bool = False, guidance: bool | None = None):
         self.alt = alt
+        self.guidance = guidance
         self.layers_spec = layers
         self.swap_text_paths = swap_text_paths
         self._state = None
@@ -70,11 +71,12 @@ class AlteredInputs(Controller):
     # -- per UNet call -------------------------------------------------------------------------
     def _rows(self, n: int) -> slice:
         b = len(self.alt)
-        if n == 2 * b:
+        if n == 2 * b and self.guidance is not False:
             return slice(b, 2 * b)  # diffusers' CFG batch is [uncond, cond]
-        if n == b:
+        if n == b and not self.guidance:
             return slice(0, b)  # no guidance: the whole batch is conditional
-        raise LocoError(f"the UNet batch has {n} rows but the altered prompts cover {b} samples")
+        layout = {True: " with guidance", False: " without guidance", None: ""}[self.guidance]
+        raise LocoError(f"the UNet batch has {n} rows{layout}, which does not fit {b} altered prompt(s): give one alt row per sample")
 
     def begin_call(self, unet, args, kwargs):
         ehs = unet_text_input(args, kwargs)
@@ -126,11 +128,14 @@ class AlteredInputs(Controller):
 
 
 @contextmanager
-def altered_inputs(pipe, alt, layers, swap_text_paths: bool = False):
+def altered_inputs(pipe, alt, layers, swap_text_paths: bool = False, guidance: bool | None = None):
     """Context manager: inside it, ``pipe`` runs with ``layers`` reading ``alt`` instead of the prompt.
 
     ``alt`` is a :class:`~loco_lib.text.TextCondition` with one row per sample of the batch;
     ``layers`` is one layer spec (``[8, 9]``, ``"8,9"``, ``"all"``) or a list with one spec per sample.
+    ``guidance``: whether the pipeline runs classifier-free guidance (UNet batch ``[uncond, cond]``);
+    ``None`` infers it from the batch size, which is ambiguous only when ``alt`` has the wrong
+    number of rows, so pass it when you know it (``generate`` does).
     """
-    with intervene(pipe, AlteredInputs(alt, layers, swap_text_paths)) as layer_list:
+    with intervene(pipe, AlteredInputs(alt, layers, swap_text_paths, guidance)) as layer_list:
         yield layer_list

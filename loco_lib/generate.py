@@ -6,6 +6,7 @@ tqdm bar shows the denoising steps and an outer bar the batches.
 """
 from __future__ import annotations
 
+import numbers
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -43,12 +44,15 @@ class Generation:
 
 
 def _seed_list(seeds, n: int) -> list[int]:
-    if isinstance(seeds, int):
-        return [seeds] * n
-    seeds = [int(s) for s in seeds]
+    if hasattr(seeds, "tolist"):
+        seeds = seeds.tolist()
+    seeds = [seeds] * n if isinstance(seeds, numbers.Integral) else list(seeds)
     if len(seeds) != n:
         raise LocoError(f"{len(seeds)} seeds given for {n} prompts")
-    return seeds
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, numbers.Integral) or not 0 <= s < 2**63:
+            raise LocoError(f"a seed must be an integer from 0 to 2**63 - 1, got {s!r}")
+    return [int(s) for s in seeds]
 
 
 def _image_size(pipe, size):
@@ -91,7 +95,11 @@ def generate(
     guidance = DEFAULTS[family]["guidance"] if guidance is None else float(guidance)
     if steps < 1:
         raise LocoError(f"steps must be at least 1 (got {steps})")
+    if batch_size < 1:
+        raise LocoError(f"batch_size must be at least 1 (got {batch_size})")
     size = _image_size(pipe, size)
+    if hasattr(layers, "tolist"):  # numpy / torch indices
+        layers = layers.tolist()
     altering = alt_prompts is not None and (swap_text_paths or (layers is not None and layers != [] and layers != ""))
     if altering:
         alt_prompts = as_prompt_list(alt_prompts, "alt prompt")
@@ -101,6 +109,8 @@ def generate(
             raise LocoError(f"{len(alt_prompts)} alt prompts given for {n} prompts")
     elif layers not in (None, [], "") and alt_prompts is None:
         raise LocoError("layers to alter were given but no alt prompt")
+    elif alt_prompts is not None and layers is None:
+        raise LocoError("an alt prompt was given but no layers to alter (layers=[8, 9], 'all', ...)")
     per_sample = _is_per_sample(layers)
     if per_sample and len(layers) != n:
         raise LocoError(f"{len(layers)} layer sets given for {n} prompts")
@@ -122,7 +132,8 @@ def generate(
             ctx = nullcontext()
             if altering:
                 chunk_layers = [layers[i] for i in idx] if per_sample else layers
-                ctx = altered_inputs(pipe, alt.select(idx), chunk_layers, swap_text_paths=swap_text_paths)
+                ctx = altered_inputs(pipe, alt.select(idx), chunk_layers, swap_text_paths=swap_text_paths,
+                                     guidance=guidance > 1.0)
             with ctx, torch.no_grad():
                 out = pipe(
                     **cond.select(idx).pipeline_kwargs(family), num_inference_steps=steps, guidance_scale=guidance,

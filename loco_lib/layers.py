@@ -16,6 +16,7 @@ one used in the text, e.g. "SD-1.5 style at layer 8") is the position in this ma
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass
 
 import torch
@@ -93,28 +94,37 @@ def parse_layers(spec, n_layers: int) -> list[int]:
 
     if spec is None:
         return []
+    if hasattr(spec, "tolist") and not isinstance(spec, str):  # numpy arrays / scalars, torch tensors
+        spec = spec.tolist()
     if isinstance(spec, str):
         s = spec.strip().lower()
         if s == "all":
             return list(range(n_layers))
         if s in ("", "none"):
             return []
-        out: list[int] = []
+        idx: list[int] = []
         for part in s.split(","):
             part = part.strip()
             try:
                 if "-" in part[1:]:
-                    a, b = part.split("-", 1) if not part.startswith("-") else (part, "")
-                    out.extend(range(int(a), int(b) + 1))
+                    a, b = part[0] + part[1:].split("-", 1)[0], part[1:].split("-", 1)[1]
+                    a, b = int(a), int(b)
+                    if b < a:
+                        raise LocoError(f"layer range {part!r} runs backwards: write {b}-{a}")
+                    idx.extend(range(a, b + 1))
                 else:
-                    out.append(int(part))
+                    idx.append(int(part))
+            except LocoError:
+                raise
             except ValueError:
                 raise LocoError(f"cannot read layer list {spec!r}: use indices like 8,9 or 4-6 or 'all'") from None
-        idx = out
-    elif isinstance(spec, int):
-        idx = [spec]
     else:
-        idx = [int(i) for i in spec]
+        items = [spec] if not isinstance(spec, (list, tuple, set, frozenset, range)) else list(spec)
+        idx = []
+        for item in items:
+            if isinstance(item, bool) or not isinstance(item, numbers.Integral):
+                raise LocoError(f"layer indices must be integers, got {item!r}")
+            idx.append(int(item))
     bad = [i for i in idx if not 0 <= i < n_layers]
     if bad:
         raise LocoError(f"layer index {bad[0]} is out of range: this model has {n_layers} cross-attention layers (0..{n_layers - 1})")

@@ -20,9 +20,17 @@ A = "a photo of a cat"
 B = "an oil painting of a red car"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models: one intra-op thread is as fast as two and does not thrash when the CPU is shared."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module", params=TWINS)
 def twin(request):
-    torch.manual_seed(0)
     return request.param, models.load(request.param, progress=False)
 
 
@@ -30,6 +38,19 @@ def run(pipe, prompts, **kw) -> np.ndarray:
     kw.setdefault("steps", STEPS)
     out = generate(pipe, prompts, output_type="np", progress=False, **kw)
     return np.stack([np.asarray(im) for im in out.images])
+
+
+_PLAIN: dict = {}
+
+
+def plain(twin, prompts, seeds, **kw) -> np.ndarray:
+    """A plain (unaltered) run, memoised per twin: plain runs are deterministic (test_seeds) and the
+    twins are built from a fixed seed."""
+    name, pipe = twin
+    key = (name, tuple(prompts), tuple(seeds), tuple(sorted(kw.items())))
+    if key not in _PLAIN:
+        _PLAIN[key] = run(pipe, prompts, seeds=seeds, **kw)
+    return _PLAIN[key]
 
 
 def maxdiff(x, y) -> float:
@@ -49,21 +70,21 @@ def layer_spec(which: str, n: int):
 # 1. the same prompt as alt reproduces the plain run bit-for-bit -----------------------------
 
 @pytest.mark.parametrize("swap", [False, True], ids=["noswap", "swap"])
-@pytest.mark.parametrize("which", ["first", "window34", "middle", "last", "all"])
+@pytest.mark.parametrize("which", ["first", "window34", "middle", "all"])
 def test_same_prompt_alteration_is_identity(twin, which, swap):
     name, pipe = twin
-    plain = run(pipe, [A], seeds=[3])
-    assert plain.shape[0] == 1 and np.isfinite(plain).all()
+    ref = plain(twin, [A], [3])
+    assert ref.shape[0] == 1 and np.isfinite(ref).all()
     alt = run(pipe, [A], alt_prompts=[A], layers=layer_spec(which, N_LAYERS[name]), seeds=[3], swap_text_paths=swap)
-    assert np.array_equal(alt, plain)
+    assert np.array_equal(alt, ref)
 
 
 # 2. altering all layers (+ text paths) to B reproduces a plain run of B -----------------------
 
 def test_all_layers_with_swap_reproduce_plain_b(twin):
     name, pipe = twin
-    plain_a = run(pipe, [A], seeds=[1])
-    plain_b = run(pipe, [B], seeds=[1])
+    plain_a = plain(twin, [A], [1])
+    plain_b = plain(twin, [B], [1])
     assert maxdiff(plain_a, plain_b) > 1e-3  # the prompts matter at all
     altered = run(pipe, [A], alt_prompts=[B], layers="all", seeds=[1], swap_text_paths=True)
     assert np.array_equal(altered, plain_b)
@@ -71,7 +92,7 @@ def test_all_layers_with_swap_reproduce_plain_b(twin):
 
 def test_all_layers_without_swap(twin):
     name, pipe = twin
-    plain_b = run(pipe, [B], seeds=[1])
+    plain_b = plain(twin, [B], [1])
     altered = run(pipe, [A], alt_prompts=[B], layers="all", seeds=[1], swap_text_paths=False)
     if POOLED_PATH[name]:
         # the pooled / add_embedding path still carries prompt A
@@ -83,7 +104,7 @@ def test_all_layers_without_swap(twin):
 def test_swap_only_text_paths(twin):
     """swap_text_paths with no layers changes only the pooled path (nothing for SD-1/2)."""
     name, pipe = twin
-    plain_a = run(pipe, [A], seeds=[1])
+    plain_a = plain(twin, [A], [1])
     swapped = run(pipe, [A], alt_prompts=[B], layers=None, seeds=[1], swap_text_paths=True)
     if POOLED_PATH[name]:
         assert maxdiff(swapped, plain_a) > 1e-4
@@ -94,7 +115,7 @@ def test_swap_only_text_paths(twin):
 def test_all_layers_without_guidance(twin):
     """Without classifier-free guidance the whole UNet batch is conditional."""
     name, pipe = twin
-    plain_b = run(pipe, [B], seeds=[2], guidance=1.0)
+    plain_b = plain(twin, [B], [2], guidance=1.0)
     altered = run(pipe, [A], alt_prompts=[B], layers="all", seeds=[2], guidance=1.0, swap_text_paths=True)
     assert np.array_equal(altered, plain_b)
 
@@ -105,8 +126,8 @@ def test_all_layers_without_guidance(twin):
 def test_middle_window_differs_from_both(twin, window):
     name, pipe = twin
     spec = layer_spec("middle", N_LAYERS[name]) if window == "middle" else window
-    plain_a = run(pipe, [A], seeds=[0])
-    plain_b = run(pipe, [B], seeds=[0])
+    plain_a = plain(twin, [A], [0])
+    plain_b = plain(twin, [B], [0])
     for swap in (False, True):
         mid = run(pipe, [A], alt_prompts=[B], layers=spec, seeds=[0], swap_text_paths=swap)
         assert maxdiff(mid, plain_a) > 1e-4
@@ -150,8 +171,8 @@ def test_per_sample_layer_sets_match_single_runs(twin):
     )
     assert maxdiff(batch, singles) <= 1e-5
     # and the per-sample sets were really applied (not the plain prompts, not swapped sets)
-    plain = run(pipe, prompts, seeds=seeds)
-    assert maxdiff(batch[0], plain[0]) > 1e-4 and maxdiff(batch[1], plain[1]) > 1e-4
+    ref = plain(twin, prompts, seeds)
+    assert maxdiff(batch[0], ref[0]) > 1e-4 and maxdiff(batch[1], ref[1]) > 1e-4
     swapped = run(pipe, [prompts[0]], alt_prompts=[alts[0]], layers=sets[1], seeds=[seeds[0]])
     assert maxdiff(batch[0], swapped[0]) > 1e-4
 

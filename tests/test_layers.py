@@ -296,3 +296,20 @@ def test_parse_layers_rejects(spec):
     assert msg and "\n" not in msg
     if re.fullmatch(r"-?\d+", str(spec)) or spec in ("15-16", [3, 16]):
         assert "out of range" in msg and "16" in msg
+
+
+def test_parse_layers_reversed_range_is_not_silently_empty():
+    # "5-3" is a typo for "3-5": it must give those layers or a LocoError, never an empty selection
+    # (an empty selection makes an "altered" run silently equal to the plain one)
+    try:
+        got = layers.parse_layers("5-3", 16)
+    except LocoError:
+        return
+    assert got == [3, 4, 5]
+
+
+def test_parse_layers_accepts_numpy_integers():
+    np = pytest.importorskip("numpy")
+    # indices from numpy (argmax over a layer sweep, np.arange windows) are ints too
+    assert layers.parse_layers(np.int64(8), 16) == [8]
+    assert layers.parse_layers(np.arange(3, 6), 16) == [3, 4, 5]
