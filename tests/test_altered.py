@@ -11,27 +11,13 @@ from loco_lib.generate import generate
 from loco_lib.layers import cross_attention_layers
 from loco_lib.text import encode
 
-TWINS = ["tiny-sd15", "tiny-sd21", "tiny-sdxl", "tiny-if"]
+from conftest import TWINS
 N_LAYERS = {"tiny-sd15": 16, "tiny-sd21": 16, "tiny-sdxl": 70, "tiny-if": 22}
 # twins with a text path outside cross-attention (SD-XL pooled embedding, IF add_embedding)
 POOLED_PATH = {"tiny-sd15": False, "tiny-sd21": False, "tiny-sdxl": True, "tiny-if": True}
 STEPS = 2
 A = "a photo of a cat"
 B = "an oil painting of a red car"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread is as fast as two and does not thrash when the CPU is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module", params=TWINS)
-def twin(request):
-    return request.param, models.load(request.param, progress=False)
 
 
 def run(pipe, prompts, **kw) -> np.ndarray:

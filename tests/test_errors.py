@@ -10,21 +10,8 @@ from loco_lib.generate import generate
 from loco_lib.layers import parse_layers
 from loco_lib.text import encode
 
-TWINS = ["tiny-sd15", "tiny-sd21", "tiny-sdxl", "tiny-if"]
+from conftest import TWINS
 N_LAYERS = {"tiny-sd15": 16, "tiny-sd21": 16, "tiny-sdxl": 70, "tiny-if": 22}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module", params=TWINS)
-def twin(request):
-    return request.param, models.load(request.param, progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,22 @@
+"""Shared fixtures: one torch thread (tiny models gain nothing from more, and a shared CPU thrashes)
+and each tiny twin built once per module."""
+import pytest
+import torch
+
+from loco_lib import models
+
+TWINS = ["tiny-sd15", "tiny-sd21", "tiny-sdxl", "tiny-if"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module", params=TWINS)
+def twin(request):
+    """(name, pipeline) for every tiny twin."""
+    return request.param, models.load(request.param, progress=False)
