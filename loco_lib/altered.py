@@ -26,7 +26,7 @@ from contextlib import contextmanager
 import torch
 
 from .errors import LocoError
-from .intervene import Controller, intervene, unet_text_input
+from .intervene import Controller, conditional_rows, intervene, unet_text_input
 from .layers import parse_layers
 
 
@@ -69,18 +69,9 @@ class AlteredInputs(Controller):
         return handles
 
     # -- per UNet call -------------------------------------------------------------------------
-    def _rows(self, n: int) -> slice:
-        b = len(self.alt)
-        if n == 2 * b and self.guidance is not False:
-            return slice(b, 2 * b)  # diffusers' CFG batch is [uncond, cond]
-        if n == b and not self.guidance:
-            return slice(0, b)  # no guidance: the whole batch is conditional
-        layout = {True: " with guidance", False: " without guidance", None: ""}[self.guidance]
-        raise LocoError(f"the UNet batch has {n} rows{layout}, which does not fit {b} altered prompt(s): give one alt row per sample")
-
     def begin_call(self, unet, args, kwargs):
         ehs = unet_text_input(args, kwargs)
-        rows = self._rows(ehs.shape[0])
+        rows = conditional_rows(ehs.shape[0], len(self.alt), self.guidance)
         raw = ehs.clone()
         raw[rows] = self.alt.embeds.to(device=ehs.device, dtype=ehs.dtype)
         mask = torch.zeros(ehs.shape[0], self.mask.shape[1], dtype=torch.bool)

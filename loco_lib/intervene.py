@@ -91,14 +91,25 @@ def intervene(pipe_or_unet, controller: Controller):
             h.remove()
 
 
+def conditional_rows(n_rows: int, n_samples: int, guidance: bool | None = None) -> slice:
+    """The rows of a UNet batch that carry the conditional branch.
+
+    diffusers' SD, SD-XL and IF pipelines lay out a classifier-free-guidance batch as
+    ``[uncond, cond]``; without guidance the whole batch is conditional. ``guidance=None`` infers
+    the layout from the batch size.
+    """
+    from .errors import LocoError
+
+    if n_rows == 2 * n_samples and guidance is not False:
+        return slice(n_samples, 2 * n_samples)
+    if n_rows == n_samples and not guidance:
+        return slice(0, n_samples)
+    layout = {True: " with guidance", False: " without guidance", None: ""}[guidance]
+    raise LocoError(f"the UNet batch has {n_rows} rows{layout}, which does not fit {n_samples} sample(s): give one row per sample")
+
+
 def unet_text_input(args: tuple, kwargs: dict) -> torch.Tensor:
     """The ``encoder_hidden_states`` argument of a UNet call, positional or keyword."""
     if "encoder_hidden_states" in kwargs:
         return kwargs["encoder_hidden_states"]
     return args[2]
-
-
-def with_unet_text_input(args: tuple, kwargs: dict, value: torch.Tensor):
-    if "encoder_hidden_states" in kwargs or len(args) < 3:
-        return args, {**kwargs, "encoder_hidden_states": value}
-    return args[:2] + (value,) + args[3:], kwargs

@@ -1,0 +1,80 @@
+"""Where the subject sits in a tokenized prompt (paper Sec. 6 and 7: "the last subject token").
+
+LocoEdit and neuron editing read the text encoder's output at the *last token of the subject*
+("van gogh" in "a house in the style of van gogh"). The position is found from the tokenizer's
+character offsets, so it is right for multi-token subjects, subjects at the end of the prompt or
+followed by more words, and for both CLIP BPE and T5 sentencepiece tokenizers. Without a subject,
+the position is the last prompt token before the first end-of-text (the authors' convention for
+prompts that end with the subject).
+"""
+from __future__ import annotations
+
+import re
+
+from .errors import LocoError
+
+
+def _prepare(pipe_or_tokenizer, prompt: str):
+    """(tokenizer, text as the pipeline feeds it to the tokenizer)."""
+    tok = getattr(pipe_or_tokenizer, "tokenizer", pipe_or_tokenizer)
+    text = prompt
+    try:
+        from diffusers import IFPipeline
+
+        if isinstance(pipe_or_tokenizer, IFPipeline):
+            text = prompt.lower().strip()  # what IFPipeline does with clean_caption=False
+    except ImportError:  # pragma: no cover
+        pass
+    return tok, text
+
+
+def _encode_with_offsets(tok, text: str):
+    enc = tok(text, truncation=True, max_length=tok.model_max_length, return_offsets_mapping=True)
+    return enc["input_ids"], enc["offset_mapping"]
+
+
+def last_token_index(pipe_or_tokenizer, prompt: str) -> int:
+    """Position of the last prompt token before the first end-of-text token."""
+    tok, text = _prepare(pipe_or_tokenizer, prompt)
+    if not text.strip():
+        raise LocoError("empty prompt: there is no last token")
+    ids, offsets = _encode_with_offsets(tok, text)
+    content = [i for i, (a, b) in enumerate(offsets) if b > a and ids[i] not in tok.all_special_ids]
+    if not content:
+        raise LocoError(f"prompt {prompt!r} has no tokens")
+    return content[-1]
+
+
+def subject_token_index(pipe_or_tokenizer, prompt: str, subject: str | None = None) -> int:
+    """Position (in the padded token sequence the text encoder sees) of the last token of ``subject``.
+
+    The first whole-word, case-insensitive occurrence of ``subject`` in ``prompt`` is used. A
+    subject that does not occur, or that is cut off by the 77-token limit, is a LocoError.
+    """
+    if subject is None:
+        return last_token_index(pipe_or_tokenizer, prompt)
+    tok, text = _prepare(pipe_or_tokenizer, prompt)
+    if not subject.strip():
+        raise LocoError(f"empty subject for prompt {prompt!r}")
+    match = re.search(r"(?<!\w)" + re.escape(subject.strip()) + r"(?!\w)", text, flags=re.IGNORECASE)
+    if match is None:
+        raise LocoError(f"subject {subject!r} does not occur in prompt {prompt!r}")
+    start, end = match.span()
+    ids, offsets = _encode_with_offsets(tok, text)
+    inside = [i for i, (a, b) in enumerate(offsets) if b > a and a < end and b > start and ids[i] not in tok.all_special_ids]
+    if not inside:
+        raise LocoError(f"subject {subject!r} of prompt {prompt!r} falls beyond the tokenizer's {tok.model_max_length}-token limit")
+    last = inside[-1]
+    if offsets[last][1] < end and last == len(ids) - 1:
+        raise LocoError(f"subject {subject!r} of prompt {prompt!r} is cut off by the {tok.model_max_length}-token limit")
+    return last
+
+
+def subject_token_indices(pipe, prompts, subjects=None) -> list[int]:
+    """:func:`subject_token_index` for many prompts (``subjects``: one per prompt, one for all, or None)."""
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if subjects is None or isinstance(subjects, str):
+        subjects = [subjects] * len(prompts)
+    if len(subjects) != len(prompts):
+        raise LocoError(f"{len(subjects)} subjects given for {len(prompts)} prompts")
+    return [subject_token_index(pipe, p, s) for p, s in zip(prompts, subjects)]
