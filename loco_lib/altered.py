@@ -50,13 +50,24 @@ def layer_mask(layers, n_samples: int, n_layers: int) -> torch.Tensor:
 
 
 class AlteredInputs(Controller):
-    """Controller that feeds ``alt`` (a :class:`~loco_lib.text.TextCondition`) to chosen layers."""
+    """Controller that feeds ``alt`` (a :class:`~loco_lib.text.TextCondition`) to chosen layers.
 
-    def __init__(self, alt, layers, swap_text_paths: bool = False, guidance: bool | None = None):
+    ``share_identical_rows``: evaluate bitwise-identical rows of a UNet batch once and copy the
+    result (exact: identical inputs give identical outputs). In a LocoGen sweep the unconditional
+    rows of one prompt and seed are identical across windows at the first step (same z_T); after
+    that each window's latent has moved, so its unconditional prediction must be computed again.
+    ``counter``: a dict whose ``calls``, ``rows`` and ``uncond_rows`` entries count what the UNet
+    actually evaluated.
+    """
+
+    def __init__(self, alt, layers, swap_text_paths: bool = False, guidance: bool | None = None,
+                 share_identical_rows: bool = False, counter: dict | None = None):
         self.alt = alt
         self.guidance = guidance
         self.layers_spec = layers
         self.swap_text_paths = swap_text_paths
+        self.share_identical_rows = share_identical_rows
+        self.counter = counter
         self._state = None
 
     def setup(self, unet, layers):
@@ -70,30 +81,52 @@ class AlteredInputs(Controller):
 
     # -- per UNet call -------------------------------------------------------------------------
     def begin_call(self, unet, args, kwargs):
+        args, kwargs = list(args), dict(kwargs)
         ehs = unet_text_input(args, kwargs)
-        rows = conditional_rows(ehs.shape[0], len(self.alt), self.guidance)
+        n = ehs.shape[0]
+        rows = conditional_rows(n, len(self.alt), self.guidance)
+        is_cond = torch.zeros(n, dtype=torch.bool)
+        is_cond[rows] = True
         raw = ehs.clone()
         raw[rows] = self.alt.embeds.to(device=ehs.device, dtype=ehs.dtype)
-        mask = torch.zeros(ehs.shape[0], self.mask.shape[1], dtype=torch.bool)
+        mask = torch.zeros(n, self.mask.shape[1], dtype=torch.bool)
         mask[rows] = self.mask
-        added = kwargs.get("added_cond_kwargs") or {}
+        added = dict(kwargs.get("added_cond_kwargs") or {})
+        if self.swap_text_paths and "text_embeds" in added and self.alt.pooled is not None:
+            text_embeds = added["text_embeds"].clone()
+            text_embeds[rows] = self.alt.pooled.to(device=text_embeds.device, dtype=text_embeds.dtype)
+            added["text_embeds"] = text_embeds
+        if "added_cond_kwargs" in kwargs:
+            kwargs["added_cond_kwargs"] = added
+
+        inverse = None
+        if self.share_identical_rows:
+            keep, inverse = _unique_rows(n, [_sample(args, kwargs), ehs, raw, mask, *added.values()])
+            if len(keep) < n:
+                args, kwargs = _take_rows(args, kwargs, keep, n)
+                idx = torch.tensor(keep)
+                raw, mask, is_cond = raw[idx.to(raw.device)], mask[idx], is_cond[idx]
+                added = kwargs.get("added_cond_kwargs") or {}
+            else:
+                inverse = None
         projected = raw
         if getattr(unet, "encoder_hid_proj", None) is not None:
             with torch.no_grad():
                 projected = unet.process_encoder_hidden_states(raw, added)
+        device = ehs.device
         self._state = {
             "raw": raw,
             "states": projected,
-            "mask": mask.to(ehs.device),
+            "mask": mask.to(device),
             "any": mask.any(dim=0).tolist(),
-            "rows": rows,
+            "is_cond": is_cond.to(device),
+            "inverse": inverse,
         }
-        if self.swap_text_paths and "text_embeds" in added and self.alt.pooled is not None:
-            text_embeds = added["text_embeds"].clone()
-            text_embeds[rows] = self.alt.pooled.to(device=text_embeds.device, dtype=text_embeds.dtype)
-            kwargs = {**kwargs, "added_cond_kwargs": {**added, "text_embeds": text_embeds}}
-            return args, kwargs
-        return None
+        if self.counter is not None:
+            self.counter["calls"] = self.counter.get("calls", 0) + 1
+            self.counter["rows"] = self.counter.get("rows", 0) + int(mask.shape[0])
+            self.counter["uncond_rows"] = self.counter.get("uncond_rows", 0) + int((~is_cond).sum())
+        return tuple(args), kwargs
 
     def text_states(self, layer, attn, encoder_hidden_states):
         st = self._state
@@ -110,12 +143,59 @@ class AlteredInputs(Controller):
         if st is None:
             return output
         alt_out = module.forward(st["raw"])
-        out = output.clone()
-        out[st["rows"]] = alt_out[st["rows"]]
-        return out
+        return torch.where(st["is_cond"].view(-1, *([1] * (output.dim() - 1))), alt_out, output)
 
-    def end_call(self, unet):
-        self._state = None
+    def end_call(self, unet, output):
+        st, self._state = self._state, None
+        if st is None or st["inverse"] is None:
+            return None
+        inv = torch.tensor(st["inverse"])
+        if isinstance(output, tuple):
+            return (output[0][inv.to(output[0].device)],) + tuple(output[1:])
+        output.sample = output.sample[inv.to(output.sample.device)]
+        return output
+
+
+def _sample(args, kwargs):
+    return kwargs["sample"] if "sample" in kwargs else args[0]
+
+
+def _unique_rows(n: int, tensors: list) -> tuple[list[int], list[int]]:
+    """Indices of the first occurrence of each distinct row, and each row's group number.
+
+    Rows are candidates when a cheap per-row fingerprint matches and identical only when every
+    tensor's rows are bitwise equal (``torch.equal``), so sharing never changes a result.
+    """
+    tensors = [t for t in tensors if torch.is_tensor(t) and t.dim() > 0 and t.shape[0] == n]
+    prints = torch.stack([t.reshape(n, -1).double().sum(dim=1) for t in tensors], dim=1).cpu().tolist()
+    keep: list[int] = []
+    inverse: list[int] = []
+    by_print: dict = {}
+    for r in range(n):
+        group = None
+        for g in by_print.get(tuple(prints[r]), []):
+            if all(torch.equal(t[r], t[keep[g]]) for t in tensors):
+                group = g
+                break
+        if group is None:
+            group = len(keep)
+            keep.append(r)
+            by_print.setdefault(tuple(prints[r]), []).append(group)
+        inverse.append(group)
+    return keep, inverse
+
+
+def _take_rows(args: list, kwargs: dict, keep: list[int], n: int):
+    """The UNet call's arguments restricted to rows ``keep`` (batch-sized tensors only)."""
+
+    def take(x):
+        if torch.is_tensor(x) and x.dim() > 0 and x.shape[0] == n:
+            return x[torch.tensor(keep, device=x.device)]
+        if isinstance(x, dict):
+            return {k: take(v) for k, v in x.items()}
+        return x
+
+    return [take(a) for a in args], {k: take(v) for k, v in kwargs.items()}
 
 
 @contextmanager

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import numbers
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
 
-from .altered import _is_per_sample, altered_inputs
+from .altered import _is_per_sample
 from .errors import LocoError
 from .models import pipeline_family, progress_default
 from .text import as_prompt_list, encode
@@ -117,31 +117,57 @@ def generate(
 
     cond = encode(pipe, prompts, negative_prompt)
     alt = encode(pipe, alt_prompts, negative_prompt) if altering else None
-    extra = {"clean_caption": False} if family == "if" else {}
-    if size is not None:
-        extra.update(height=size, width=size)
 
     images: list = []
     chunks = [list(range(i, min(n, i + batch_size))) for i in range(0, n, batch_size)]
-    saved_bar = dict(getattr(pipe, "_progress_bar_config", {}))
-    pipe.set_progress_bar_config(**{**saved_bar, "disable": not progress, "leave": False})
     start = time.perf_counter()
-    try:
+    with progress_bars(pipe, progress):
         for idx in tqdm(chunks, desc="batches", disable=not progress or len(chunks) == 1, leave=False):
-            gens = [torch.Generator("cpu").manual_seed(seeds[i]) for i in idx]
-            ctx = nullcontext()
-            if altering:
-                chunk_layers = [layers[i] for i in idx] if per_sample else layers
-                ctx = altered_inputs(pipe, alt.select(idx), chunk_layers, swap_text_paths=swap_text_paths,
-                                     guidance=guidance > 1.0)
-            with ctx, torch.no_grad():
-                out = pipe(
-                    **cond.select(idx).pipeline_kwargs(family), num_inference_steps=steps, guidance_scale=guidance,
-                    generator=gens, output_type=output_type, **extra,
-                )
-            images.extend(list(out.images))
-    finally:
-        pipe._progress_bar_config = saved_bar  # the pipeline's own setting is left as it was
+            chunk_layers = ([layers[i] for i in idx] if per_sample else layers) if altering else None
+            images.extend(sample_batch(
+                pipe, cond.select(idx), [seeds[i] for i in idx], steps=steps, guidance=guidance, size=size,
+                alt=alt.select(idx) if altering else None, layers=chunk_layers, swap_text_paths=swap_text_paths,
+                output_type=output_type,
+            ))
     seconds = time.perf_counter() - start
     settings = {"steps": steps, "guidance": guidance, "size": size, "layers": layers, "alt_prompts": alt_prompts, "swap_text_paths": swap_text_paths}
     return Generation(images=images, prompts=prompts, seeds=seeds, seconds=seconds, settings=settings)
+
+
+@contextmanager
+def progress_bars(pipe, progress: bool):
+    """Show or hide the pipeline's step bar for a block, then restore the pipeline's own setting."""
+    saved = dict(getattr(pipe, "_progress_bar_config", {}))
+    pipe.set_progress_bar_config(**{**saved, "disable": not progress, "leave": False})
+    try:
+        yield
+    finally:
+        pipe._progress_bar_config = saved
+
+
+def sample_batch(pipe, cond, seeds, *, steps, guidance, size=None, alt=None, layers=None, swap_text_paths=False,
+                 output_type="pil", share_identical_rows=False, counter=None):
+    """One pipeline call for the samples of ``cond`` (one CPU-generator seed each), optionally altered.
+
+    ``alt``/``layers``: the altered inputs (one layer spec, or one per sample). ``share_identical_rows``
+    evaluates bitwise-identical UNet rows once (the sweep engine). ``counter``: a dict whose
+    ``"rows"`` / ``"calls"`` entries count the UNet sample-evaluations and calls actually made.
+    """
+    family = pipeline_family(pipe)
+    extra = {"clean_caption": False} if family == "if" else {}
+    if size is not None:
+        extra.update(height=size, width=size)
+    gens = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+    ctx = nullcontext()
+    if alt is not None or share_identical_rows or counter is not None:
+        from .altered import AlteredInputs
+        from .intervene import intervene
+
+        controller = AlteredInputs(alt if alt is not None else cond, layers if alt is not None else None,
+                                   swap_text_paths=swap_text_paths and alt is not None, guidance=guidance > 1.0,
+                                   share_identical_rows=share_identical_rows, counter=counter)
+        ctx = intervene(pipe, controller)
+    with ctx, torch.no_grad():
+        out = pipe(**cond.pipeline_kwargs(family), num_inference_steps=steps, guidance_scale=guidance,
+                   generator=gens, output_type=output_type, **extra)
+    return list(out.images)

@@ -38,8 +38,9 @@ class Controller:
         """The text states ``layer`` reads in this UNet call."""
         return encoder_hidden_states
 
-    def end_call(self, unet) -> None:
-        """Called after each UNet forward."""
+    def end_call(self, unet, output):
+        """Called after each UNet forward; may return a replacement output."""
+        return None
 
 
 class LayerProcessor:
@@ -75,7 +76,7 @@ def intervene(pipe_or_unet, controller: Controller):
             return controller.begin_call(module, args, kwargs)
 
         def post(module, args, output):
-            controller.end_call(module)
+            return controller.end_call(module, output)
 
         handles.append(unet.register_forward_pre_hook(pre, with_kwargs=True))
         handles.append(unet.register_forward_hook(post))
