@@ -7,8 +7,9 @@ engine
 * encodes every prompt once and reuses the embeddings;
 * puts the windows of one prompt and seed side by side in one pipeline call, each sample with its
   own layer set (per-sample altered inputs), so one UNet call serves many windows;
-* evaluates bitwise-identical UNet rows once. At the first step every window of a prompt and seed
-  starts from the same noise z_T, so their unconditional rows are identical and computed once.
+* evaluates bitwise-identical UNet rows once. At the first step every job with the same seed
+  starts from the same noise z_T, and the unconditional input (the empty prompt) does not depend on
+  the prompt, so all their unconditional rows are identical and computed once per seed.
   After the first step each window's latent has moved, and the unconditional prediction
   eps(z_t, t) must be recomputed per window: the paper's altered model combines
   eps(z_t, c, c', t) with eps(z_t, t) *on the same z_t* (Sec. 5.1.1). Reusing one unconditional
@@ -205,9 +206,9 @@ def run_sweep(
                         share_identical_rows=share_identical_rows, counter=result.counter,
                     )
                 except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
-                    if not _is_oom(exc) or batch == 1:
+                    if not _is_oom(exc) or len(chunk) == 1:
                         raise
-                    batch = max(1, batch // 2)  # adapt to memory and retry the same jobs
+                    batch = max(1, len(chunk) // 2)  # adapt to memory and retry the same jobs
                     if on_gpu:
                         torch.cuda.empty_cache()
                     bar.set_postfix(batch=batch)
