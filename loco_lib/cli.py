@@ -3,6 +3,8 @@
     loco layers MODEL [--meta] [--json]
     loco generate MODEL --prompt P [--alt-prompt P2 --layers 8,9] [--seed S] [--steps N]
                   [--guidance G] [--size PX] [--swap-text-paths] --out FILE.png
+    loco locogen MODEL --attribute style|objects|facts --m M [--prompts FILE] [--limit N]
+                  [--seeds 0,1] [--steps N] [--guidance G] [--size PX] [--cache DIR] --json
 
 Bad input ends with exit status 2 and one line on stderr (``loco: error: ...``), never a traceback.
 """
@@ -45,7 +47,33 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", required=True, help="output image file (.png, .jpg)")
     gen.add_argument("--device", default=None)
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
+    loc = sub.add_parser("locogen", help="LocoGen: score every window of m adjacent layers (Algorithm 1)")
+    loc.add_argument("model")
+    loc.add_argument("--attribute", required=True, help="style, objects or facts")
+    loc.add_argument("--m", type=int, required=True, help="window size (number of adjacent layers)")
+    loc.add_argument("--prompts", default=None, help="a prompt-pair YAML/JSON file (default: the bundled set of the attribute)")
+    loc.add_argument("--limit", type=int, default=None, help="use only the first N prompt pairs")
+    loc.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1")
+    loc.add_argument("--steps", type=int, default=None)
+    loc.add_argument("--guidance", type=float, default=None)
+    loc.add_argument("--size", type=int, default=None)
+    loc.add_argument("--cache", default=None, help="folder for resumable results (images and scores)")
+    loc.add_argument("--scorer", default=None, help="CLIP model id or 'tiny' (default: tiny for twins, else CLIP ViT-L/14)")
+    loc.add_argument("--batch-size", type=int, default=None)
+    loc.add_argument("--device", default=None)
+    loc.add_argument("--json", action="store_true", help="print the result as JSON")
+    loc.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise LocoError(f"cannot read seeds {text!r}: use integers like 0,1") from None
+    if not seeds or any(s < 0 for s in seeds):
+        raise LocoError(f"cannot read seeds {text!r}: use non-negative integers like 0,1")
+    return seeds
 
 
 def _check_output_path(path: str) -> None:
@@ -133,10 +161,42 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_locogen(args) -> int:
+    from .clip_score import get_scorer
+    from .locogen import check_attribute, locogen
+    from .models import check_model_name, load
+    from .prompts import load_pairs
+
+    check_model_name(args.model)
+    check_attribute(args.attribute)
+    seeds = _seeds(args.seeds)
+    if args.steps is not None and args.steps < 1:
+        raise LocoError(f"--steps must be at least 1 (got {args.steps})")
+    if args.limit is not None and args.limit < 1:
+        raise LocoError(f"--limit must be at least 1 (got {args.limit})")
+    n_known = _known_layer_count(args.model)
+    if n_known is not None and not 1 <= args.m <= n_known:
+        raise LocoError(f"--m must be from 1 to {n_known} for {args.model} ({n_known} cross-attention layers)")
+    prompts = load_pairs(args.prompts or args.attribute, limit=args.limit)
+    if prompts.attribute != args.attribute:
+        raise LocoError(f"{args.prompts} holds {prompts.attribute} prompts, not {args.attribute}")
+    pipe = load(args.model, device=args.device, progress=False)
+    result = locogen(pipe, prompts, args.attribute, args.m, seeds, scorer=get_scorer(args.scorer, args.model),
+                     steps=args.steps, guidance=args.guidance, size=args.size, cache_dir=args.cache,
+                     batch_size=args.batch_size, progress=not args.quiet)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=1))
+    else:
+        print(result.table[["start", "layers", "mean", "std"]].to_string(index=False))
+        print(f"clean {result.clean:.3f}, all layers altered {result.altered_all:.3f}, best window "
+              f"{result.best['layers']} (mean {result.best['mean']:.3f}, {100 * result.best['fraction']:.0f}% of the way)")
+    return 0
+
+
 def main(argv=None) -> int:
     try:
         args = _parser().parse_args(argv)
-        return {"layers": cmd_layers, "generate": cmd_generate}[args.command](args)
+        return {"layers": cmd_layers, "generate": cmd_generate, "locogen": cmd_locogen}[args.command](args)
     except LocoError as exc:
         print(f"loco: error: {exc}", file=sys.stderr)
         return 2

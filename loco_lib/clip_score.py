@@ -138,3 +138,14 @@ def clip_score(images, texts, scorer: ClipScorer | None = None) -> torch.Tensor:
             _DEFAULT["s"] = ClipScorer(DEFAULT_SCORER)
         scorer = _DEFAULT["s"]
     return scorer.score(images, texts)
+
+
+def default_scorer_name(model: str | None) -> str:
+    """``"tiny"`` (the offline random scorer) for the tiny twins, CLIP ViT-L/14 otherwise."""
+    return "tiny" if model and str(model).startswith("tiny-") else DEFAULT_SCORER
+
+
+def get_scorer(name: str | None = None, model: str | None = None) -> ClipScorer:
+    """A scorer by name: ``"tiny"``, a CLIP hub id or folder; ``None`` picks the default for ``model``."""
+    name = name or default_scorer_name(model)
+    return ClipScorer.tiny() if name == "tiny" else ClipScorer(name)
