@@ -11,7 +11,14 @@ Models" (ICML 2024). One module per concept:
 * :mod:`loco_lib.altered`      - altered inputs (Sec. 5.1.1)
 * :mod:`loco_lib.generate`     - generation with CFG, seeds and altered inputs (Eq. 1)
 * :mod:`loco_lib.clip_score`   - CLIP-score (Hessel et al. 2021)
+* :mod:`loco_lib.prompts`      - prompt sets of App. C, J, K.1, L with validation
+* :mod:`loco_lib.tokens`       - the last subject token (Sec. 6, 7)
+* :mod:`loco_lib.sweep`        - batched, resumable sweep engine
+* :mod:`loco_lib.locogen`      - LocoGen: the layer-window search (Sec. 5.1.2, Algorithm 1, App. G)
+* :mod:`loco_lib.locoedit`     - LocoEdit: closed-form K/V editing (Sec. 6, App. F, H)
+* :mod:`loco_lib.neurons`      - neuron-level editing (Sec. 7, App. K)
 * :mod:`loco_lib.plots`        - image grids and layer-map figures
+* :mod:`loco_lib.paper`        - the locations the paper reports
 """
 __version__ = "0.1.0"
 
@@ -22,3 +29,7 @@ from .generate import generate  # noqa: E402,F401
 from .layers import cross_attention_layers, layer_table  # noqa: E402,F401
 from .models import known_models, load  # noqa: E402,F401
 from .text import encode  # noqa: E402,F401
+from .locoedit import Edit, compute_edit  # noqa: E402,F401
+from .locogen import locogen, select_m  # noqa: E402,F401
+from .neurons import k_sweep, neurons_replaced, rank_neurons  # noqa: E402,F401
+from .prompts import load_pairs  # noqa: E402,F401

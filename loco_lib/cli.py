@@ -5,6 +5,8 @@
                   [--guidance G] [--size PX] [--swap-text-paths] --out FILE.png
     loco locogen MODEL --attribute style|objects|facts --m M [--prompts FILE] [--limit N]
                   [--seeds 0,1] [--steps N] [--guidance G] [--size PX] [--cache DIR] --json
+    loco edit MODEL --attribute A --layers 8,9 [--prompts FILE] [--concept C] [--lam 0.01] --out EDIT.safetensors
+    loco generate MODEL ... --edit EDIT.safetensors
 
 Bad input ends with exit status 2 and one line on stderr (``loco: error: ...``), never a traceback.
 """
@@ -44,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--steps", type=int, default=None)
     gen.add_argument("--guidance", type=float, default=None)
     gen.add_argument("--size", type=int, default=None, help="image side in pixels")
+    gen.add_argument("--edit", default=None, help="a saved LocoEdit (.safetensors) to apply before generating")
     gen.add_argument("--out", required=True, help="output image file (.png, .jpg)")
     gen.add_argument("--device", default=None)
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -63,6 +66,15 @@ def _parser() -> argparse.ArgumentParser:
     loc.add_argument("--device", default=None)
     loc.add_argument("--json", action="store_true", help="print the result as JSON")
     loc.add_argument("--quiet", action="store_true", help="no progress bar")
+    ed = sub.add_parser("edit", help="LocoEdit: closed-form update of the K/V projections of chosen layers")
+    ed.add_argument("model")
+    ed.add_argument("--attribute", required=True, help="style, objects or facts")
+    ed.add_argument("--layers", required=True, help="the localized layers, e.g. 8,9")
+    ed.add_argument("--prompts", default=None, help="a prompt-pair YAML/JSON file with an `edits` block (default: the bundled set)")
+    ed.add_argument("--concept", default=None, help="which edit block of the file (default: its first)")
+    ed.add_argument("--lam", type=float, default=0.01, help="lambda_K = lambda_V (App. H: 0.01)")
+    ed.add_argument("--out", required=True, help="output .safetensors file")
+    ed.add_argument("--device", default=None)
     return p
 
 
@@ -76,10 +88,10 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
-def _check_output_path(path: str) -> None:
+def _check_output_path(path: str, suffixes=IMAGE_SUFFIXES) -> None:
     ext = os.path.splitext(path)[1].lower()
-    if ext not in IMAGE_SUFFIXES:
-        raise LocoError(f"cannot write {path!r}: the output must end in one of {', '.join(IMAGE_SUFFIXES)}")
+    if ext not in suffixes:
+        raise LocoError(f"cannot write {path!r}: the output must end in {' or '.join(suffixes)}")
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise LocoError(f"cannot write {path!r}: folder {parent!r} does not exist")
@@ -147,8 +159,15 @@ def cmd_generate(args) -> int:
     if args.layers is not None and n_known is not None:
         parse_layers(args.layers, n_known)
     _check_output_path(args.out)
+    edit = None
+    if args.edit is not None:
+        from .locoedit import Edit
+
+        edit = Edit.load(args.edit)
 
     pipe = load(args.model, device=args.device, progress=not args.quiet)
+    if edit is not None:
+        edit.apply(pipe)
     result = generate(
         pipe, args.prompt, alt_prompts=args.alt_prompt, layers=args.layers, seeds=args.seed, steps=args.steps,
         guidance=args.guidance, size=args.size, swap_text_paths=args.swap_text_paths, progress=not args.quiet,
@@ -193,10 +212,41 @@ def cmd_locogen(args) -> int:
     return 0
 
 
+def cmd_edit(args) -> int:
+    from .layers import parse_layers
+    from .locoedit import compute_edit
+    from .locogen import check_attribute
+    from .models import check_model_name, load
+    from .prompts import edit_concepts, load_edit
+
+    check_model_name(args.model)
+    check_attribute(args.attribute)
+    if not args.lam > 0:
+        raise LocoError(f"--lam must be positive (got {args.lam})")
+    n_known = _known_layer_count(args.model)
+    if n_known is not None:
+        parse_layers(args.layers, n_known)
+    _check_output_path(args.out, suffixes=(".safetensors",))
+    source = args.prompts or args.attribute
+    concepts = edit_concepts(source)
+    if not concepts:
+        raise LocoError(f"{source} has no `edits` block to build an edit from")
+    prompts = load_edit(source, args.concept or concepts[0])
+    if prompts.attribute != args.attribute:
+        raise LocoError(f"{args.prompts} holds {prompts.attribute} prompts, not {args.attribute}")
+    pipe = load(args.model, device=args.device, progress=False)
+    edit = compute_edit(pipe, args.layers, prompts.originals, prompts.targets, prompts.subjects,
+                        prompts.target_subjects, lam=args.lam)
+    edit.save(args.out)
+    print(f"wrote {args.out}: layers {edit.layers}, {len(prompts)} prompt rows, {edit.edit_seconds:.3f} s")
+    return 0
+
+
 def main(argv=None) -> int:
     try:
         args = _parser().parse_args(argv)
-        return {"layers": cmd_layers, "generate": cmd_generate, "locogen": cmd_locogen}[args.command](args)
+        commands = {"layers": cmd_layers, "generate": cmd_generate, "locogen": cmd_locogen, "edit": cmd_edit}
+        return commands[args.command](args)
     except LocoError as exc:
         print(f"loco: error: {exc}", file=sys.stderr)
         return 2

@@ -103,3 +103,66 @@ def test_module_entry_point_exits_nonzero_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("loco: error: unknown model 'nope'")
     assert "Traceback" not in proc.stderr
+
+
+def test_locogen_json(capsys, tmp_path):
+    code, out, err = run(capsys, "locogen", "tiny-sd15", "--attribute", "style", "--m", "2", "--limit", "2",
+                         "--steps", "2", "--cache", str(tmp_path / "cache"), "--quiet", "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert [w["start"] for w in res["windows"]] == list(range(15))
+    assert all(set(w) >= {"start", "layers", "mean", "std"} and len(w["layers"]) == 2 for w in res["windows"])
+    means = [w["mean"] for w in res["windows"]]
+    assert res["best"]["mean"] == min(means) and res["best"]["layers"] == res["windows"][means.index(min(means))]["layers"]
+    assert isinstance(res["clean"], float) and isinstance(res["altered_all"], float)
+    # resumed from the cache: same numbers, nothing recomputed
+    code, out2, _ = run(capsys, "locogen", "tiny-sd15", "--attribute", "style", "--m", "2", "--limit", "2",
+                        "--steps", "2", "--cache", str(tmp_path / "cache"), "--quiet", "--json")
+    assert json.loads(out2) == res
+
+
+def test_edit_then_generate_with_it(capsys, tmp_path):
+    from loco_lib import generate, load
+    from loco_lib.locoedit import Edit
+
+    path = tmp_path / "vangogh.safetensors"
+    code, out, err = run(capsys, "edit", "tiny-sd15", "--attribute", "style", "--layers", "8,9", "--out", str(path))
+    assert code == 0, err and path.exists()
+    img_path = tmp_path / "edited.png"
+    code, _, err = run(capsys, "generate", "tiny-sd15", "--prompt", "a house in the style of van gogh", "--steps", "2",
+                       "--edit", str(path), "--quiet", "--out", str(img_path))
+    assert code == 0, err
+    pipe = load("tiny-sd15", progress=False)
+    plain = np.asarray(generate(pipe, "a house in the style of van gogh", steps=2, progress=False).images[0])
+    Edit.load(path).apply(pipe)
+    edited = np.asarray(generate(pipe, "a house in the style of van gogh", steps=2, progress=False).images[0])
+    got = np.asarray(Image.open(img_path))
+    assert np.array_equal(got, edited) and not np.array_equal(got, plain)
+
+
+BAD_MORE = {
+    "locogen m too large": (["locogen", "tiny-sd15", "--attribute", "style", "--m", "17"], "--m must be from 1 to 16"),
+    "locogen bad attribute": (["locogen", "tiny-sd15", "--attribute", "colour", "--m", "2"], "unknown attribute"),
+    "locogen bad seeds": (["locogen", "tiny-sd15", "--attribute", "style", "--m", "2", "--seeds", "a,b"], "cannot read seeds"),
+    "locogen missing prompts file": (["locogen", "tiny-sd15", "--attribute", "style", "--m", "2", "--prompts", "{tmp}/none.yaml"], "none.yaml"),
+    "edit bad layer": (["edit", "tiny-sd15", "--attribute", "style", "--layers", "16", "--out", "{tmp}/e.safetensors"], "out of range"),
+    "edit bad suffix": (["edit", "tiny-sd15", "--attribute", "style", "--layers", "8", "--out", "{tmp}/e.png"], ".safetensors"),
+    "edit unknown concept": (["edit", "tiny-sd15", "--attribute", "style", "--layers", "8", "--concept", "vermeer", "--out", "{tmp}/e.safetensors"], "vermeer"),
+    "edit bad lambda": (["edit", "tiny-sd15", "--attribute", "style", "--layers", "8", "--lam", "0", "--out", "{tmp}/e.safetensors"], "--lam"),
+    "generate missing edit": (["generate", "tiny-sd15", "--prompt", "a cat", "--edit", "{tmp}/none.safetensors", "--out", "{tmp}/a.png"], "none.safetensors"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_MORE))
+def test_bad_input_more(capsys, tmp_path, case):
+    argv, needle = BAD_MORE[case]
+    code, out, err = run(capsys, *[a.replace("{tmp}", str(tmp_path)) for a in argv])
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("loco: error: ") and needle in lines[0], err
+
+
+def test_edit_for_another_model_is_one_line(capsys, tmp_path):
+    path = tmp_path / "e.safetensors"
+    assert run(capsys, "edit", "tiny-sd15", "--attribute", "style", "--layers", "8,9", "--out", str(path))[0] == 0
+    code, _, err = run(capsys, "generate", "tiny-sd21", "--prompt", "a cat", "--edit", str(path), "--out", str(tmp_path / "a.png"))
+    assert code == 2 and err.count("\n") == 1 and "shape" in err
