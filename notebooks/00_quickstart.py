@@ -38,10 +38,16 @@
 import sys
 
 IN_COLAB = "google.colab" in sys.modules
-if IN_COLAB:  # install the library behind this book (nothing to do when run from the repository)
-    import subprocess
+if IN_COLAB:  # fetch the repository (library + prompt data) and its pinned packages; keep Colab's own torch
+    import subprocess, tomllib
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "loco-lib @ git+https://github.com/loco-book/loco"], check=True)
+    subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/loco-book/loco", "/content/loco"], check=True)
+    project = tomllib.load(open("/content/loco/pyproject.toml", "rb"))["project"]
+    pins = [d for d in project["dependencies"] if not d.startswith("torch")]
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", *pins], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", "/content/loco",
+                    *project["optional-dependencies"]["vocab"]], check=True)
+    sys.path.insert(0, "/content/loco")
 
 # %% tags=["parameters"]
 MODEL = "tiny-sd15"  # sd14, sd15, openjourney, sd21, sdxl, deepfloyd-if, or a tiny twin

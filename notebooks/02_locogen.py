@@ -1,0 +1,161 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # LocoGen: which layers control an attribute?
+#
+# LocoGen (paper Sec. 5.1.2, Algorithm 1) looks for a small window of **adjacent cross-attention
+# layers** that controls a visual attribute. For a window of *m* layers, the layers inside the
+# window read a *target* prompt T' (the attribute removed, e.g. "a house in the style of a
+# painting"), every other layer reads the original prompt T ("a house in the style of van gogh").
+# If the style disappears from the image, the window controls it.
+#
+# The search tries every window (M - m + 1 of them), generates one image per prompt pair and
+# seed, and scores each image with **CLIP-score** against T (style, objects: lower = removed) or
+# T' (facts: higher = updated). Two references frame the numbers: the *clean* image (no layer
+# altered) and the *fully altered* one (every layer reads T').
+#
+# The engine behind it (`loco_lib.sweep`) batches many windows into one pipeline call, computes
+# each identical UNet input once, adapts the batch to the GPU's memory and caches every image and
+# score on disk: a Colab disconnect costs nothing that was finished.
+#
+# This page runs on a tiny random twin by default, whose scores mean nothing (a random UNet and a
+# random scorer); it shows the procedure. Set `MODEL = "sd15"` in Colab to see the paper's result.
+
+# %%
+import sys
+
+IN_COLAB = "google.colab" in sys.modules
+if IN_COLAB:  # fetch the repository (library + prompt data) and its pinned packages; keep Colab's own torch
+    import subprocess, tomllib
+
+    subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/loco-book/loco", "/content/loco"], check=True)
+    project = tomllib.load(open("/content/loco/pyproject.toml", "rb"))["project"]
+    pins = [d for d in project["dependencies"] if not d.startswith("torch")]
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", *pins], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", "/content/loco",
+                    *project["optional-dependencies"]["vocab"]], check=True)
+    sys.path.insert(0, "/content/loco")
+
+# %% tags=["parameters"]
+MODEL = "tiny-sd15"  # sd14, sd15, openjourney, sd21, sdxl, deepfloyd-if, or a tiny twin
+ATTRIBUTE = "style"  # style, objects or facts
+M = 2  # window size (the paper: 2 for SD-1.x, 3 for SD-2.1, 3-5 for SD-XL)
+N_PROMPTS = 4  # prompt pairs from data/prompts/<attribute>.yaml
+SEEDS = [0]
+STEPS = 50
+GUIDANCE = None  # None = the model's default
+SCORER = None  # None: CLIP ViT-L-14 for real models and the offline tiny scorer for twins
+CACHE_DIR = "locogen-cache"  # in Colab, a Google Drive folder survives a disconnect
+THRESHOLD = 0.8  # App. G: the best window must go this far from clean to fully altered
+
+# %%
+import loco_lib
+from loco_lib.clip_score import get_scorer
+from loco_lib.locogen import plot_window_scores, window_grid
+
+pipe = loco_lib.load(MODEL)
+scorer = get_scorer(SCORER, MODEL)
+prompts = loco_lib.load_pairs(ATTRIBUTE, limit=N_PROMPTS)
+n_layers = len(loco_lib.cross_attention_layers(pipe.unet))
+print(f"{MODEL}: {n_layers} cross-attention layers; scorer {scorer.name}")
+
+# %% [markdown]
+# ## The prompt pairs
+#
+# From `data/prompts/` (App. C): each original prompt T with its target T'.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+import pandas as pd
+
+pd.DataFrame({"original T": prompts.originals, "target T'": prompts.targets})
+
+# %% [markdown]
+# ## Every window of m adjacent layers
+#
+# One row per window: its first layer, the layers, and the mean and standard deviation of the
+# CLIP-score over prompts and seeds.
+
+# %%
+result = loco_lib.locogen(pipe, prompts, ATTRIBUTE, M, SEEDS, scorer=scorer, steps=STEPS, guidance=GUIDANCE,
+                          cache_dir=CACHE_DIR)
+print(f"{len(result.table)} windows of m={M}; {len(result.sweep.computed)} images generated now, "
+      f"the rest came from the cache; {result.sweep.seconds:.1f} s")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("windows:", ", ".join(result.table["layers"]))
+
+# %%
+result.table[["start", "layers", "mean", "std"]].round(3)
+
+# %%
+best = result.best
+print(f"clean {result.clean:.3f} | all layers altered {result.altered_all:.3f} | best window {best['layers']}: "
+      f"{best['mean']:.3f} ({100 * best['fraction']:.0f}% of the way from clean to fully altered)")
+fig = plot_window_scores(result, title=f"{MODEL}: LocoGen, {ATTRIBUTE}, m={M}")
+
+# %% [markdown]
+# The images behind the curve, for the first prompt (like the paper's App. B): the clean image,
+# each window's altered image, and the fully altered one.
+
+# %%
+fig = window_grid(result, prompt_index=0)
+
+# %% [markdown]
+# ## Choosing m (App. G)
+#
+# The paper picks the smallest m for which some window meets a threshold. Here the threshold is
+# relative: the best window must move the score at least `THRESHOLD` of the way from the clean to
+# the fully altered reference. Sizes share the cache, so the clean and fully altered images are
+# generated once.
+
+# %%
+selection = loco_lib.select_m(pipe, prompts, ATTRIBUTE, threshold=THRESHOLD, ms=[1, 2, 3], seeds=SEEDS,
+                              scorer=scorer, steps=STEPS, guidance=GUIDANCE, cache_dir=CACHE_DIR,
+                              stop_at_first=False)
+print("chosen m:", selection.m)
+selection.table.round(3)
+
+# %% [markdown]
+# ## Resuming
+#
+# Running the same search again reads every image and score from `CACHE_DIR` and generates nothing.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+again = loco_lib.locogen(pipe, prompts, ATTRIBUTE, M, SEEDS, scorer=scorer, steps=STEPS, guidance=GUIDANCE,
+                         cache_dir=CACHE_DIR)
+print(f"images generated on the second run: {len(again.sweep.computed)}")
+print("same table:", again.table[["mean"]].equals(result.table[["mean"]]))
+
+# %% [markdown]
+# ## What the paper finds on the real models
+#
+# With CLIP ViT-L/14 as the scorer and 50 DDIM steps (paper Fig. 5 and Sec. 5.2):
+
+# %%
+from loco_lib.paper import LOCATIONS
+
+pd.DataFrame({model: {attr: f"layers {s}-{s + m - 1}" for attr, (s, m) in found.items()}
+              for model, found in LOCATIONS.items()}).T
+
+# %% [markdown]
+# SD-1.5 controls style from layers 8-9 and objects and facts from 6-7; SD-2.1 style and objects
+# from 8-10 and facts from 7-9; SD-XL style and facts from its layer 45 and objects from 15; for
+# DeepFloyd IF the window depends on the prompt (Van Gogh at 12, Monet at 16). To reproduce one
+# panel of Fig. 5 in Colab, set `MODEL = "sd15"`, `N_PROMPTS = 10`, `SEEDS = [0, 1, 2, 3]` (a T4
+# needs roughly one to two hours for the 17 x 40 images; keep `CACHE_DIR` on Google Drive).
