@@ -57,3 +57,22 @@ def plot_layer_map(layers, title: str | None = None):
     ax.set_title(title or f"{len(layers)} cross-attention layers", pad=22)
     fig.tight_layout()
     return fig
+
+
+def pixel_change(before, after) -> np.ndarray:
+    """Mean absolute pixel difference (0-255 scale) between each pair of images."""
+    return np.array([np.abs(_as_array(a).astype(np.float32) - _as_array(b).astype(np.float32)).mean()
+                     for a, b in zip(after, before)])
+
+
+def change_maps(before, *afters):
+    """Per-pixel ``|after - before|`` (mean over colour) as grey images on one shared scale.
+
+    Returns one list of grey images per ``afters`` entry, and the difference (0-255) drawn as white,
+    so several rows of a figure can be compared by eye even when the images look alike.
+    """
+    diffs = [[np.abs(_as_array(a).astype(np.float32) - _as_array(b).astype(np.float32)).mean(axis=-1)
+              for a, b in zip(after, before)] for after in afters]
+    top = max((float(d.max()) for row in diffs for d in row), default=0.0) or 1.0
+    grey = lambda d: np.repeat((255 * d / top).astype(np.uint8)[..., None], 3, axis=-1)
+    return [[grey(d) for d in row] for row in diffs], top

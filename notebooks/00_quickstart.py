@@ -53,9 +53,9 @@ if IN_COLAB:  # fetch the repository (library + prompt data) and its pinned pack
 MODEL = "tiny-sd15"  # sd14, sd15, openjourney, sd21, sdxl, deepfloyd-if, or a tiny twin
 PROMPT = "a house in the style of van gogh"
 TARGET_PROMPT = "a house in the style of a painting"
-LAYERS = None  # e.g. "8,9"; None = the window the paper reports for this model's style
+LAYERS = None  # None: the window the paper reports for the style of this model (or a list like [8 9])
 STEPS = 50
-GUIDANCE = None  # None = the model's default (7.5 for SD)
+GUIDANCE = None  # None: the default of the model (7.5 for SD)
 SEED = 0
 
 # %%

@@ -56,10 +56,10 @@ M = 2  # window size (the paper: 2 for SD-1.x, 3 for SD-2.1, 3-5 for SD-XL)
 N_PROMPTS = 4  # prompt pairs from data/prompts/<attribute>.yaml
 SEEDS = [0]
 STEPS = 50
-GUIDANCE = None  # None = the model's default
+GUIDANCE = None  # None: the default of the model
 SCORER = None  # None: CLIP ViT-L-14 for real models and the offline tiny scorer for twins
-CACHE_DIR = "locogen-cache"  # in Colab, a Google Drive folder survives a disconnect
-THRESHOLD = 0.8  # App. G: the best window must go this far from clean to fully altered
+CACHE_DIR = "locogen-cache"  # in Colab a Google Drive folder survives a disconnect
+THRESHOLD = 0.8  # App. G: how far from clean to fully altered the best window must go
 
 # %%
 import loco_lib

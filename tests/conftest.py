@@ -1,7 +1,13 @@
 """Shared fixtures: one torch thread (tiny models gain nothing from more, and a shared CPU thrashes)
 and each tiny twin built once per module."""
+import os
+
 import pytest
 import torch
+
+# Notebook kernels started by nbval inherit this: no progress widgets in re-executed notebooks
+# (the book build sets the same for papermill).
+os.environ.setdefault("LOCO_PROGRESS", "0")
 
 from loco_lib import models
 

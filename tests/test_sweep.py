@@ -168,7 +168,9 @@ def _fake(m, best, clean=30.0, altered=20.0):
 
 
 def test_select_m_picks_the_smallest_m_that_meets_the_threshold(sd15, monkeypatch):
-    import loco_lib.locogen as lg
+    import importlib
+
+    lg = importlib.import_module("loco_lib.locogen")  # the module (loco_lib.locogen is also the function)
 
     bests = {1: 28.0, 2: 21.5, 3: 20.5, 4: 20.0}  # fractions 0.2, 0.85, 0.95, 1.0
     monkeypatch.setattr(lg, "locogen", lambda pipe, prompts, attribute, m, **kw: _fake(m, bests[m]))

@@ -1,0 +1,299 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Neuron-level editing
+#
+# LocoEdit (previous chapter) rewrites whole key and value matrices of the layers that LocoGen
+# localized. Sec. 7 of the paper asks whether a style is even more localized: is it carried by a
+# **few neurons** of those layers? Here a neuron is one output unit of a key or value projection,
+# one of its $d'$ columns (1280 in SD-1.5's layers 8 and 9). The recipe:
+#
+# 1. run prompts *with* the style and prompts *without* it through the localized layers' key and
+#    value projections, at the last subject token;
+# 2. give every neuron a two-sample statistic that says how differently it fires in the two groups,
+#    and rank the neurons by its absolute value;
+# 3. at generation time, overwrite the top $k$ neurons and see whether the style goes (Fig. 9) and
+#    how the CLIP-score against "style of <artist>" falls as $k$ grows (Fig. 10).
+#
+# Nothing is learned or rewritten in the weights: the edit is a hook on the projections that is
+# removed when generation ends.
+#
+# By default the page runs on `tiny-sd15`, the random-weight twin of SD-1.5, with a random CLIP
+# scorer: the ranking and the sweep run exactly as on the real model, but the numbers mean nothing.
+# Run it in Colab with `MODEL = "sd15"` and `KS = [0, 30, 50, 100]` to see the paper's effect.
+
+# %%
+import sys
+
+IN_COLAB = "google.colab" in sys.modules
+if IN_COLAB:  # fetch the repository (library + prompt data) and its pinned packages; keep Colab's own torch
+    import subprocess, tomllib
+
+    subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/loco-book/loco", "/content/loco"], check=True)
+    project = tomllib.load(open("/content/loco/pyproject.toml", "rb"))["project"]
+    pins = [d for d in project["dependencies"] if not d.startswith("torch")]
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", *pins], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", "/content/loco",
+                    *project["optional-dependencies"]["vocab"]], check=True)
+    sys.path.insert(0, "/content/loco")
+
+# %% tags=["parameters"]
+MODEL = "tiny-sd15"  # sd14 sd15 openjourney sd21 sdxl deepfloyd-if or a tiny twin
+ARTIST = "van gogh"  # one of the App. K.1 artists
+LAYERS = None  # e.g. "8-9"; None: the style window the paper reports for this model
+KS = [0, 4, 8, 16]  # neurons replaced per projection; the paper: 30 50 and 100 of 1280
+MODE = "mean"  # mean (the authors code) or zero (the literal drop-out)
+N_PROMPTS = 6  # prompts of the artist to generate and score
+SEEDS = [0]
+STEPS = 50
+GUIDANCE = None  # None: the model default (7.5 for SD)
+SCORER = None  # None: CLIP ViT-L-14 for real models and the offline tiny scorer for twins
+
+# %%
+import textwrap
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+import loco_lib
+from loco_lib.clip_score import get_scorer
+from loco_lib.generate import DEFAULTS
+from loco_lib.models import pipeline_family
+from loco_lib.neurons import k_sweep, neurons_replaced, plot_k_sweep, rank_neurons
+from loco_lib.paper import paper_window
+from loco_lib.plots import change_maps, image_grid
+from loco_lib.prompts import load_artists
+
+pipe = loco_lib.load(MODEL)
+scorer = get_scorer(SCORER, MODEL)
+layers = LAYERS if LAYERS is not None else paper_window(MODEL, "style")
+artist = load_artists(ARTIST)
+artist_name = artist.concepts[0]
+guidance = DEFAULTS[pipeline_family(pipe)]["guidance"] if GUIDANCE is None else float(GUIDANCE)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(f"{MODEL}: neurons of the key and value projections in layers {layers}; scorer {scorer.name}")
+print(f"{artist_name}: {len(artist)} prompts with the style and {len(artist)} without")
+
+# %% [markdown]
+# ## The statistic
+#
+# Take one key (or value) projection $W \in \mathbb{R}^{d \times d'}$ of a localized layer. For the
+# $N_1$ prompts with the style let $c_i \in \mathbb{R}^d$ be the text state at the last subject
+# token (the token "Gogh") and $z_i = c_i W \in \mathbb{R}^{d'}$ its key; for the $N_2$ prompts
+# without the style, $c'_i$ and $z'_i = c'_i W$ likewise (these prompts have no subject, so their
+# last token is used). For neuron $j$, with group means $\bar z_j, \bar z'_j$ and unbiased
+# variances $s_j^2, s_j'^2$:
+#
+# $$t_j = \frac{\bar z_j - \bar z'_j}{\sqrt{s_j^2 / N_1 + s_j'^2 / N_2}} .$$
+#
+# This is Welch's two-sample statistic (what `scipy.stats.ttest_ind(..., equal_var=False)` returns);
+# the paper calls it the z-score. A large $|t_j|$ means that neuron $j$ reacts to the artist's name
+# consistently across prompts. Neurons are ranked by $|t_j|$ separately for every projection, and
+# $k$ means $k$ neurons of *each* key and value projection of the window (`scope="global"` in
+# `loco_lib.neurons` takes the $k$ largest over all of them instead).
+#
+# ## What replaces a neuron
+#
+# The paper says the top neurons are "dropped out" during generation (Sec. 7, the captions of
+# Fig. 9, 59 and 60), which read literally means setting them to zero; the same captions speak of
+# "modified neurons", and the text never names a value. The authors' public code replaced each
+# selected neuron with its **mean activation over the style-free prompts** (mean ablation): the
+# neuron then carries what it would carry for a prompt without the artist, instead of a value that
+# no prompt ever produces. `loco_lib` does the same by default (`MODE = "mean"`); `MODE = "zero"` is
+# the literal drop-out. In both modes the replacement is applied at every text token of the
+# conditional branch of classifier-free guidance; the unconditional branch is left alone.
+#
+# One more difference from the authors' code: it took the activations at token position 76 (a
+# padding token) although the paper says the last subject token. `loco_lib` uses the last subject
+# token; `rank_neurons(..., position=76)` reproduces the code, and a cell below compares the two.
+
+# %% [markdown]
+# ## The prompts (App. K.1)
+#
+# The paper lists about ten prompts per artist. The style-free counterparts remove the whole
+# attribution ("in the style of Van Gogh", "painted by Van Gogh"), not just the name.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+pd.DataFrame({"with the style (N1)": artist.originals, "without (N2)": artist.targets})
+
+# %% [markdown]
+# ## Ranking the neurons
+
+# %%
+ranking = rank_neurons(pipe, layers, artist.originals, artist.targets, artist.subjects)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for layer, proj in ranking.keys:
+    print(f"layer {layer} {proj:5s}: {ranking.width((layer, proj))} neurons")
+print(f"groups: {ranking.n_with} prompts with the style and {ranking.n_without} without")
+
+# %% [markdown]
+# The strongest neurons of each projection: their statistic, their rank within the projection and
+# the style-free mean that `MODE = "mean"` writes in their place.
+
+# %%
+table = ranking.table()
+table.groupby(["layer", "projection"], sort=False).head(4).sort_values(["layer", "projection", "rank"]).reset_index(drop=True).round(3)
+
+# %% [markdown]
+# How concentrated is the signal? Each curve is one projection's $|t|$ values sorted from the
+# largest down; the dashed lines mark the $k$ values of the sweep below.
+#
+# The paper replaces 30, 50 or 100 of the 1280 neurons of each projection, 2 to 8 percent of them.
+# The twin's projections are only 32 wide, so its default `KS = [0, 4, 8, 16]` goes up to half of
+# a projection; the cell clips any `k` above the width of the narrowest projection.
+
+# %%
+width = min(ranking.width(key) for key in ranking.keys)
+ks = sorted({min(int(k), width) for k in KS})
+if ks != sorted(set(KS)):
+    print(f"KS clipped to the {width} neurons per projection of {MODEL}: {ks}")
+
+fig, ax = plt.subplots(figsize=(6.5, 3.2))
+for key in ranking.keys:
+    ax.plot(np.arange(1, ranking.width(key) + 1), np.sort(ranking.abs_z[key])[::-1], marker=".", ms=3,
+            label=f"layer {key[0]} {key[1]}")
+for k in ks:
+    if k > 0:
+        ax.axvline(k + 0.5, color="grey", ls="--", lw=0.8)
+        ax.annotate(f"k = {k}", (k + 0.5, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -10),
+                    textcoords="offset points", fontsize=8, color="grey")
+ax.set_xscale("log")
+ax.set_xlabel("neuron rank within its projection")
+ax.set_ylabel("|Welch statistic|")
+ax.set_title(f"{MODEL}: {artist_name} vs style-free prompts")
+ax.legend(frameon=False, fontsize=8)
+fig.tight_layout()
+
+# %% [markdown]
+# The authors' token position (76, padding) against the last subject token: how many of the top-$k$
+# neurons the two rankings share, summed over the projections.
+
+# %%
+ranking_76 = rank_neurons(pipe, layers, artist.originals, artist.targets, position=76)
+shared = []
+for k in [k for k in ks if k > 0]:
+    a, b = ranking.top(k), ranking_76.top(k)
+    shared.append({"k": k, "selected": sum(len(v) for v in a.values()),
+                   "shared by both rankings": sum(len(np.intersect1d(a[key], b[key])) for key in a)})
+pd.DataFrame(shared)
+
+# %% [markdown]
+# ## The k-sweep (Fig. 10)
+#
+# For each $k$, `k_sweep` generates the first `N_PROMPTS` prompts of the artist with the same seeds,
+# the top $k$ neurons of every projection replaced, and scores each image against "style of
+# <artist>", as the paper does. $k = 0$ is the unedited model (the brown bar of Fig. 10). The
+# sweep runs once with `MODE` and once with the other replacement, for comparison. The dashed line
+# is Fig. 10's blue bar: the localized layers read the style-free prompt instead (LocoGen's altered
+# input).
+
+# %%
+prompts = artist.originals[:N_PROMPTS]
+targets = artist.targets[:N_PROMPTS]
+prompts_x = [p for p in prompts for _ in SEEDS]
+seeds_x = [s for _ in prompts for s in SEEDS]
+style_text = f"style of {artist_name}"
+other = "zero" if MODE == "mean" else "mean"
+
+sweep = pd.concat([
+    k_sweep(pipe, ranking, prompts_x, ks=ks, scorer=scorer, seeds=seeds_x, steps=STEPS, mode=mode,
+            score_texts=style_text, guidance=GUIDANCE, label=f"{mode} replacement")
+    for mode in (MODE, other)
+], ignore_index=True)
+altered = loco_lib.generate(pipe, prompts_x, alt_prompts=[t for t in targets for _ in SEEDS], layers=layers,
+                            seeds=seeds_x, steps=STEPS, guidance=GUIDANCE)
+altered_score = float(scorer.score(altered.images, style_text).mean())
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for label, group in sweep.groupby("label", sort=False):
+    print(f"{label}: neurons replaced in total for k = {list(group['k'])}: {list(group['n_neurons'])}")
+print(f"images per k: {len(prompts_x)}")
+
+# %%
+sweep[["label", "k", "n_neurons", "clip_score", "std"]].round(2)
+
+# %%
+fig = plot_k_sweep(sweep, title=f"{MODEL}: CLIP-score vs '{style_text}'")
+ax = fig.axes[0]
+line = ax.axhline(altered_score, color="tab:blue", ls="--", lw=1.2)
+ax.add_artist(ax.get_legend())  # keep the k legend and add a second one for the line
+ax.legend([line], [f"layers {layers}\nread the\nstyle-free prompt"], loc="lower left", bbox_to_anchor=(1.0, 0.0),
+          frameon=False, fontsize=8)
+print(f"altered input: {altered_score:.2f}")
+
+# %% [markdown]
+# ## The images across k
+#
+# The first prompts with the top-$k$ neurons replaced (`MODE`), next to the altered-input image.
+# Under each row of images, the change from the unedited image ($k = 0$), as absolute pixel
+# difference in grey on one scale for the whole figure. On the twin the images hardly differ to the
+# eye; the change rows show where they do.
+
+# %%
+grid_prompts = prompts[: min(2, len(prompts))]
+columns, images = [], []
+for k in ks:
+    with neurons_replaced(pipe, ranking, k, MODE, guidance=guidance > 1.0):
+        images.append(loco_lib.generate(pipe, grid_prompts, seeds=SEEDS[0], steps=STEPS, guidance=GUIDANCE).images)
+    columns.append("unedited (k = 0)" if k == 0 else f"k = {k}")
+images.append(loco_lib.generate(pipe, grid_prompts, alt_prompts=targets[: len(grid_prompts)], layers=layers,
+                                seeds=SEEDS[0], steps=STEPS, guidance=GUIDANCE).images)
+columns.append("style-free prompt\nin the window")
+
+maps, top = change_maps(images[0], *images)  # one row of change maps per column, vs k = 0
+cells, row_labels = [], []
+for i, prompt in enumerate(grid_prompts):
+    cells += [col[i] for col in images]
+    cells += [row[i] for row in maps]
+    row_labels += [textwrap.fill(prompt, 28), "change from k = 0"]
+fig = image_grid(cells, titles=columns + [""] * (len(cells) - len(columns)), row_labels=row_labels,
+                 ncols=len(columns), size=2.0,
+                 suptitle=f"{artist_name}: top-k neurons replaced ({MODE}); change: white = {top:.0f} of 255")
+
+# %% [markdown]
+# ## What the paper reports
+#
+# On SD-1.5, replacing 50 or 100 of the 1280 neurons of each key and value projection in layers 8
+# and 9 removes the artist's style for Van Gogh, Monet, Salvador Dali, Jeremy Mann, Greg Rutkowski
+# and Pablo Picasso (Fig. 9, 59, 60), and the CLIP-score against "style of <artist>" drops as $k$
+# grows from 30 to 100 (Fig. 10). Removal grows with $k$, at a cost in image quality, because the
+# chosen neurons also carry other information. The paper runs neuron editing on SD-1.5 only.
+#
+# ## Running it on a real model
+#
+# In Colab (the Colab button at the top), set `MODEL = "sd15"`, `KS = [0, 30, 50, 100]`,
+# `STEPS = 50`, `N_PROMPTS = 8` and, for error bars like the paper's, `SEEDS = [0, 1, 2, 3]`; a T4
+# GPU is enough. `ARTIST` picks one of the six App. K.1 artists. The whole of Fig. 10, one group of
+# bars per artist:
+#
+# ```python
+# from loco_lib.prompts import artist_names
+#
+# sweeps = []
+# for name in artist_names():
+#     a = load_artists(name)
+#     r = rank_neurons(pipe, layers, a.originals, a.targets, a.subjects)
+#     sweeps.append(k_sweep(pipe, r, a.originals, ks=[0, 30, 50, 100], scorer=scorer, steps=50,
+#                           score_texts=f"style of {name}", label=name))
+# plot_k_sweep(pd.concat(sweeps, ignore_index=True))
+# ```
