@@ -114,7 +114,10 @@ def _known_layer_count(model: str) -> int | None:
     spec = MODELS.get(model)
     if spec is None:
         return None
-    return expected_layer_count(spec.twin_of or spec.name)
+    try:
+        return expected_layer_count(spec.twin_of or spec.name)
+    except LocoError:  # no architecture entry (the model organisms): checked after loading
+        return None
 
 
 def cmd_layers(args) -> int:

@@ -55,7 +55,12 @@ TINY = {
     "tiny-sdxl": ModelSpec("tiny-sdxl", "sdxl", twin_of="sdxl"),
     "tiny-if": ModelSpec("tiny-if", "if", twin_of="deepfloyd-if"),
 }
-MODELS = {**REAL, **TINY}
+# The model organism, trained by loco on its synthetic world (loco_lib.toy, loco_lib.world).
+ORGANISMS = {
+    "toy": ModelSpec("toy", "sd", note="model organism, CLIP-style causal text encoder"),
+    "toy-t5": ModelSpec("toy-t5", "sd", note="model organism, T5 bidirectional text encoder"),
+}
+MODELS = {**REAL, **TINY, **ORGANISMS}
 DEFAULT_MODEL = "tiny-sd15"
 IF_LICENSE_URL = "https://huggingface.co/DeepFloyd/IF-I-XL-v1.0"
 
@@ -127,8 +132,15 @@ def load(name: str = DEFAULT_MODEL, device: str | None = None, dtype: torch.dtyp
     if dtype is None:
         dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
     with quiet_libraries():
-        pipe = build_tiny(name) if name in TINY else _load_real(name, dtype)
-    if name in TINY and dtype != torch.float32:
+        if name in TINY:
+            pipe = build_tiny(name)
+        elif name in ORGANISMS:
+            from .toy import load_trained
+
+            pipe = load_trained(name)
+        else:
+            pipe = _load_real(name, dtype)
+    if (name in TINY or name in ORGANISMS) and dtype != torch.float32:
         pipe = pipe.to(device=device, dtype=dtype)  # twins are built in fp32
     else:
         pipe = pipe.to(device)

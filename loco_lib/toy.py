@@ -1,0 +1,165 @@
+"""The model organism: a small text-to-image diffusion model trained by loco on its synthetic world.
+
+Two models share data, UNet, seed and training budget and differ only in the text encoder:
+
+* ``toy``: a transformers ``CLIPTextModel`` (causal attention, like SD's), trained jointly;
+* ``toy-t5``: a transformers ``T5EncoderModel`` (bidirectional), the controlled test of the paper's
+  App. M hypothesis (T5 leaks the attribute into tokens after the subject).
+
+The UNet is an SD-1.5-topology ``UNet2DConditionModel`` (the same 16 cross-attention layers and
+module names, tiny widths). Its latent is the image itself, rearranged losslessly: a 2x2
+pixel-unshuffle of the [-1, 1] image (32x32x3 -> 16x16x12), decoded by :class:`PixelShuffleCodec`,
+which stands where SD's VAE stands. The pipeline is a plain diffusers ``StableDiffusionPipeline``,
+so LocoGen, LocoEdit, neurons and tracing run on it through exactly the code used on SD.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+
+from .world import SIZE, vocabulary
+
+MAX_TOKENS = 12  # the longest caption is 8 words, plus start and end tokens
+UNSHUFFLE = 2
+
+
+class PixelShuffleCodec(ModelMixin, ConfigMixin):
+    """A lossless stand-in for SD's VAE: latent = pixel-unshuffle of the [-1, 1] image.
+
+    ``block_out_channels`` only tells the pipeline the downsampling factor (2 ** (len - 1)).
+    """
+
+    @register_to_config
+    def __init__(self, factor: int = UNSHUFFLE, scaling_factor: float = 1.0, block_out_channels=(1, 1), latent_channels: int = 12):
+        super().__init__()
+        self.register_buffer("_anchor", torch.zeros(1), persistent=False)  # gives the codec a device and dtype
+
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] in [-1, 1] -> latents [B, 3 * f^2, H / f, W / f]."""
+        return F.pixel_unshuffle(images, self.config.factor) * self.config.scaling_factor
+
+    def decode(self, latents: torch.Tensor, return_dict: bool = False, generator=None):
+        images = F.pixel_shuffle(latents, self.config.factor)
+        return (images,) if not return_dict else {"sample": images}
+
+
+def word_tokenizer(kind: str = "clip"):
+    """A word-level tokenizer in transformers format for the world's captions.
+
+    ``kind="clip"``: ``<|startoftext|> words <|endoftext|>``, padded with ``<|endoftext|>`` (like
+    CLIP's); ``kind="t5"``: ``words </s>``, padded with ``<pad>`` = 0 (like T5's).
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    words = vocabulary()
+    if kind == "clip":
+        specials = ["<|startoftext|>", "<|endoftext|>", "<unk>"]
+        vocab = {t: i for i, t in enumerate(specials + words)}
+        tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+        tok.post_processor = processors.TemplateProcessing(
+            single="<|startoftext|> $A <|endoftext|>",
+            special_tokens=[("<|startoftext|>", vocab["<|startoftext|>"]), ("<|endoftext|>", vocab["<|endoftext|>"])],
+        )
+        extra = dict(bos_token="<|startoftext|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>", unk_token="<unk>")
+    elif kind == "t5":
+        specials = ["<pad>", "</s>", "<unk>"]
+        vocab = {t: i for i, t in enumerate(specials + words)}
+        tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+        tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", vocab["</s>"])])
+        extra = dict(eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
+    else:
+        raise ValueError(f"unknown tokenizer kind {kind!r}")
+    from tokenizers import normalizers
+
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=MAX_TOKENS, **extra)
+    return fast
+
+
+def text_encoder(kind: str, vocab_size: int):
+    if kind == "clip":
+        from transformers import CLIPTextConfig, CLIPTextModel
+
+        return CLIPTextModel(CLIPTextConfig(
+            vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+            max_position_embeddings=MAX_TOKENS, hidden_act="quick_gelu", projection_dim=64,
+            bos_token_id=0, eos_token_id=1, pad_token_id=1,
+        ))
+    from transformers import T5Config, T5EncoderModel
+
+    cfg = T5Config(vocab_size=vocab_size, d_model=64, d_kv=16, d_ff=128, num_layers=3, num_heads=4,
+                   relative_attention_num_buckets=8, relative_attention_max_distance=16, dropout_rate=0.0,
+                   feed_forward_proj="gated-gelu", pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    cfg.use_attention_mask = True  # StableDiffusionPipeline then passes the padding mask, as in training
+    return T5EncoderModel(cfg)
+
+
+def unet():
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=SIZE // UNSHUFFLE, in_channels=3 * UNSHUFFLE**2, out_channels=3 * UNSHUFFLE**2, layers_per_block=2,
+        block_out_channels=(64, 64, 96, 96), attention_head_dim=4, norm_num_groups=16, cross_attention_dim=64,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    )
+
+
+def train_scheduler():
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction")
+
+
+def sample_scheduler():
+    from diffusers import DDIMScheduler
+
+    # "leading" spacing with steps_offset 1 and clipping: a trailing schedule starts at t = 999,
+    # where the cosine schedule has almost no signal (facts.md sec. 6)
+    return DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction",
+                         clip_sample=True, set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading")
+
+
+def build(kind: str = "clip", seed: int = 0):
+    """A freshly initialised (untrained) toy pipeline: ``kind`` "clip" (toy) or "t5" (toy-t5)."""
+    from diffusers import StableDiffusionPipeline
+
+    tok = word_tokenizer(kind)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        pipe = StableDiffusionPipeline(
+            vae=PixelShuffleCodec(), text_encoder=text_encoder(kind, len(tok)), tokenizer=tok, unet=unet(),
+            scheduler=sample_scheduler(), safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        )
+    return pipe
+
+
+def models_dir():
+    """Where the trained organisms live: ``models/`` at the repository root (or ``LOCO_MODELS_DIR``)."""
+    import os
+    from pathlib import Path
+
+    return Path(os.environ.get("LOCO_MODELS_DIR") or Path(__file__).resolve().parent.parent / "models")
+
+
+def load_trained(name: str):
+    """The trained organism ``toy`` or ``toy-t5`` from ``models/<name>`` (fp32, eval mode)."""
+    from diffusers import UNet2DConditionModel
+
+    from .errors import LocoError
+
+    kind = {"toy": "clip", "toy-t5": "t5"}[name]
+    folder = models_dir() / name
+    if not (folder / "unet").is_dir() or not (folder / "text_encoder").is_dir():
+        raise LocoError(f"no trained weights for {name!r} in {folder}: train them with "
+                        f"`python -m loco_lib.train --kind {kind} --out {folder}`")
+    pipe = build(kind)
+    pipe.unet = UNet2DConditionModel.from_pretrained(folder / "unet", dtype=torch.float32)
+    enc_cls = type(pipe.text_encoder)
+    pipe.text_encoder = enc_cls.from_pretrained(folder / "text_encoder", dtype=torch.float32)
+    pipe.register_modules(unet=pipe.unet, text_encoder=pipe.text_encoder)
+    return pipe

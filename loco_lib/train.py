@@ -1,0 +1,134 @@
+"""Train the model organism (``toy`` / ``toy-t5``) from a seed: resumable, with a progress bar.
+
+    python -m loco_lib.train --kind clip --steps 3000 --out models/toy
+    python -m loco_lib.train --kind t5   --steps 3000 --out models/toy-t5
+
+Recipe (facts.md sec. 6, the probe that worked): v-prediction on a cosine schedule
+(``squaredcos_cap_v2``), AdamW lr 1e-3 with 100 warm-up steps, gradient clipping at 1.0, EMA 0.995,
+batch 64, 10 % of captions dropped to "" for classifier-free guidance, UNet and text encoder trained
+jointly. Data is drawn fresh from the world every step (seeded by step, so a resumed run sees the
+same batches). A checkpoint (``checkpoint.pt``: weights, EMA, optimizer, step, losses) is written
+every ``--save-every`` steps; rerunning the command resumes from it. At the end the EMA weights are
+saved in diffusers / transformers format (``unet/``, ``text_encoder/``, ``tokenizer/``) with
+``training.json`` (settings, wall time, loss curve).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import toy
+from .world import dataset
+
+
+def _batch(step: int, batch: int, seed: int, drop: float, tok, kind: str):
+    images, captions, _ = dataset(batch, seed=seed * 1_000_003 + step)
+    rng = np.random.default_rng(seed * 7_919 + step)
+    captions = ["" if rng.random() < drop else c for c in captions]
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    enc = tok(captions, padding="max_length", max_length=toy.MAX_TOKENS, truncation=True, return_tensors="pt")
+    return x, enc["input_ids"], enc["attention_mask"]
+
+
+def _encode_text(text_encoder, ids, mask, kind: str):
+    if kind == "t5":
+        return text_encoder(ids, attention_mask=mask)[0]
+    return text_encoder(ids)[0]  # like StableDiffusionPipeline for CLIP: no mask, causal attention
+
+
+def train(kind: str = "clip", steps: int = 3000, out: str = "models/toy", seed: int = 0, batch: int = 64,
+          lr: float = 1e-3, warmup: int = 100, ema_decay: float = 0.995, drop: float = 0.1, save_every: int = 250,
+          progress: bool = True) -> dict:
+    torch.manual_seed(seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    pipe = toy.build(kind, seed=seed)
+    unet, text, tok = pipe.unet.train(), pipe.text_encoder.train(), pipe.tokenizer
+    codec = pipe.vae
+    noise_sched = toy.train_scheduler()
+    params = list(unet.parameters()) + list(text.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    ema = {"unet": copy.deepcopy(unet.state_dict()), "text": copy.deepcopy(text.state_dict())}
+    start, losses, seconds = 0, [], 0.0
+    ckpt = out / "checkpoint.pt"
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        unet.load_state_dict(state["unet"])
+        text.load_state_dict(state["text"])
+        opt.load_state_dict(state["opt"])
+        ema, start, losses, seconds = state["ema"], state["step"], state["losses"], state["seconds"]
+        torch.set_rng_state(state["rng"])  # the same noise and timesteps as an uninterrupted run
+    bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"train {kind}", disable=not progress)
+    t0 = time.perf_counter()
+    for step in bar:
+        x, ids, mask = _batch(step, batch, seed, drop, tok, kind)
+        latents = codec.encode_images(x)
+        noise = torch.randn_like(latents)
+        t = torch.randint(0, noise_sched.config.num_train_timesteps, (batch,))
+        noisy = noise_sched.add_noise(latents, noise, t)
+        target = noise_sched.get_velocity(latents, noise, t)
+        cond = _encode_text(text, ids, mask, kind)
+        pred = unet(noisy, t, encoder_hidden_states=cond).sample
+        loss = torch.nn.functional.mse_loss(pred, target)
+        for g in opt.param_groups:
+            g["lr"] = lr * min(1.0, (step + 1) / warmup)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        with torch.no_grad():
+            for name, module in (("unet", unet), ("text", text)):
+                for k, v in module.state_dict().items():
+                    if v.dtype.is_floating_point:
+                        ema[name][k].mul_(ema_decay).add_(v, alpha=1 - ema_decay)
+                    else:
+                        ema[name][k].copy_(v)
+        losses.append(float(loss.detach()))
+        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+        if (step + 1) % save_every == 0 or step + 1 == steps:
+            now = seconds + time.perf_counter() - t0
+            tmp = out / "checkpoint.pt.tmp"
+            torch.save({"unet": unet.state_dict(), "text": text.state_dict(), "opt": opt.state_dict(), "ema": ema,
+                        "step": step + 1, "losses": losses, "seconds": now, "rng": torch.get_rng_state()}, tmp)
+            os.replace(tmp, ckpt)
+    seconds = seconds + time.perf_counter() - t0 if steps > start else seconds
+    unet.load_state_dict(ema["unet"])
+    text.load_state_dict(ema["text"])
+    # fp16 on disk keeps both organisms under the repository's 50 MB budget; loaded back as fp32
+    unet.eval().to(torch.float16).save_pretrained(out / "unet")
+    text.eval().to(torch.float16).save_pretrained(out / "text_encoder")
+    tok.save_pretrained(out / "tokenizer")
+    info = {"kind": kind, "steps": steps, "seed": seed, "batch": batch, "lr": lr, "warmup": warmup, "ema": ema_decay,
+            "caption_dropout": drop, "wall_seconds": seconds, "threads": torch.get_num_threads(),
+            "final_loss": float(np.mean(losses[-100:])) if losses else math.nan,
+            "loss_curve": [float(np.mean(losses[i : i + 50])) for i in range(0, len(losses), 50)]}
+    (out / "training.json").write_text(json.dumps(info, indent=1))
+    return info
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m loco_lib.train", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--kind", choices=["clip", "t5"], default="clip")
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--out", default="models/toy")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--save-every", type=int, default=250)
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    info = train(args.kind, args.steps, args.out, args.seed, args.batch, save_every=args.save_every, progress=not args.quiet)
+    print(f"trained {args.kind} for {info['steps']} steps in {info['wall_seconds'] / 60:.1f} min; final loss {info['final_loss']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
