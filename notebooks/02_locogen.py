@@ -38,15 +38,11 @@
 import sys
 
 IN_COLAB = "google.colab" in sys.modules
-if IN_COLAB:  # fetch the repository (library + prompt data) and its pinned packages; keep Colab's own torch
-    import subprocess, tomllib
+if IN_COLAB:  # fetch the repository (library, prompt data) and install its pins, keeping Colab's torch
+    import subprocess
 
-    subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/loco-book/loco", "/content/loco"], check=True)
-    project = tomllib.load(open("/content/loco/pyproject.toml", "rb"))["project"]
-    pins = [d for d in project["dependencies"] if not d.startswith("torch")]
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", *pins], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", "/content/loco",
-                    *project["optional-dependencies"]["vocab"]], check=True)
+    subprocess.run("git clone -q --depth 1 https://github.com/loco-book/loco /content/loco && "
+                   "python /content/loco/loco_lib/colab_setup.py", shell=True, check=True)
     sys.path.insert(0, "/content/loco")
 
 # %% tags=["parameters"]

@@ -34,3 +34,14 @@ def test_readme_has_the_two_commands():
     text = (ROOT / "README.md").read_text()
     assert "make book" in text and "make test" in text
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_colab_setup_installs_the_pins_but_not_torch():
+    from loco_lib.colab_setup import pins
+
+    deps, no_deps = pins()
+    proj = _pyproject()["project"]
+    assert set(deps) == {d for d in proj["dependencies"] if not d.startswith("torch==")}
+    assert not any(d.startswith("torch==") for d in deps) and no_deps == proj["optional-dependencies"]["vocab"]
+    for nb in sorted((ROOT / "notebooks").glob("*.py")):
+        assert "loco_lib/colab_setup.py" in nb.read_text(), f"{nb.name} does not use the shared Colab set-up"
