@@ -7,6 +7,8 @@
                   [--seeds 0,1] [--steps N] [--guidance G] [--size PX] [--cache DIR] --json
     loco edit MODEL --attribute A --layers 8,9 [--prompts FILE] [--concept C] [--lam 0.01] --out EDIT.safetensors
     loco generate MODEL ... --edit EDIT.safetensors
+    loco evaluate MODEL --attribute A [--edit EDIT.safetensors] [--prompts FILE] [--seeds 0,1] [--steps N]
+                  [--controls] --json
 
 Bad input ends with exit status 2 and one line on stderr (``loco: error: ...``), never a traceback.
 """
@@ -61,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     loc.add_argument("--guidance", type=float, default=None)
     loc.add_argument("--size", type=int, default=None)
     loc.add_argument("--cache", default=None, help="folder for resumable results (images and scores)")
-    loc.add_argument("--scorer", default=None, help="CLIP model id or 'tiny' (default: tiny for twins, else CLIP ViT-L/14)")
+    loc.add_argument("--scorer", default=None, help="CLIP model id, 'toy-scorer' or 'tiny' (default: the model's own: tiny for twins, toy-scorer for the organisms, else CLIP ViT-L/14)")
     loc.add_argument("--batch-size", type=int, default=None)
     loc.add_argument("--device", default=None)
     loc.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -75,6 +77,20 @@ def _parser() -> argparse.ArgumentParser:
     ed.add_argument("--lam", type=float, default=0.01, help="lambda_K = lambda_V (App. H: 0.01)")
     ed.add_argument("--out", required=True, help="output .safetensors file")
     ed.add_argument("--device", default=None)
+    ev = sub.add_parser("evaluate", help="CLIP-score (and the organism's readouts) of an attribute's prompts, optionally edited")
+    ev.add_argument("model")
+    ev.add_argument("--attribute", required=True, help="style, objects or facts")
+    ev.add_argument("--edit", default=None, help="a saved LocoEdit (.safetensors) to apply first")
+    ev.add_argument("--prompts", default=None, help="a prompt-pair YAML/JSON file (default: the model's bundled set of the attribute)")
+    ev.add_argument("--limit", type=int, default=None, help="use only the first N prompt pairs")
+    ev.add_argument("--controls", action="store_true", help="also measure the file's control prompts (what an edit should leave alone)")
+    ev.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1")
+    ev.add_argument("--steps", type=int, default=None)
+    ev.add_argument("--guidance", type=float, default=None)
+    ev.add_argument("--scorer", default=None, help="CLIP model id, 'toy-scorer' or 'tiny' (default: the model's own)")
+    ev.add_argument("--device", default=None)
+    ev.add_argument("--json", action="store_true", help="print the result as JSON")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
@@ -187,7 +203,7 @@ def cmd_locogen(args) -> int:
     from .clip_score import get_scorer
     from .locogen import check_attribute, locogen
     from .models import check_model_name, load
-    from .prompts import load_pairs
+    from .prompts import default_prompts, load_pairs
 
     check_model_name(args.model)
     check_attribute(args.attribute)
@@ -199,7 +215,7 @@ def cmd_locogen(args) -> int:
     n_known = _known_layer_count(args.model)
     if n_known is not None and not 1 <= args.m <= n_known:
         raise LocoError(f"--m must be from 1 to {n_known} for {args.model} ({n_known} cross-attention layers)")
-    prompts = load_pairs(args.prompts or args.attribute, limit=args.limit)
+    prompts = load_pairs(args.prompts or default_prompts(args.attribute, args.model), limit=args.limit)
     if prompts.attribute != args.attribute:
         raise LocoError(f"{args.prompts} holds {prompts.attribute} prompts, not {args.attribute}")
     pipe = load(args.model, device=args.device, progress=False)
@@ -220,7 +236,7 @@ def cmd_edit(args) -> int:
     from .locoedit import compute_edit
     from .locogen import check_attribute
     from .models import check_model_name, load
-    from .prompts import edit_concepts, load_edit
+    from .prompts import default_prompts, edit_concepts, load_edit
 
     check_model_name(args.model)
     check_attribute(args.attribute)
@@ -230,7 +246,7 @@ def cmd_edit(args) -> int:
     if n_known is not None:
         parse_layers(args.layers, n_known)
     _check_output_path(args.out, suffixes=(".safetensors",))
-    source = args.prompts or args.attribute
+    source = args.prompts or default_prompts(args.attribute, args.model)
     concepts = edit_concepts(source)
     if not concepts:
         raise LocoError(f"{source} has no `edits` block to build an edit from")
@@ -245,10 +261,57 @@ def cmd_edit(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    from .clip_score import get_scorer
+    from .evaluate import evaluate
+    from .locogen import check_attribute
+    from .models import check_model_name, load
+    from .prompts import default_prompts, load_controls, load_pairs
+
+    check_model_name(args.model)
+    check_attribute(args.attribute)
+    seeds = _seeds(args.seeds)
+    if args.steps is not None and args.steps < 1:
+        raise LocoError(f"--steps must be at least 1 (got {args.steps})")
+    if args.limit is not None and args.limit < 1:
+        raise LocoError(f"--limit must be at least 1 (got {args.limit})")
+    source = args.prompts or default_prompts(args.attribute, args.model)
+    prompts = load_pairs(source, limit=args.limit)
+    if prompts.attribute != args.attribute:
+        raise LocoError(f"{args.prompts} holds {prompts.attribute} prompts, not {args.attribute}")
+    controls = load_controls(source) if args.controls else {}
+    if args.controls and not controls:
+        raise LocoError(f"{source} has no `controls` block")
+    edit = None
+    if args.edit is not None:
+        from .locoedit import Edit
+
+        edit = Edit.load(args.edit)
+    pipe = load(args.model, device=args.device, progress=False)
+    if edit is not None:
+        edit.apply(pipe)
+    scorer = get_scorer(args.scorer, args.model)
+    kw = dict(seeds=seeds, scorer=scorer, steps=args.steps, guidance=args.guidance, progress=not args.quiet)
+    out = evaluate(pipe, prompts, **kw).to_json()
+    if controls:
+        out["controls"] = {name: evaluate(pipe, group, **kw).to_json() for name, group in controls.items()}
+    if args.json:
+        print(json.dumps(out, indent=1))
+    else:
+        for name, res in [("prompts", out), *out.get("controls", {}).items()]:
+            line = f"{name}: n={res['n']}, CLIP-score {res['clip_score']:.2f}"
+            if res.get("clip_score_target") is not None:
+                line += f", vs targets {res['clip_score_target']:.2f}"
+            if "accuracy" in res:
+                line += ", accuracy " + ", ".join(f"{k} {v:.2f}" for k, v in res["accuracy"].items())
+            print(line)
+    return 0
+
+
 def main(argv=None) -> int:
     try:
         args = _parser().parse_args(argv)
-        commands = {"layers": cmd_layers, "generate": cmd_generate, "locogen": cmd_locogen, "edit": cmd_edit}
+        commands = {"layers": cmd_layers, "generate": cmd_generate, "locogen": cmd_locogen, "edit": cmd_edit, "evaluate": cmd_evaluate}
         return commands[args.command](args)
     except LocoError as exc:
         print(f"loco: error: {exc}", file=sys.stderr)

@@ -141,11 +141,25 @@ def clip_score(images, texts, scorer: ClipScorer | None = None) -> torch.Tensor:
 
 
 def default_scorer_name(model: str | None) -> str:
-    """``"tiny"`` (the offline random scorer) for the tiny twins, CLIP ViT-L/14 otherwise."""
-    return "tiny" if model and str(model).startswith("tiny-") else DEFAULT_SCORER
+    """``"tiny"`` (the offline random scorer) for the tiny twins, ``"toy-scorer"`` (the organism's
+    trained CLIP, :mod:`loco_lib.scorer`) for ``toy`` / ``toy-t5``, CLIP ViT-L/14 otherwise."""
+    if model and str(model).startswith("tiny-"):
+        return "tiny"
+    if model in ("toy", "toy-t5"):
+        return "toy-scorer"
+    return DEFAULT_SCORER
 
 
 def get_scorer(name: str | None = None, model: str | None = None) -> ClipScorer:
-    """A scorer by name: ``"tiny"``, a CLIP hub id or folder; ``None`` picks the default for ``model``."""
+    """A scorer by name: ``"tiny"``, ``"toy-scorer"``, a CLIP hub id or folder; ``None`` picks the
+    default for ``model``. The trained toy scorer is loaded once and reused."""
     name = name or default_scorer_name(model)
-    return ClipScorer.tiny() if name == "tiny" else ClipScorer(name)
+    if name == "tiny":
+        return ClipScorer.tiny()
+    if name == "toy-scorer":
+        if "toy-scorer" not in _DEFAULT:
+            from .scorer import load
+
+            _DEFAULT["toy-scorer"] = load()
+        return _DEFAULT["toy-scorer"]
+    return ClipScorer(name)

@@ -24,6 +24,13 @@ from .text import as_prompt_list, encode
 DEFAULTS = {"sd": {"steps": 50, "guidance": 7.5}, "sdxl": {"steps": 50, "guidance": 5.0}, "if": {"steps": 100, "guidance": 7.0}}
 
 
+def defaults(pipe) -> dict:
+    """The pipeline's default ``steps`` and ``guidance``: its own ``loco_defaults`` (the model organisms
+    carry theirs) or the paper's settings for its family."""
+    own = getattr(pipe, "loco_defaults", None)
+    return dict(own) if own else dict(DEFAULTS[pipeline_family(pipe)])
+
+
 @dataclass
 class Generation:
     images: list  # PIL images (or arrays with output_type="np")
@@ -91,8 +98,8 @@ def generate(
     prompts = as_prompt_list(prompts)
     n = len(prompts)
     seeds = _seed_list(seeds, n)
-    steps = DEFAULTS[family]["steps"] if steps is None else int(steps)
-    guidance = DEFAULTS[family]["guidance"] if guidance is None else float(guidance)
+    steps = defaults(pipe)["steps"] if steps is None else int(steps)
+    guidance = defaults(pipe)["guidance"] if guidance is None else float(guidance)
     if steps < 1:
         raise LocoError(f"steps must be at least 1 (got {steps})")
     if batch_size < 1:

@@ -143,6 +143,38 @@ def locogen(
     return result
 
 
+# Which readouts an attribute's pairs change (the model organism's world, loco_lib.world)
+READOUT_OF = {"style": ("style",), "objects": ("shape",), "facts": ("shape", "colour")}
+
+
+def readouts(result: LocoGenResult, scorer, keys=None):
+    """Readouts of every layer set of a sweep with an attribute scorer (the model organism's).
+
+    One row per layer set (clean, each window, all layers): for each attribute, the fraction of
+    images that show what the *original* prompt asks for, and ``moved``: how far the readouts of the
+    result's attribute went from the clean level (0) to the fully altered level (1), averaged over the
+    readouts the attribute changes (``READOUT_OF``, or ``keys``).
+    """
+    import pandas as pd
+
+    if not hasattr(scorer, "accuracy"):
+        raise LocoError("readouts need an attribute scorer (loco_lib.scorer, the model organism's), not a plain CLIP")
+    n_layers = result.table["layer_list"].iloc[-1][-1] + 1
+    sets = [("clean", [])] + [(_span(w), w) for w in result.table["layer_list"]] + [("all", list(range(n_layers)))]
+    rows = []
+    for label, layers in sets:
+        jobs = [Job(i, tuple(layers), s) for i in range(len(result.originals)) for s in result.seeds]
+        images = [result.sweep.images[j] for j in jobs]
+        acc = scorer.accuracy(images, [result.originals[j.prompt_index] for j in jobs])
+        rows.append({"layers": label, "start": layers[0] if label not in ("clean", "all") else None, **acc})
+    table = pd.DataFrame(rows)
+    keys = tuple(keys) if keys else READOUT_OF[result.attribute]
+    clean, full = table.iloc[0], table.iloc[-1]
+    table["moved"] = [float(np.mean([(clean[k] - r[k]) / (clean[k] - full[k]) if clean[k] != full[k] else np.nan for k in keys]))
+                      for _, r in table.iterrows()]
+    return table
+
+
 @dataclass
 class MSelection:
     m: int | None  # the smallest m that met the threshold (None: none did)

@@ -396,12 +396,11 @@ def k_sweep(pipe, ranking: NeuronRanking, prompts, ks=(0, 30, 50, 100), scorer=N
     import pandas as pd
 
     from .clip_score import clip_score
-    from .generate import DEFAULTS, generate
-    from .models import pipeline_family
+    from .generate import defaults, generate
 
     prompts = as_prompt_list(prompts)
     texts = prompts if score_texts is None else ([score_texts] if isinstance(score_texts, str) else list(score_texts))
-    g = DEFAULTS[pipeline_family(pipe)]["guidance"] if guidance is None else float(guidance)
+    g = defaults(pipe)["guidance"] if guidance is None else float(guidance)
     ks = [ks] if isinstance(ks, numbers.Integral) else list(ks)
     if not ks:
         raise LocoError("no k given")

@@ -425,6 +425,36 @@ def load_edit(attribute_or_path, concept: str) -> PromptSet:
     raise LocoError(f"{f.path}: no edit block for concept {concept!r} (concepts: {', '.join(f.edits) or 'none'})")
 
 
+ORGANISMS = ("toy", "toy-t5")
+
+
+def default_prompts(attribute: str, model: str | None = None):
+    """The bundled prompt set of ``attribute`` for ``model``: the organism's own world prompts
+    (``data/prompts/toy/<attribute>.yaml``) for ``toy`` / ``toy-t5``, the paper's sets otherwise."""
+    key = str(attribute).strip().lower()
+    if key not in ATTRIBUTES:
+        raise LocoError(f"unknown attribute {attribute!r}: choose one of {', '.join(ATTRIBUTES)}")
+    if model in ORGANISMS:
+        return prompts_dir() / "toy" / f"{key}.yaml"
+    return key
+
+
+def load_controls(attribute_or_path) -> dict[str, list[str]]:
+    """The ``controls:`` block of a pair file: named groups of prompts an edit of the file's concept
+    should leave alone (other styles, other objects, ...); empty if the file has none."""
+    path = _resolve(attribute_or_path)
+    data = _read(path)
+    block = data.get("controls") or {}
+    if not isinstance(block, dict):
+        raise LocoError(f"{path}: 'controls' must map a group name to a list of prompts, found {type(block).__name__}")
+    out = {}
+    for name, prompts in block.items():
+        if not isinstance(prompts, list) or not prompts:
+            raise LocoError(f"{path}: controls[{name!r}] must be a non-empty list of prompts")
+        out[str(name)] = [_text(p, f"controls[{name!r}][{i}]", str(path)) for i, p in enumerate(prompts)]
+    return out
+
+
 def _read_artists(path=None) -> tuple[Path, dict[str, list[PromptPair]]]:
     path = _bundled("artists.yaml", path)
     data = _read(path)
@@ -540,6 +570,10 @@ def validate_all() -> dict[str, int]:
     for attr in ATTRIBUTES:
         f = _read_pair_file(attr)
         counts[f"{attr}.yaml"] = len(f.pairs) + sum(len(v) for v in f.edits.values())
+        toy = default_prompts(attr, "toy")
+        f = _read_pair_file(toy)
+        counts[f"toy/{attr}.yaml"] = len(f.pairs) + sum(len(v) for v in f.edits.values()) + sum(
+            len(v) for v in load_controls(toy).values())
     counts["artists.yaml"] = len(load_artists())
     counts["human_study.yaml"] = len(load_human_study())
     counts["robustness.yaml"] = len(load_robustness())

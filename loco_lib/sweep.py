@@ -37,7 +37,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .errors import LocoError
-from .generate import DEFAULTS, _image_size, progress_bars, sample_batch
+from .generate import _image_size, defaults, progress_bars, sample_batch
 from .models import pipeline_family, progress_default
 from .text import as_prompt_list, encode
 
@@ -149,8 +149,8 @@ def run_sweep(
         raise LocoError(f"{len(originals)} original prompts but {len(targets)} targets")
     if score_against not in ("original", "target"):
         raise LocoError(f"score_against must be 'original' or 'target', not {score_against!r}")
-    steps = DEFAULTS[family]["steps"] if steps is None else int(steps)
-    guidance = DEFAULTS[family]["guidance"] if guidance is None else float(guidance)
+    steps = defaults(pipe)["steps"] if steps is None else int(steps)
+    guidance = defaults(pipe)["guidance"] if guidance is None else float(guidance)
     if steps < 1:
         raise LocoError(f"steps must be at least 1 (got {steps})")
     size = _image_size(pipe, size)

@@ -21,6 +21,7 @@ from diffusers.models.modeling_utils import ModelMixin
 
 from .world import SIZE, vocabulary
 
+SAMPLING = {"steps": 15, "guidance": 3.0}  # the organism's default DDIM steps and guidance scale
 MAX_TOKENS = 12  # the longest caption is 8 words, plus start and end tokens
 UNSHUFFLE = 2
 
@@ -162,4 +163,5 @@ def load_trained(name: str):
     enc_cls = type(pipe.text_encoder)
     pipe.text_encoder = enc_cls.from_pretrained(folder / "text_encoder", dtype=torch.float32)
     pipe.register_modules(unet=pipe.unet, text_encoder=pipe.text_encoder)
+    pipe.loco_defaults = dict(SAMPLING)
     return pipe

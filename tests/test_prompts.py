@@ -42,8 +42,34 @@ def is_subsequence(small: list[str], big: list[str]) -> bool:
 def test_every_bundled_file_loads_and_validates():
     counts = P.validate_all()
     assert counts == {"style.yaml": 30 + 6 * 4, "objects.yaml": 20 + 4 * 4, "facts.yaml": 10 + 2 * 4,
-                      "artists.yaml": 57, "human_study.yaml": 11, "robustness.yaml": 320}
-    assert sorted(p.name for p in DATA.glob("*.yaml")) == sorted(counts)
+                      "artists.yaml": 57, "human_study.yaml": 11, "robustness.yaml": 320,
+                      "toy/style.yaml": 8 + 4 + 24, "toy/objects.yaml": 8 + 4 + 8, "toy/facts.yaml": 4 + 2 + 6}
+    assert sorted(str(p.relative_to(DATA)) for p in DATA.glob("**/*.yaml")) == sorted(counts)
+
+
+@pytest.mark.parametrize("attribute", P.ATTRIBUTES)
+def test_organism_prompt_sets_change_only_their_attribute(attribute):
+    """The toy sets speak the world's language, each pair changes exactly its attribute, the edit keys
+    are other prompts than the pairs (so an edit is evaluated on held-out prompts), and no control
+    prompt names the edited concept."""
+    from loco_lib.world import parse_caption, vocabulary
+
+    src = P.default_prompts(attribute, "toy")
+    assert src == P.default_prompts(attribute, "toy-t5") and P.default_prompts(attribute, "sd15") == attribute
+    pairs, (concept,) = P.load_pairs(src), P.edit_concepts(src)
+    keys, controls = P.load_edit(src, concept), P.load_controls(src)
+    changed = {"style": {"style"}, "objects": {"shape"}, "facts": {"shape", "colour"}}[attribute]
+    words = set(vocabulary())
+    for p in [*pairs, *keys]:
+        a, b = parse_caption(p.original), parse_caption(p.target)
+        assert None not in (a["shape"], a["colour"], b["shape"], b["colour"])
+        assert {k for k in a if a[k] != b[k]} == changed, p
+        assert set(p.original.split()) <= words and set(p.target.split()) <= words
+    if attribute == "facts":  # the alias occurs in only 4 captions: the keys are 2 of the 4 pairs
+        assert set(keys.originals) < set(pairs.originals)
+    else:
+        assert not set(pairs.originals) & set(keys.originals)
+    assert controls and all(not P._contains(c, pairs.subjects[0]) for group in controls.values() for c in group)
 
 
 @pytest.mark.parametrize("attribute", P.ATTRIBUTES)
