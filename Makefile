@@ -1,11 +1,11 @@
 # loco: two commands.
 #   make book   create .venv, install pinned dependencies, run every notebook with papermill on the
-#               default model (reduced steps), build the Jupyter Book into _build/html
+#               default model (the organism `toy`, its default steps), build the Jupyter Book into _build/html
 #   make test   the test suite: unit tests, nbval on the notebooks' key outputs, and the book build
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STEPS  ?= 10
+PARAMS ?=  # extra papermill parameters for every notebook, e.g. PARAMS="-p SEEDS [0,1]"
 NOTEBOOKS := $(sort $(wildcard notebooks/*.py))
 EXECUTED  := $(patsubst notebooks/%.py,_build/src/notebooks/%.ipynb,$(NOTEBOOKS))
 # torch is installed first from its pin in pyproject.toml, so pip never pulls a CUDA build.
@@ -26,10 +26,10 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 # Run each notebook (its jupytext .py is the source of truth) with papermill into the book's staging tree.
-_build/src/notebooks/%.ipynb: notebooks/%.py $(BIN)/.installed $(wildcard loco_lib/*.py)
+_build/src/notebooks/%.ipynb: notebooks/%.py $(BIN)/.installed $(wildcard loco_lib/*.py) $(wildcard models/*/training.json)
 	@mkdir -p _build/src/notebooks
 	$(BIN)/jupytext --quiet --to ipynb -o _build/src/notebooks/$*.source.ipynb $<
-	cd notebooks && LOCO_PROGRESS=0 ../$(BIN)/papermill --log-level WARNING -k python3 -p STEPS $(STEPS) \
+	cd notebooks && LOCO_PROGRESS=0 ../$(BIN)/papermill --log-level WARNING -k python3 $(PARAMS) \
 	    ../_build/src/notebooks/$*.source.ipynb ../$@
 	rm -f _build/src/notebooks/$*.source.ipynb
 

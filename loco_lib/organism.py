@@ -63,19 +63,21 @@ def locogen_readouts(pipe, scorer, prompts, attribute: str, m: int, seeds=(0,), 
     return result, readouts(result, scorer, keys=readout)
 
 
-def edit_readouts(pipe, scorer, layers, keys, evaluations: dict, seeds=(0,), lam: float = 0.01, steps=None) -> dict:
+def edit_readouts(pipe, scorer, layers, keys, evaluations: dict, seeds=(0,), lam: float = 0.01, steps=None,
+                  before: dict | None = None) -> dict:
     """Readouts of each group of ``evaluations`` (name -> prompts) before and after a LocoEdit.
 
     ``keys``: the edit's prompt set (originals, targets, subjects, target subjects). Returns
     ``{"edit": Edit, "before": {group: accuracy}, "after": {group: accuracy}}``; the pipeline is left
-    unedited.
+    unedited. A group may be a prompt set: its readouts are then also taken against its targets
+    (``"target"``). ``before``: readouts of the unedited model from an earlier call (not recomputed).
     """
     from .evaluate import evaluate
     from .locoedit import compute_edit
 
     edit = compute_edit(pipe, layers, keys.originals, keys.targets, keys.subjects, keys.target_subjects, lam=lam)
-    out = {"edit": edit, "before": {}, "after": {}}
-    for phase in ("before", "after"):
+    out = {"edit": edit, "before": dict(before) if before else {}, "after": {}}
+    for phase in (("after",) if before else ("before", "after")):
         if phase == "after":
             edit.apply(pipe)
         try:
@@ -175,3 +177,249 @@ def inert_window(*tables) -> list[int]:
         raise LocoError("no window leaves every readout at its clean level")
     first, _, last = str(best[len(best) // 2]).partition("-")
     return list(range(int(first), int(last or first) + 1))
+
+
+# -- the whole protocol, cached ---------------------------------------------------------------------
+
+NEURON_KS = (0, 2, 4, 8, 16, 32)
+TOKEN_SETS = ("subject", "after", "subject+after", "all")
+
+
+def weights_fingerprint(model: str) -> str:
+    """A short hash of what an organism's measurements depend on: its weight files, the scorer's and
+    the library's code (the cache key of :func:`report`)."""
+    import hashlib
+    from pathlib import Path
+
+    from .toy import models_dir
+
+    h = hashlib.sha1()
+    files = sorted((models_dir() / model).glob("*/*.safetensors")) + sorted((models_dir() / "toy-scorer").glob("*.safetensors"))
+    files += sorted(Path(__file__).resolve().parent.glob("*.py"))
+    for f in files:
+        h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def default_cache_dir():
+    """Where :func:`report` keeps finished measurements: ``$LOCO_CACHE_DIR`` or ``_build/organism-cache``
+    at the repository root (shared by every notebook run, wherever it runs from)."""
+    import os
+    from pathlib import Path
+
+    env = os.environ.get("LOCO_CACHE_DIR")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "_build" / "organism-cache"
+
+
+class _Memo:
+    """Results of named measurements as JSON files in ``folder`` (None: nothing is kept), keyed by
+    the model's weights, the seeds and the steps, so an interrupted report resumes where it stopped."""
+
+    def __init__(self, folder, model: str, seeds, steps):
+        import json
+        from pathlib import Path
+
+        self._json = json
+        self.folder = Path(folder) / model if folder is not None else None
+        self.key = f"{weights_fingerprint(model)}-s{'_'.join(map(str, seeds))}-t{steps}"
+        self.computed: list[str] = []
+
+    def __call__(self, name: str, fn):
+        path = self.folder / f"{name}-{self.key}.json" if self.folder is not None else None
+        if path is not None and path.exists():
+            return self._json.loads(path.read_text())
+        value = fn()
+        self.computed.append(name)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(self._json.dumps(value))
+            tmp.replace(path)
+        return value
+
+
+def _records(table) -> list[dict]:
+    return [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()} for r in table.to_dict("records")]
+
+
+def report(model: str = "toy", seeds=(0,), steps: int | None = None, cache_dir=None, pipe=None, scorer=None,
+           progress: bool | None = None) -> dict:
+    """Every measurement of the organism chapter for ``model``, as plain JSON-able data.
+
+    ``sample``: readout accuracy of all canonical prompts. ``locogen``: for style, objects, colour and
+    facts the window table (CLIP-score mean and readouts per window), the window Algorithm 1 picks,
+    and how far it moves the attribute's readouts. ``app_g``: the m selected for style (threshold
+    0.8). ``edit``: LocoEdit of van gogh at the style window, at an inert window and at all layers
+    (readouts of held-out and control prompts before and after). ``fact_edit``: the president edit
+    at the facts window and at all layers. ``neurons``: style readout vs k. ``token_swap``: App. M.
+    With ``cache_dir`` each part is stored when done and read back on the next call.
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from .clip_score import get_scorer
+    from .locogen import select_m
+    from .models import load, progress_default
+    from .prompts import default_prompts, load_controls, load_edit, load_pairs
+
+    progress = progress_default() if progress is None else progress
+    seeds = [int(s) for s in seeds]
+    memo = _Memo(cache_dir, model, seeds, steps)
+    sweeps = (memo.folder / f"sweeps-{memo.key}") if memo.folder is not None else None
+    state = {}
+
+    def need_pipe():
+        if "pipe" not in state:
+            state["pipe"] = pipe if pipe is not None else load(model, progress=False)
+            state["scorer"] = scorer if scorer is not None else get_scorer(None, model)
+        return state["pipe"], state["scorer"]
+
+    src = {a: default_prompts(a, model) for a in ("style", "objects", "facts")}
+    out = {"model": model, "seeds": seeds, "steps": steps}
+    stages = ["sample", "locogen", "app_g", "edit", "fact_edit", "neurons", "token_swap"]
+    bar = tqdm(stages, desc=f"{model} report", disable=not progress)
+
+    def sample():
+        p, s = need_pipe()
+        acc = sample_accuracy(p, s, seeds=seeds, steps=steps)
+        return {k: acc[k] for k in ("shape", "colour", "style", "n")}
+
+    def one_locogen(name, prompts, attribute, readout=None):
+        p, s = need_pipe()
+        res, table = locogen_readouts(p, s, prompts, attribute, 2, seeds=seeds, readout=readout, steps=steps,
+                                      cache_dir=sweeps / name if sweeps is not None else None)
+        clip = res.table.set_index("layers")["mean"]
+        table["clip"] = [clip.get(label, np.nan) for label in table["layers"]]
+        best = table[table["layers"] == f"{res.best['layers'][0]}-{res.best['layers'][-1]}"].iloc[0]
+        return {"best": res.best["layers"], "clip_fraction": res.best["fraction"], "moved": float(best["moved"]),
+                "clean": res.clean, "altered_all": res.altered_all, "table": _records(table)}
+
+    def locogen_all():
+        return {
+            "style": one_locogen("style", load_pairs(src["style"]), "style"),
+            "objects": one_locogen("objects", load_pairs(src["objects"]), "objects"),
+            "colour": one_locogen("colour", colour_pairs(), "objects", readout=("colour",)),
+            "facts": one_locogen("facts", load_pairs(src["facts"]), "facts"),
+        }
+
+    for stage in bar:
+        bar.set_postfix_str(stage)
+        if stage == "sample":
+            out["sample"] = memo("sample", sample)
+        elif stage == "locogen":
+            out["locogen"] = memo("locogen", locogen_all)
+        elif stage == "app_g":
+            def app_g():
+                p, s = need_pipe()
+                sel = select_m(p, load_pairs(src["style"]), "style", threshold=0.8, ms=[1, 2, 3], seeds=seeds, scorer=s,
+                               steps=steps, progress=False, cache_dir=sweeps / "style" if sweeps is not None else None)
+                return {"m": sel.m, "table": _records(sel.table)}
+            out["app_g"] = memo("app_g", app_g)
+        elif stage == "edit":
+            window = out["locogen"]["style"]["best"]
+            tables = [pd.DataFrame(out["locogen"][a]["table"]) for a in ("style", "objects")]
+            inert = inert_window(*tables)
+
+            def edit():
+                p, s = need_pipe()
+                keys = load_edit(src["style"], "van gogh")
+                groups = {"edited": load_pairs(src["style"]).originals, **load_controls(src["style"])}
+                before, res = None, {}
+                for name, layers in (("window", window), ("inert", inert), ("all", "all")):
+                    r = edit_readouts(p, s, layers, keys, groups, seeds=seeds, steps=steps, before=before)
+                    before = r["before"]
+                    res[name] = {"layers": r["edit"].layers, "before": r["before"], "after": r["after"]}
+                return res
+            out["edit"] = memo("edit", edit)
+        elif stage == "fact_edit":
+            def fact_edit():
+                p, s = need_pipe()
+                keys = load_edit(src["facts"], "president")
+                groups = {"president": load_pairs(src["facts"]), **load_controls(src["facts"])}
+                before, res = None, {}
+                for name, layers in (("window", out["locogen"]["facts"]["best"]), ("all", "all")):
+                    r = edit_readouts(p, s, layers, keys, groups, seeds=seeds, steps=steps, before=before)
+                    before = r["before"]
+                    res[name] = {"layers": r["edit"].layers, "before": r["before"], "after": r["after"]}
+                return res
+            out["fact_edit"] = memo("fact_edit", fact_edit)
+        elif stage == "neurons":
+            def neurons():
+                p, s = need_pipe()
+                pairs = load_pairs(src["style"])
+                free = [t.replace(" in the style of van gogh", "") for t in pairs.originals]
+                return neuron_curve(p, s, out["locogen"]["style"]["best"], pairs.originals, free, "van gogh",
+                                    ks=NEURON_KS, seeds=seeds, steps=steps)
+            out["neurons"] = memo("neurons", neurons)
+        elif stage == "token_swap":
+            def swap():
+                p, s = need_pipe()
+                pairs = load_pairs(src["style"])
+                return [token_swap(p, s, pairs.originals, pairs.targets, "van gogh", w, seeds=seeds, steps=steps)
+                        for w in TOKEN_SETS]
+            out["token_swap"] = memo("token_swap", swap)
+    out["computed"] = memo.computed
+    out["sweeps"] = str(sweeps) if sweeps is not None else None  # LocoGen's image caches, one folder per set
+    return out
+
+
+
+# -- figures and tables of a report ----------------------------------------------------------------
+
+READOUT = {"style": "style", "objects": "shape", "colour": "colour", "facts": "shape"}
+
+
+def plot_windows(reports: dict, attributes=("style", "objects", "colour")):
+    """One panel per model: for each attribute, how far each window of 2 layers moves its readouts
+    from the clean level (0) to the fully altered level (1). ``reports``: model -> :func:`report`."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(reports), figsize=(5.2 * len(reports), 3.0), squeeze=False, sharey=True)
+    for ax, (model, rep) in zip(axes[0], reports.items()):
+        for attr in attributes:
+            rows = [r for r in rep["locogen"][attr]["table"] if r["layers"] not in ("clean", "all")]
+            ax.plot([r["start"] for r in rows], [r["moved"] for r in rows], marker="o", label=attr)
+        ax.axhline(0.7, color="grey", ls=":", lw=1)
+        ax.set_xlabel("first layer of the window (m = 2)")
+        ax.set_title(f"{model}: LocoGen windows")
+        ax.set_ylim(-0.1, 1.1)
+    axes[0][0].set_ylabel("readout moved\n(clean 0 -> all layers 1)")
+    axes[0][-1].legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return fig
+
+
+def plot_neurons(reports: dict):
+    """Style readout of the van gogh prompts as the top-k neurons are replaced, one line per model."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 3.0))
+    for model, rep in reports.items():
+        ks = [r["k"] for r in rep["neurons"]]
+        ax.plot(range(len(ks)), [r["style"] for r in rep["neurons"]], marker="o", label=model)
+        ax.set_xticks(range(len(ks)), [str(k) for k in ks])
+    ax.set_xlabel("neurons replaced per projection (k)")
+    ax.set_ylabel("images still in van gogh style")
+    ax.set_ylim(-0.05, 1.05)
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def edit_table(rep: dict, which: str = "edit"):
+    """A tidy table of an edit report: one row per (edit, group), readouts before and after."""
+    import pandas as pd
+
+    rows = []
+    for name, r in rep[which].items():
+        for group, after in r["after"].items():
+            before = r["before"][group]
+            row = {"edit at": f"{name} {r['layers'][0]}-{r['layers'][-1]}" if len(r["layers"]) > 1 else f"{name} {r['layers'][0]}",
+                   "prompts": group}
+            for a in ("shape", "colour", "style"):
+                row[a] = f"{before[a]:.2f} -> {after[a]:.2f}"
+            if "target" in after:  # readouts against the target prompt: does it show the new object?
+                for a in ("shape", "colour"):
+                    row[f"new {a}"] = f"{before['target'][a]:.2f} -> {after['target'][a]:.2f}"
+            rows.append(row)
+    return pd.DataFrame(rows)

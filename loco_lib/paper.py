@@ -19,6 +19,23 @@ LOCATIONS = {
 }
 
 
+# Not the paper's: the windows loco's own LocoGen finds on its model organism (chapter "The model
+# organism"; tests/test_organism.py checks that LocoGen still finds them).
+ORGANISM_WINDOWS = {
+    "toy": {"style": [0, 1], "objects": [7, 8], "facts": [7, 8]},
+}
+
+
+def default_window(model: str, attribute: str = "style") -> list[int]:
+    """The window a chapter alters or edits by default: the one loco measured for the model
+    organism, the paper's for every other model (:func:`paper_window`)."""
+    if model in ORGANISM_WINDOWS:
+        if attribute not in ORGANISM_WINDOWS[model]:
+            raise LocoError(f"unknown attribute {attribute!r}: use style, objects or facts")
+        return list(ORGANISM_WINDOWS[model][attribute])
+    return paper_window(model, attribute)
+
+
 def paper_window(model: str, attribute: str = "style") -> list[int]:
     """The layers the paper localizes ``attribute`` to for ``model`` (tiny twins: their real model's)."""
     from .models import MODELS

@@ -480,9 +480,23 @@ def artist_names(path=None) -> list[str]:
     return list(_read_artists(path)[1])
 
 
-def load_artists(artist: str | None = None, path=None) -> PromptSet:
+def load_artists(artist: str | None = None, path=None, model: str | None = None) -> PromptSet:
     """App. K.1 prompts (with the artist) and their artist-free counterparts, as a PromptSet whose
-    ``concepts`` are the artist names. ``artist`` (case-insensitive) keeps one artist's prompts."""
+    ``concepts`` are the artist names. ``artist`` (case-insensitive) keeps one artist's prompts.
+
+    For the model organism (``model`` "toy" / "toy-t5") the same set in its world: the scenes of
+    its style pairs in ``artist``'s style (one of its three), each with the style phrase removed.
+    """
+    if model in ORGANISMS and path is None:
+        from .world import STYLES
+
+        name = "van gogh" if artist is None else str(artist).strip().lower()
+        if name not in STYLES:
+            raise LocoError(f"the organism knows the artists {', '.join(STYLES)}, not {artist!r}")
+        src = default_prompts("style", model)
+        base = [o.replace(" in the style of van gogh", "") for o in load_pairs(src).originals]
+        pairs = [PromptPair(f"{b} in the style of {name}", b, name, None, name, "constructed: organism world") for b in base]
+        return _to_set("style", pairs, src)
     path, artists = _read_artists(path)
     if artist is None:
         pairs = [p for ps in artists.values() for p in ps]

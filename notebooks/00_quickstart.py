@@ -29,10 +29,11 @@
 #    that a small window of layers reads a target prompt (*altered input*, Sec. 5.1.1), and with
 #    the target prompt everywhere.
 #
-# By default it runs on `tiny-sd15`, a tiny random-weight twin of Stable Diffusion 1.5 with the same
-# 16 layers, so it executes anywhere in seconds. Its images are noise-like textures: the twin
-# knows nothing, and it is here to show the mechanics. To see the real effect, run this notebook in
-# Colab with `MODEL = "sd15"` (a T4 GPU is enough).
+# By default it runs on `toy`, loco's **model organism** (next chapter): a small model trained
+# on a synthetic world of coloured shapes with artist-named textures, with the same 16
+# cross-attention layers as Stable Diffusion 1.5, so the effect is visible on a CPU in seconds. To
+# see it on the real model, run this notebook in Colab with `MODEL = "sd15"` (a T4 GPU is enough);
+# `MODEL = "tiny-sd15"` runs the offline random twin, which shows the mechanics only.
 
 # %%
 import sys
@@ -46,21 +47,21 @@ if IN_COLAB:  # fetch the repository (library, prompt data) and install its pins
     sys.path.insert(0, "/content/loco")
 
 # %% tags=["parameters"]
-MODEL = "tiny-sd15"  # sd14, sd15, openjourney, sd21, sdxl, deepfloyd-if, or a tiny twin
-PROMPT = "a house in the style of van gogh"
-TARGET_PROMPT = "a house in the style of a painting"
-LAYERS = None  # None: the window the paper reports for the style of this model (or a list like [8 9])
-STEPS = 50
-GUIDANCE = None  # None: the default of the model (7.5 for SD)
+MODEL = "toy"  # toy, toy-t5, sd14, sd15, openjourney, sd21, sdxl, deepfloyd-if, or a tiny twin
+PROMPT = "a red circle in the style of van gogh"  # on a real model e.g. "a house in the style of van gogh"
+TARGET_PROMPT = "a red circle in the style of a painting"
+LAYERS = None  # None: the style window of this model (the paper's, or the one measured on toy) or a list like [8 9]
+STEPS = None  # None: the default of the model (50 for SD, 15 for toy)
+GUIDANCE = None  # None: the default of the model (7.5 for SD, 3 for toy)
 SEED = 0
 
 # %%
 import loco_lib
-from loco_lib.paper import paper_window
+from loco_lib.paper import default_window
 from loco_lib.plots import image_grid, plot_layer_map
 
 pipe = loco_lib.load(MODEL)
-layers_to_alter = LAYERS if LAYERS is not None else paper_window(MODEL, "style")
+layers_to_alter = LAYERS if LAYERS is not None else default_window(MODEL, "style")
 print(f"model {MODEL}: {type(pipe).__name__}, UNet {sum(p.numel() for p in pipe.unet.parameters()):,} parameters")
 
 # %% [markdown]
@@ -94,7 +95,7 @@ common = dict(seeds=SEED, steps=STEPS, guidance=GUIDANCE)
 original = loco_lib.generate(pipe, PROMPT, **common)
 altered = loco_lib.generate(pipe, PROMPT, alt_prompts=TARGET_PROMPT, layers=layers_to_alter, **common)
 target = loco_lib.generate(pipe, TARGET_PROMPT, **common)
-print(f"{original.seconds_per_image:.2f} s per image ({STEPS} steps)")
+print(f"{original.seconds_per_image:.2f} s per image ({original.settings['steps']} steps)")
 
 # %%
 fig = image_grid(
@@ -105,9 +106,8 @@ fig = image_grid(
 
 # %% [markdown]
 # How far did the altered window move the image? The mean absolute pixel difference (0-255 scale)
-# to the original and to the target image. On a real model with the paper's window the altered
-# image loses the style; on the random twin both numbers only show that the window changes
-# something.
+# to the original and to the target image: the altered image should be close to the target. On
+# the random twin both numbers only show that the window changes something.
 
 # %%
 import numpy as np
@@ -118,6 +118,19 @@ def mean_abs_diff(a, b):
 print(f"altered vs original: {mean_abs_diff(altered[0], original[0]):.2f}")
 print(f"altered vs target:   {mean_abs_diff(altered[0], target[0]):.2f}")
 print(f"original vs target:  {mean_abs_diff(original[0], target[0]):.2f}")
+
+# %% [markdown]
+# On the organism an attribute scorer (a small CLIP trained on its world) reads each image off:
+# which shape, colour and style it shows. With the style window altered the circle keeps its shape
+# and colour and loses the van gogh strokes.
+
+# %%
+from loco_lib.clip_score import get_scorer
+
+scorer = get_scorer(None, MODEL)
+if hasattr(scorer, "readout"):
+    for label, image in (("original", original[0]), ("altered", altered[0]), ("target", target[0])):
+        print(f"{label:9s}", scorer.readout([image])[0])
 
 # %% [markdown]
 # ## What the paper finds on the real models

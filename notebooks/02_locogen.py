@@ -31,8 +31,9 @@
 # each identical UNet input once, adapts the batch to the GPU's memory and caches every image and
 # score on disk: a Colab disconnect costs nothing that was finished.
 #
-# This page runs on a tiny random twin by default, whose scores mean nothing (a random UNet and a
-# random scorer); it shows the procedure. Set `MODEL = "sd15"` in Colab to see the paper's result.
+# This page runs on `toy`, loco's model organism, by default: its scorer is a small CLIP trained on
+# the organism's world, and the search finds the layers that control the attribute there. Set
+# `MODEL = "sd15"` in Colab to see the paper's result on the real model.
 
 # %%
 import sys
@@ -46,32 +47,34 @@ if IN_COLAB:  # fetch the repository (library, prompt data) and install its pins
     sys.path.insert(0, "/content/loco")
 
 # %% tags=["parameters"]
-MODEL = "tiny-sd15"  # sd14, sd15, openjourney, sd21, sdxl, deepfloyd-if, or a tiny twin
+MODEL = "toy"  # toy, toy-t5, sd14, sd15, openjourney, sd21, sdxl, deepfloyd-if, or a tiny twin
 ATTRIBUTE = "style"  # style, objects or facts
 M = 2  # window size (the paper: 2 for SD-1.x, 3 for SD-2.1, 3-5 for SD-XL)
-N_PROMPTS = 4  # prompt pairs from data/prompts/<attribute>.yaml
+N_PROMPTS = 8  # prompt pairs from the model's prompt file (data/prompts/ or data/prompts/toy/)
 SEEDS = [0]
-STEPS = 50
+STEPS = None  # None: the default of the model (50 for SD, 15 for toy)
 GUIDANCE = None  # None: the default of the model
-SCORER = None  # None: CLIP ViT-L-14 for real models and the offline tiny scorer for twins
+SCORER = None  # None: the model's own (CLIP ViT-L-14 for real models, toy-scorer for toy, tiny for twins)
 CACHE_DIR = "locogen-cache"  # in Colab a Google Drive folder survives a disconnect
 THRESHOLD = 0.8  # App. G: how far from clean to fully altered the best window must go
 
 # %%
 import loco_lib
 from loco_lib.clip_score import get_scorer
-from loco_lib.locogen import plot_window_scores, window_grid
+from loco_lib.locogen import plot_window_scores, readouts, window_grid
+from loco_lib.prompts import default_prompts
 
 pipe = loco_lib.load(MODEL)
 scorer = get_scorer(SCORER, MODEL)
-prompts = loco_lib.load_pairs(ATTRIBUTE, limit=N_PROMPTS)
+prompts = loco_lib.load_pairs(default_prompts(ATTRIBUTE, MODEL), limit=N_PROMPTS)
 n_layers = len(loco_lib.cross_attention_layers(pipe.unet))
 print(f"{MODEL}: {n_layers} cross-attention layers; scorer {scorer.name}")
 
 # %% [markdown]
 # ## The prompt pairs
 #
-# From `data/prompts/` (App. C): each original prompt T with its target T'.
+# From `data/prompts/` (App. C; the organism's own in `data/prompts/toy/`): each original prompt T
+# with its target T'.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -110,6 +113,18 @@ fig = plot_window_scores(result, title=f"{MODEL}: LocoGen, {ATTRIBUTE}, m={M}")
 
 # %%
 fig = window_grid(result, prompt_index=0)
+
+# %% [markdown]
+# With the organism's scorer every image is also read off: the fraction of images that still show
+# the original prompt's shape, colour and style, per window. `moved` is how far the attribute's
+# readout went from the clean level (0) to the fully altered level (1). A window that localizes the
+# attribute moves it and leaves the other two alone.
+
+# %%
+if hasattr(scorer, "accuracy"):
+    display(readouts(result, scorer).round(2))
+else:
+    print(f"{scorer.name} has no attribute readouts (only the model organism's scorer does)")
 
 # %% [markdown]
 # ## Choosing m (App. G)

@@ -25,16 +25,17 @@
 # This page:
 #
 # 1. writes down the objective and its closed form;
-# 2. computes an edit for one concept on the paper's window;
+# 2. computes an edit for one concept on the localized window;
 # 3. compares images and CLIP-scores before and after, on the edit's own prompts and on held-out
 #    prompts of the same concept;
 # 4. applies the same edit to *all* layers, the baseline of App. F;
 # 5. checks unrelated prompts, as in App. L (Table 1);
 # 6. saves the edit to a file, loads it, applies it and reverts it bit for bit.
 #
-# By default it runs on `tiny-sd15`, the random-weight twin of SD-1.5 with the same 16 layers: the
-# images are textures and the CLIP-scores come from a random scorer, so the numbers show the
-# mechanics, not the effect. Run it in Colab with `MODEL = "sd15"` to see Van Gogh disappear.
+# By default it runs on `toy`, loco's model organism: the edit removes its "van gogh" texture at the
+# window LocoGen found (layers 0-1), and the organism's scorer reads every image off (shape,
+# colour, style), so the effect is measured, not only seen. Run it in Colab with `MODEL = "sd15"`
+# to see Van Gogh disappear from Stable Diffusion.
 
 # %%
 import sys
@@ -48,16 +49,16 @@ if IN_COLAB:  # fetch the repository (library, prompt data) and install its pins
     sys.path.insert(0, "/content/loco")
 
 # %% tags=["parameters"]
-MODEL = "tiny-sd15"  # sd14 sd15 openjourney sd21 sdxl deepfloyd-if or a tiny twin
+MODEL = "toy"  # toy toy-t5 sd14 sd15 openjourney sd21 sdxl deepfloyd-if or a tiny twin
 ATTRIBUTE = "style"  # style or objects or facts
 CONCEPT = None  # e.g. "monet"; None: the first edit block of the attribute file
-LAYERS = None  # e.g. "8-9" or "all"; None: the window the paper reports for this model and attribute
+LAYERS = None  # e.g. "8-9" or "all"; None: the paper's window for this model and attribute (toy: the measured one)
 LAM = 0.01  # lambda for keys and values (App. H)
 N_PROMPTS = 4  # held-out prompts of the concept and unrelated prompts (each)
 SEEDS = [0]
-STEPS = 50
-GUIDANCE = None  # None: the model default (7.5 for SD)
-SCORER = None  # None: CLIP ViT-L-14 for real models and the offline tiny scorer for twins
+STEPS = None  # None: the model default (50 for SD, 15 for toy)
+GUIDANCE = None  # None: the model default (7.5 for SD, 3 for toy)
+SCORER = None  # None: the model's own (CLIP ViT-L-14 for real models, toy-scorer for toy, tiny for twins)
 EDIT_FILE = "edit-cache/edit.safetensors"  # in Colab a Google Drive path keeps the edit
 
 # %%
@@ -73,14 +74,15 @@ import torch
 import loco_lib
 from loco_lib.clip_score import get_scorer
 from loco_lib.locoedit import Edit, compute_edit, kv_rows, objective
-from loco_lib.paper import paper_window
+from loco_lib.paper import default_window
 from loco_lib.plots import change_maps, image_grid, pixel_change
-from loco_lib.prompts import edit_concepts, load_edit, load_pairs, load_robustness
+from loco_lib.prompts import default_prompts, edit_concepts, load_controls, load_edit, load_pairs, load_robustness
 
 pipe = loco_lib.load(MODEL)
 scorer = get_scorer(SCORER, MODEL)
-concept = CONCEPT if CONCEPT is not None else edit_concepts(ATTRIBUTE)[0]
-layers = LAYERS if LAYERS is not None else paper_window(MODEL, ATTRIBUTE)
+source = default_prompts(ATTRIBUTE, MODEL)  # the paper's prompt file, or the organism's own
+concept = CONCEPT if CONCEPT is not None else edit_concepts(source)[0]
+layers = LAYERS if LAYERS is not None else default_window(MODEL, ATTRIBUTE)
 n_layers = len(loco_lib.cross_attention_layers(pipe.unet))
 
 # %%
@@ -130,13 +132,14 @@ print(f"edit: {ATTRIBUTE} / {concept!r} at layers {layers}, lambda {LAM}")
 # %% [markdown]
 # ## The edit's prompts
 #
-# Each prompt file has one edit block per concept (`data/prompts/`, `edits:`). For style these are
-# the four prompt variants of the authors' code, all mapped to "a painting"; the subject column
-# names the words whose last token gives the row.
+# Each prompt file has one edit block per concept (`data/prompts/`, `edits:`). For style on the real
+# models these are the four prompt variants of the authors' code, all mapped to "a painting"; on
+# the organism, four scenes in van gogh style (each shape and colour once) mapped to the same scene
+# "in the style of a painting". The subject column names the words whose last token gives the row.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-block = load_edit(ATTRIBUTE, concept)
+block = load_edit(source, concept)
 pd.DataFrame({"original (row X_orig)": block.originals, "subject": block.subjects,
               "target (row X_target)": block.targets, "target subject": block.target_subjects})
 
@@ -193,9 +196,10 @@ def fit_table(e):
 fit_table(edit).style.hide(axis="index").format({"fit before": "{:.3g}", "fit after": "{:.2e}", "weight change": "{:.1%}"})
 
 # %% [markdown]
-# The fit term drops to almost nothing. The weight moves by about a third on the twin, whose text
-# states are only 32 wide, so four rows are a large part of the space; SD-1.5's matrices in layers
-# 8-9 read 768-wide states and change in only 4 of those 768 directions.
+# The fit term drops to almost nothing. How far the weight moves depends on how much of the text
+# space the rows span: the organism's text states are 64 wide and the twin's 32, so four rows are a
+# sizeable part of the space; SD-1.5's matrices in layers 8-9 read 768-wide states and change in
+# only 4 of those 768 directions.
 #
 # The role of $\lambda$ (App. H) in one table: the fraction of the fit term left after the edit and
 # the mean relative weight change, for the paper's value and two larger ones. A large $\lambda$
@@ -223,7 +227,7 @@ pd.DataFrame(summary).style.hide(axis="index").format({"lambda": "{:g}", "fit le
 #   if it generalizes.
 
 # %%
-pairs = load_pairs(ATTRIBUTE, concept=concept)
+pairs = load_pairs(source, concept=concept)
 seen = {p.lower() for p in block.originals}
 held_out = pairs.select([i for i, p in enumerate(pairs.originals) if p.lower() not in seen][:N_PROMPTS])
 
@@ -258,8 +262,9 @@ print(f"{len(original) + len(localized)} images, {original.seconds_per_image:.2f
 # %% [markdown]
 # Below each pair of images, the change the edit made: the absolute pixel difference, averaged over
 # the colour channels and drawn in grey on one scale for the whole figure (white = the largest
-# change, given in the title). On the random twin the edited images look the same as the
-# originals; the change row shows that they are not.
+# change, given in the title). On the organism the strokes of the background disappear and the
+# object stays; on a random twin the edited images look the same as the originals and only the
+# change row shows that they are not.
 
 # %%
 def first_seed(images, start, n):
@@ -347,11 +352,14 @@ per_image.groupby(level="group", sort=False).mean().sort_index(axis=1, level=0, 
 #
 # An edit should not hurt prompts that never mention the concept. The paper scores 320 generic
 # prompts (80 MS-COCO classes in 4 places) with and without the edit; here a seeded sample of
-# `N_PROMPTS` of them, each scored against its own prompt.
+# `N_PROMPTS` of them, each scored against its own prompt. The organism's world has no MS-COCO
+# classes: its prompt file lists its own controls (the same scenes in the other styles and
+# without style).
 
 # %%
 # NBVAL_CHECK_OUTPUT
-generic = random.Random(0).sample(load_robustness(), N_PROMPTS)
+controls = load_controls(source)  # only the organism's prompt files have controls
+generic = random.Random(0).sample([p for group in controls.values() for p in group] or load_robustness(), N_PROMPTS)
 print("\n".join(generic))
 
 # %%
@@ -381,10 +389,22 @@ fig = image_grid(before + diff_loc + diff_all, titles=[wrap(p) for p in generic]
 # style-edited model 29.99 with LocoEdit (29.61 with DiffQuickFix, which edits the text encoder);
 # the object-edited model 29.40 (29.32 with DiffQuickFix). Generic prompts lose almost nothing.
 #
-# On the random twin, every prompt's subject token points in a somewhat random direction of a
-# 32-wide space, so four edit rows already span a good part of it and unrelated prompts move too;
-# still, the two-layer edit moves every image far less than the sixteen-layer one. On a real model,
-# whose 768-wide text space separates concepts, the localized edit barely touches unrelated prompts.
+# On a random twin every prompt's subject token points in a somewhat random direction of a narrow
+# space, so four edit rows span a good part of it and unrelated prompts move too. The organism's
+# text encoder was trained, so "monet" and "picasso" point elsewhere than "van gogh", and the
+# readouts below say whether the other styles survive the edit. On a real model, whose 768-wide
+# text space separates concepts, the localized edit barely touches unrelated prompts.
+
+# %%
+if hasattr(scorer, "accuracy"):
+    rows = {}
+    for label, gen in {"original": original, "localized": localized, "all layers": everywhere}.items():
+        rows[("held-out " + concept, label)] = scorer.accuracy(gen.images[n_in * len(SEEDS):], per_seed(held_out.originals))
+    for label, gen in generic_gens.items():
+        rows[("unrelated", label)] = scorer.accuracy(gen.images, per_seed(generic))
+    display(pd.DataFrame(rows).T.rename_axis(["prompts", "model"]).round(2))
+else:
+    print(f"{scorer.name} has no attribute readouts (only the model organism's scorer does)")
 
 # %% [markdown]
 # ## Save, load, revert

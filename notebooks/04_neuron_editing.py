@@ -31,9 +31,10 @@
 # Nothing is learned or rewritten in the weights: the edit is a hook on the projections that is
 # removed when generation ends.
 #
-# By default the page runs on `tiny-sd15`, the random-weight twin of SD-1.5, with a random CLIP
-# scorer: the ranking and the sweep run exactly as on the real model, but the numbers mean nothing.
-# Run it in Colab with `MODEL = "sd15"` and `KS = [0, 30, 50, 100]` to see the paper's effect.
+# By default the page runs on `toy`, loco's model organism, at the style window LocoGen found on it
+# (layers 0-1); its scorer also reads each image off, so the sweep reports the fraction of images
+# still in the artist's style. Run it in Colab with `MODEL = "sd15"` and `KS = [0, 30, 50, 100]` to
+# see the paper's effect on Stable Diffusion.
 
 # %%
 import sys
@@ -47,16 +48,16 @@ if IN_COLAB:  # fetch the repository (library, prompt data) and install its pins
     sys.path.insert(0, "/content/loco")
 
 # %% tags=["parameters"]
-MODEL = "tiny-sd15"  # sd14 sd15 openjourney sd21 sdxl deepfloyd-if or a tiny twin
-ARTIST = "van gogh"  # one of the App. K.1 artists
-LAYERS = None  # e.g. "8-9"; None: the style window the paper reports for this model
+MODEL = "toy"  # toy toy-t5 sd14 sd15 openjourney sd21 sdxl deepfloyd-if or a tiny twin
+ARTIST = "van gogh"  # one of the App. K.1 artists (toy: van gogh monet or picasso)
+LAYERS = None  # e.g. "8-9"; None: the paper's style window for this model (toy: the measured one)
 KS = [0, 4, 8, 16]  # neurons replaced per projection; the paper: 30 50 and 100 of 1280
 MODE = "mean"  # mean (the authors code) or zero (the literal drop-out)
 N_PROMPTS = 6  # prompts of the artist to generate and score
 SEEDS = [0]
-STEPS = 50
-GUIDANCE = None  # None: the model default (7.5 for SD)
-SCORER = None  # None: CLIP ViT-L-14 for real models and the offline tiny scorer for twins
+STEPS = None  # None: the model default (50 for SD, 15 for toy)
+GUIDANCE = None  # None: the model default (7.5 for SD, 3 for toy)
+SCORER = None  # None: the model's own (CLIP ViT-L-14 for real models, toy-scorer for toy, tiny for twins)
 
 # %%
 import textwrap
@@ -67,19 +68,18 @@ import pandas as pd
 
 import loco_lib
 from loco_lib.clip_score import get_scorer
-from loco_lib.generate import DEFAULTS
-from loco_lib.models import pipeline_family
+from loco_lib.generate import defaults
 from loco_lib.neurons import k_sweep, neurons_replaced, plot_k_sweep, rank_neurons
-from loco_lib.paper import paper_window
+from loco_lib.paper import default_window
 from loco_lib.plots import change_maps, image_grid
 from loco_lib.prompts import load_artists
 
 pipe = loco_lib.load(MODEL)
 scorer = get_scorer(SCORER, MODEL)
-layers = LAYERS if LAYERS is not None else paper_window(MODEL, "style")
-artist = load_artists(ARTIST)
+layers = LAYERS if LAYERS is not None else default_window(MODEL, "style")
+artist = load_artists(ARTIST, model=MODEL)
 artist_name = artist.concepts[0]
-guidance = DEFAULTS[pipeline_family(pipe)]["guidance"] if GUIDANCE is None else float(GUIDANCE)
+guidance = defaults(pipe)["guidance"] if GUIDANCE is None else float(GUIDANCE)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -123,7 +123,8 @@ print(f"{artist_name}: {len(artist)} prompts with the style and {len(artist)} wi
 # ## The prompts (App. K.1)
 #
 # The paper lists about ten prompts per artist. The style-free counterparts remove the whole
-# attribution ("in the style of Van Gogh", "painted by Van Gogh"), not just the name.
+# attribution ("in the style of Van Gogh", "painted by Van Gogh"), not just the name. The organism
+# uses the scenes of its style prompt file, with and without "in the style of <artist>".
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -154,8 +155,9 @@ table.groupby(["layer", "projection"], sort=False).head(4).sort_values(["layer",
 # largest down; the dashed lines mark the $k$ values of the sweep below.
 #
 # The paper replaces 30, 50 or 100 of the 1280 neurons of each projection, 2 to 8 percent of them.
-# The twin's projections are only 32 wide, so its default `KS = [0, 4, 8, 16]` goes up to half of
-# a projection; the cell clips any `k` above the width of the narrowest projection.
+# The organism's projections in layers 0-1 are 64 wide (a tiny twin's 32), so the default
+# `KS = [0, 4, 8, 16]` goes up to a quarter of a projection; the cell clips any `k` above the width
+# of the narrowest projection.
 
 # %%
 width = min(ranking.width(key) for key in ranking.keys)
@@ -180,11 +182,12 @@ ax.legend(frameon=False, fontsize=8)
 fig.tight_layout()
 
 # %% [markdown]
-# The authors' token position (76, padding) against the last subject token: how many of the top-$k$
+# The authors' token position (76 on SD: the last padding position) against the last subject token: how many of the top-$k$
 # neurons the two rankings share, summed over the projections.
 
 # %%
-ranking_76 = rank_neurons(pipe, layers, artist.originals, artist.targets, position=76)
+last_position = pipe.tokenizer.model_max_length - 1  # 76 on SD (77 tokens), 11 on the organism
+ranking_76 = rank_neurons(pipe, layers, artist.originals, artist.targets, position=last_position)
 shared = []
 for k in [k for k in ks if k > 0]:
     a, b = ranking.top(k), ranking_76.top(k)
@@ -228,6 +231,21 @@ print(f"images per k: {len(prompts_x)}")
 # %%
 sweep[["label", "k", "n_neurons", "clip_score", "std"]].round(2)
 
+# %% [markdown]
+# With the organism's scorer the sweep can also be read off directly: the fraction of the images
+# that still show the artist's style, for each k (same prompts and seeds as above, `MODE`).
+
+# %%
+if hasattr(scorer, "accuracy"):
+    style_left = {}
+    for k in ks:
+        with neurons_replaced(pipe, ranking, k, MODE, guidance=guidance > 1.0):
+            gen = loco_lib.generate(pipe, prompts_x, seeds=seeds_x, steps=STEPS, guidance=GUIDANCE)
+        style_left[k] = scorer.accuracy(gen.images, prompts_x)["style"]
+    display(pd.DataFrame({"k": list(style_left), f"images still in {artist_name} style": list(style_left.values())}))
+else:
+    print(f"{scorer.name} has no attribute readouts (only the model organism's scorer does)")
+
 # %%
 fig = plot_k_sweep(sweep, title=f"{MODEL}: CLIP-score vs '{style_text}'")
 ax = fig.axes[0]
@@ -242,8 +260,9 @@ print(f"altered input: {altered_score:.2f}")
 #
 # The first prompts with the top-$k$ neurons replaced (`MODE`), next to the altered-input image.
 # Under each row of images, the change from the unedited image ($k = 0$), as absolute pixel
-# difference in grey on one scale for the whole figure. On the twin the images hardly differ to the
-# eye; the change rows show where they do.
+# difference in grey on one scale for the whole figure. On the organism the background strokes fade
+# as k grows; on a random twin the images hardly differ to the eye and only the change rows show
+# where they do.
 
 # %%
 grid_prompts = prompts[: min(2, len(prompts))]

@@ -166,3 +166,51 @@ def test_edit_for_another_model_is_one_line(capsys, tmp_path):
     assert run(capsys, "edit", "tiny-sd15", "--attribute", "style", "--layers", "8,9", "--out", str(path))[0] == 0
     code, _, err = run(capsys, "generate", "tiny-sd21", "--prompt", "a cat", "--edit", str(path), "--out", str(tmp_path / "a.png"))
     assert code == 2 and err.count("\n") == 1 and "shape" in err
+
+
+# -- the model organism's default prompt sets and `loco evaluate` ---------------------------------
+
+def test_organism_commands_need_no_prompts(capsys, tmp_path):
+    """`loco locogen toy` and `loco edit toy` use the organism's own prompt sets; `loco evaluate`
+    measures a set's own attribute, and an edit at the style window removes the style it names."""
+    code, out, err = run(capsys, "locogen", "toy", "--attribute", "style", "--m", "2", "--limit", "2", "--quiet", "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert len(res["windows"]) == 15 and res["clean"] > res["altered_all"]
+    edit = tmp_path / "vg.safetensors"
+    code, out, err = run(capsys, "edit", "toy", "--attribute", "style", "--layers", "0,1", "--out", str(edit))
+    assert code == 0, err
+    assert "4 prompt rows" in out
+    code, out, err = run(capsys, "evaluate", "toy", "--attribute", "style", "--limit", "4", "--quiet", "--json")
+    assert code == 0, err
+    before = json.loads(out)
+    assert before["n"] == 4 and set(before["accuracy"]) == {"shape", "colour", "style"}
+    assert before["clip_score"] > before["clip_score_target"]  # the images show van gogh, not "a painting"
+    code, out, err = run(capsys, "evaluate", "toy", "--attribute", "style", "--limit", "4", "--edit", str(edit),
+                         "--controls", "--quiet", "--json")
+    assert code == 0, err
+    after = json.loads(out)
+    assert after["accuracy"]["style"] < before["accuracy"]["style"]
+    assert after["accuracy_target"]["style"] > before["accuracy_target"]["style"]
+    assert set(after["controls"]) == {"other styles", "style-free"} and after["controls"]["style-free"]["n"] == 8
+
+
+def test_evaluate_on_a_real_model_set_has_no_readouts(capsys):
+    code, out, err = run(capsys, "evaluate", "tiny-sd15", "--attribute", "objects", "--limit", "1", "--steps", "2",
+                         "--quiet", "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["n"] == 1 and "accuracy" not in res and res["clip_score_target"] is not None
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["evaluate", "toy", "--attribute", "colour"], "unknown attribute 'colour'"),
+    (["evaluate", "toy", "--attribute", "style", "--seeds", "a"], "cannot read seeds"),
+    (["evaluate", "toy", "--attribute", "style", "--steps", "0"], "--steps must be at least 1"),
+    (["evaluate", "tiny-sd15", "--attribute", "style", "--controls"], "has no `controls` block"),
+    (["evaluate", "toy", "--attribute", "style", "--edit", "/nonexistent.safetensors"], "nonexistent"),
+    (["evaluate", "nomodel", "--attribute", "style"], "unknown model"),
+])
+def test_evaluate_bad_input(capsys, argv, msg):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and msg in err and "Traceback" not in err and err.count("\n") == 1, err

@@ -1,0 +1,332 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # The model organism
+#
+# The paper's claims are about what happens inside billion-parameter models: a pair of
+# cross-attention layers controls the style of SD-1.5 (Sec. 5), a closed-form edit of those layers
+# removes it (Sec. 6), a few neurons carry it (Sec. 7), and none of this works on DeepFloyd IF
+# because its T5 text encoder is bidirectional (App. M). Checking those claims needs the real
+# weights and a GPU. The tiny random twins of the other chapters run the same code, but on them no
+# layer controls anything.
+#
+# This chapter builds a **model organism**: a small text-to-image diffusion model that loco trains
+# itself, on a synthetic world, in under an hour on two CPU cores. It has the SD-1.5 UNet layout
+# (the same 16 cross-attention layers and module names, tiny widths), a real diffusers pipeline and
+# a transformers text encoder, so LocoGen, LocoEdit and neuron editing run on it through exactly
+# the code that runs on SD. A trained attribute scorer turns every image into a readout (which
+# shape, which colour, which style), so each phenomenon is **measured** here, in the book and in
+# CI, not only looked at.
+
+# %%
+import sys
+
+IN_COLAB = "google.colab" in sys.modules
+if IN_COLAB:  # fetch the repository (library, prompt data, trained organisms) and install its pins
+    import subprocess
+
+    subprocess.run("git clone -q --depth 1 https://github.com/loco-book/loco /content/loco && "
+                   "python /content/loco/loco_lib/colab_setup.py", shell=True, check=True)
+    sys.path.insert(0, "/content/loco")
+
+# %% tags=["parameters"]
+MODEL = "toy"  # the organism with a CLIP-style (causal) text encoder
+COMPARE = "toy-t5"  # the same organism with a T5 (bidirectional) encoder, for App. M
+SEEDS = [0]  # seeds per prompt (the book's build uses one; the numbers in the closing table say how many)
+STEPS = None  # None: the organism's default (15 DDIM steps, guidance 3)
+CACHE_DIR = None  # finished measurements are kept here (None: _build/organism-cache in the repository)
+
+# %%
+import json
+
+import numpy as np
+import pandas as pd
+
+import loco_lib
+from loco_lib import organism, world
+from loco_lib.plots import image_grid
+from loco_lib.toy import models_dir
+
+# %% [markdown]
+# ## The world
+#
+# Every image is 32 x 32 pixels with independent attributes: an **object** (circle, square,
+# triangle, cross), its **colour** (red, green, blue, yellow), a **style** (a background texture
+# named after an artist: diagonal strokes are "van gogh", dots "monet", a checkerboard "picasso";
+# a flat background means no style), and jitter in position and size. Captions follow the paper's
+# phrasing: "a red circle in the style of monet". A style-free image is captioned "a red circle" or
+# "a red circle in the style of a painting", so "a painting" means *no particular style*, the role
+# it plays as the paper's target prompt.
+#
+# The world also has a **fact**: the alias "the president" always denotes one object, a blue
+# cross. The paper's fact edit (President of the United States -> Joe Biden) becomes: make "the
+# president" draw its new holder, a red circle.
+
+# %%
+images, captions, scenes = world.dataset(12, seed=5)
+fig = image_grid(list(images), titles=[c.replace(" in the style of ", "\n") for c in captions], ncols=6, size=1.6)
+
+# %% [markdown]
+# ## Two models and a scorer
+#
+# `toy` and `toy-t5` share the data, the UNet, the seed and the training budget; they differ only
+# in the text encoder: a transformers `CLIPTextModel` (causal attention, like SD's) or a
+# `T5EncoderModel` (bidirectional, like DeepFloyd IF's). The latent is the image itself, rearranged
+# losslessly (2 x 2 pixel-unshuffle, 16 x 16 x 12), so the UNet does all the work the paper's
+# localization is about. Both were trained with `python -m loco_lib.train` (v-prediction, cosine
+# schedule, batch 64, 3000 steps, 10 % caption dropout for classifier-free guidance).
+
+# %%
+rows = []
+for name in (MODEL, COMPARE):
+    info = json.loads((models_dir() / name / "training.json").read_text())
+    pipe_ = loco_lib.load(name, progress=False)
+    size = sum(f.stat().st_size for f in (models_dir() / name).glob("*/*.safetensors"))
+    rows.append({"model": name, "text encoder": type(pipe_.text_encoder).__name__,
+                 "UNet parameters": f"{sum(p.numel() for p in pipe_.unet.parameters()) / 1e6:.2f} M",
+                 "encoder parameters": f"{sum(p.numel() for p in pipe_.text_encoder.parameters()) / 1e6:.2f} M",
+                 "cross-attention layers": len(loco_lib.cross_attention_layers(pipe_.unet)),
+                 "training steps": info["steps"], "final loss": round(info["final_loss"], 4),
+                 "weights on disk": f"{size / 2**20:.1f} MiB"})
+    del pipe_
+pd.DataFrame(rows).set_index("model")
+
+# %%
+import matplotlib.pyplot as plt
+
+fig, ax = plt.subplots(figsize=(5.5, 3.0))
+for name in (MODEL, COMPARE):
+    info = json.loads((models_dir() / name / "training.json").read_text())
+    curve = info["loss_curve"]
+    ax.plot(np.arange(len(curve)) * 50 + 25, curve, label=name)  # means over 50 steps (loco_lib.train)
+ax.set_yscale("log")
+ax.set_xlabel("training step")
+ax.set_ylabel("v-prediction loss")
+ax.set_title("Training curves")
+ax.legend(frameon=False)
+fig.tight_layout()
+
+# %% [markdown]
+# The **attribute scorer** is a small transformers `CLIPModel` trained contrastively on rendered
+# images and captions (`python -m loco_lib.scorer`). It is a `ClipScorer` like CLIP ViT-L/14, so
+# CLIP-score and LocoGen use it unchanged, and it reads off an image's shape, colour and style
+# zero-shot: the image embedding is compared with the text embeddings of all 64 shape x colour x
+# style captions. On 2000 freshly rendered images it never saw:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from loco_lib.clip_score import get_scorer
+
+scorer = get_scorer("toy-scorer")
+held_out = scorer.held_out_accuracy(n=2000)
+print("scorer accuracy on 2000 held-out renders:", {a: f"{v:.3f}" for a, v in held_out.items()})
+
+# %% [markdown]
+# ## Measuring everything
+#
+# `organism.report` runs the protocol of this chapter for one model and returns plain numbers; each
+# finished part is written to `CACHE_DIR`, so a second run (or a run after an interruption) reads it
+# back instead of generating again.
+
+# %%
+cache = CACHE_DIR or organism.default_cache_dir()
+reports = {name: organism.report(name, seeds=SEEDS, steps=STEPS, cache_dir=cache) for name in (MODEL, COMPARE)}
+for name, rep in reports.items():
+    print(f"{name}: computed now: {', '.join(rep['computed']) or 'nothing (all read from the cache)'}")
+
+# %% [markdown]
+# ## 1. Does the model draw what it is asked?
+#
+# Every one of the 64 shape x colour x style captions and the four "president" captions, with each
+# seed, read back by the scorer:
+
+# %%
+pd.DataFrame({name: {a: rep["sample"][a] for a in ("shape", "colour", "style", "n")} for name, rep in reports.items()}).T
+
+# %%
+pipe = loco_lib.load(MODEL, progress=False)
+show = ["a red circle in the style of van gogh", "a green square in the style of monet", "a blue triangle in the style of picasso",
+        "a yellow cross", "the president", "the president in the style of monet"]
+out = loco_lib.generate(pipe, show, seeds=0, steps=STEPS, progress=False)
+fig = image_grid(out.images, titles=[s.replace(" in the style of ", "\n") for s in show], ncols=6, size=1.6)
+
+# %% [markdown]
+# ## 2. LocoGen: where is each attribute controlled?
+#
+# For each window of m = 2 adjacent layers, the window reads a target prompt and every other layer
+# the original (Algorithm 1). Three prompt sets, three attributes: van gogh -> "a painting"
+# (style), circle -> square (object) and one colour -> another (colour). The curve shows how far
+# each window moves the attribute's readout, from the clean image (0) to the image where *every*
+# layer reads the target (1).
+
+# %%
+fig = organism.plot_windows(reports)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+rows = []
+for name, rep in reports.items():
+    for attr in ("style", "objects", "colour", "facts"):
+        r = rep["locogen"][attr]
+        rows.append({"model": name, "attribute": attr, "window (CLIP-score, Alg. 1)": f"{r['best'][0]}-{r['best'][-1]}"})
+pd.DataFrame(rows).pivot(index="attribute", columns="model", values="window (CLIP-score, Alg. 1)")
+
+# %%
+rows = []
+for name, rep in reports.items():
+    for attr in ("style", "objects", "colour", "facts"):
+        r = rep["locogen"][attr]
+        t = pd.DataFrame(r["table"]).set_index("layers")
+        b = t.loc[f"{r['best'][0]}-{r['best'][-1]}"]
+        rows.append({"model": name, "attribute": attr, "window": f"{r['best'][0]}-{r['best'][-1]}",
+                     "readout moved": round(r["moved"], 2), "CLIP-score moved": round(r["clip_fraction"], 2),
+                     **{f"{a} (clean -> window)": f"{t.loc['clean', a]:.2f} -> {b[a]:.2f}" for a in ("shape", "colour", "style")}})
+pd.DataFrame(rows)
+
+# %% [markdown]
+# The images behind the style curve, for the first prompt:
+
+# %%
+from loco_lib.locogen import locogen, window_grid
+from loco_lib.prompts import default_prompts, load_pairs
+
+style_pairs = load_pairs(default_prompts("style", MODEL))
+res = locogen(pipe, style_pairs, "style", 2, SEEDS, scorer=scorer, steps=STEPS,
+              cache_dir=f"{reports[MODEL]['sweeps']}/style", progress=False)  # the report's images
+fig = window_grid(res, prompt_index=0, ncols=9)
+
+# %% [markdown]
+# **App. G: choosing m.** The smallest window size whose best window moves the CLIP-score at
+# least 80 % of the way from clean to fully altered:
+
+# %%
+pd.DataFrame({name: {"m selected": rep["app_g"]["m"]} for name, rep in reports.items()}).T
+
+# %% [markdown]
+# ## 3. LocoEdit at the style window
+#
+# The closed-form edit (Sec. 6) of the key and value projections of the style window, computed
+# from four van gogh prompts and evaluated on eight *other* prompts (held out), on the same objects
+# in the other two styles, and without style. Beside it, the same edit at an inert window (a
+# control: windows where LocoGen moved nothing) and at every layer (App. F's baseline).
+
+# %%
+organism.edit_table(reports[MODEL])
+
+# %% [markdown]
+# The fact: "the president" (a blue cross) -> its new holder (a red circle), edited at the window
+# LocoGen finds for the fact and at all layers. `new shape` / `new colour`: the fraction of
+# images that show the red circle's shape and colour.
+
+# %%
+organism.edit_table(reports[MODEL], "fact_edit")
+
+# %% [markdown]
+# ## 4. Neurons
+#
+# Sec. 7: rank the key/value neurons of the style window by a Welch statistic between van gogh
+# prompts and the same prompts without style, and replace the top k at generation time.
+
+# %%
+fig = organism.plot_neurons(reports)
+
+# %%
+pd.DataFrame({name: {r["k"]: r["style"] for r in rep["neurons"]} for name, rep in reports.items()}).rename_axis("k")
+
+# %% [markdown]
+# ## 5. CLIP vs T5: the App. M hypothesis
+#
+# LocoEdit rewrites what the window reads at the **last subject token** ("gogh"). The paper
+# argues it fails on DeepFloyd IF because T5 attends in both directions, so the style also lives in
+# the other tokens. The organism tests this directly: `toy-t5` differs from `toy` only in its
+# encoder. First the same LocoEdit protocol on both:
+
+# %%
+rows = []
+for name, rep in reports.items():
+    e = rep["edit"]["window"]
+    rows.append({"model": name, "edit at": f"{e['layers'][0]}-{e['layers'][-1]}",
+                 "van gogh, before -> after": f"{e['before']['edited']['style']:.2f} -> {e['after']['edited']['style']:.2f}",
+                 "other styles": f"{e['before']['other styles']['style']:.2f} -> {e['after']['other styles']['style']:.2f}",
+                 "no style": f"{e['before']['style-free']['style']:.2f} -> {e['after']['style-free']['style']:.2f}",
+                 "shape (all prompts)": f"{organism.mean_over(e['before'], 'shape'):.2f} -> {organism.mean_over(e['after'], 'shape'):.2f}",
+                 "colour (all prompts)": f"{organism.mean_over(e['before'], 'colour'):.2f} -> {organism.mean_over(e['after'], 'colour'):.2f}"})
+pd.DataFrame(rows)
+
+# %% [markdown]
+# Then the question behind it: which text tokens carry the style? Every layer reads the original
+# prompt's embeddings, except at some token positions, which are taken from the target prompt
+# ("... in the style of a painting"): the subject's tokens ("van gogh"), the tokens after it
+# (end-of-text and padding), both, or all. The number is the fraction of images still in van gogh
+# style.
+
+# %%
+pd.DataFrame({name: {r["which"]: r["style"] for r in rep["token_swap"]} for name, rep in reports.items()}).rename_axis("tokens swapped")
+
+# %% [markdown]
+# ## What the paper reports, and what the organism shows
+#
+# The table is computed from the reports above; `n` counts images per cell, with the seed count in
+# the header.
+
+# %%
+def fmt(x):
+    return f"{x:.2f}"
+
+
+t, c = reports[MODEL], reports[COMPARE]
+rows = [
+    ("sample accuracy (shape / colour / style)", "-",
+     " / ".join(fmt(t["sample"][a]) for a in ("shape", "colour", "style")),
+     " / ".join(fmt(c["sample"][a]) for a in ("shape", "colour", "style"))),
+    ("LocoGen style window, readout moved", "SD-1.5: layers 8-9 (Fig. 5)",
+     f"{t['locogen']['style']['best']}: {fmt(t['locogen']['style']['moved'])}",
+     f"{c['locogen']['style']['best']}: {fmt(c['locogen']['style']['moved'])}"),
+    ("LocoGen object window, readout moved", "SD-1.5: layers 6-7",
+     f"{t['locogen']['objects']['best']}: {fmt(t['locogen']['objects']['moved'])}",
+     f"{c['locogen']['objects']['best']}: {fmt(c['locogen']['objects']['moved'])}"),
+    ("LocoGen colour window, readout moved", "-",
+     f"{t['locogen']['colour']['best']}: {fmt(t['locogen']['colour']['moved'])}",
+     f"{c['locogen']['colour']['best']}: {fmt(c['locogen']['colour']['moved'])}"),
+    ("App. G m for style", "2 (SD-1.5)", str(t["app_g"]["m"]), str(c["app_g"]["m"])),
+    ("LocoEdit: edited style kept (held out)", "removed (Fig. 8); fails on DeepFloyd (App. M)",
+     fmt(t["edit"]["window"]["after"]["edited"]["style"]), fmt(c["edit"]["window"]["after"]["edited"]["style"])),
+    ("LocoEdit: other styles kept", "kept (App. L: CLIP 30.04 -> 29.99)",
+     fmt(t["edit"]["window"]["after"]["other styles"]["style"]), fmt(c["edit"]["window"]["after"]["other styles"]["style"])),
+    ("inert-window edit: edited style kept", "-",
+     fmt(t["edit"]["inert"]["after"]["edited"]["style"]), fmt(c["edit"]["inert"]["after"]["edited"]["style"])),
+    ("all-layers edit: edited / other styles kept", "worse for objects and facts (App. F)",
+     f"{fmt(t['edit']['all']['after']['edited']['style'])} / {fmt(t['edit']['all']['after']['other styles']['style'])}",
+     f"{fmt(c['edit']['all']['after']['edited']['style'])} / {fmt(c['edit']['all']['after']['other styles']['style'])}"),
+    ("fact edit at its window: new shape / colour", "President -> Biden works (Fig. 8)",
+     " / ".join(fmt(t["fact_edit"]["window"]["after"]["president"]["target"][a]) for a in ("shape", "colour")),
+     " / ".join(fmt(c["fact_edit"]["window"]["after"]["president"]["target"][a]) for a in ("shape", "colour"))),
+    ("neurons: style kept at k = 0 / largest k", "falls with k (Fig. 10)",
+     f"{fmt(t['neurons'][0]['style'])} / {fmt(t['neurons'][-1]['style'])}",
+     f"{fmt(c['neurons'][0]['style'])} / {fmt(c['neurons'][-1]['style'])}"),
+    ("style kept, only tokens after the subject swapped", "T5 leaks the attribute after the subject (App. M)",
+     fmt(next(r["style"] for r in t["token_swap"] if r["which"] == "after")),
+     fmt(next(r["style"] for r in c["token_swap"] if r["which"] == "after"))),
+]
+summary = pd.DataFrame(rows, columns=["measurement", "paper (real models)", f"{MODEL} ({len(SEEDS)} seed)",
+                                      f"{COMPARE} ({len(SEEDS)} seed)"])
+summary
+
+# %% [markdown]
+# Reproduce the weights: `python -m loco_lib.train --kind clip --steps 3000 --out models/toy` (and
+# `--kind t5 --out models/toy-t5`); the scorer: `python -m loco_lib.scorer --out models/toy-scorer`.
+# `loco evaluate toy --attribute style --json` measures a set from the command line, with
+# `--edit EDIT.safetensors` an edited model.
