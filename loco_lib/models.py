@@ -20,6 +20,10 @@ Tiny twins (``tiny-sd15``, ``tiny-sd21``, ``tiny-sdxl``, ``tiny-if``): the real 
 module names (so the same layer map and the same 16 / 16 / 70 / 22 layers), tiny widths, seeded
 random weights, real tokenizers built offline, the real model's scheduler type and config; every
 module in eval mode. They prove code paths run; they know nothing (no layer controls anything).
+
+Model organisms (``toy``, ``toy-t5``, the default model): trained by loco on its synthetic world
+(:mod:`loco_lib.toy`, :mod:`loco_lib.world`), weights in ``models/``; SD-1.5's 16 cross-attention
+layers, a real ``StableDiffusionPipeline``, sampled with 15 DDIM steps at guidance 3 by default.
 """
 from __future__ import annotations
 
@@ -61,7 +65,7 @@ ORGANISMS = {
     "toy-t5": ModelSpec("toy-t5", "sd", note="model organism, T5 bidirectional text encoder"),
 }
 MODELS = {**REAL, **TINY, **ORGANISMS}
-DEFAULT_MODEL = "tiny-sd15"
+DEFAULT_MODEL = "toy"  # the model organism: trained, offline, CPU-sized
 IF_LICENSE_URL = "https://huggingface.co/DeepFloyd/IF-I-XL-v1.0"
 
 
@@ -81,13 +85,17 @@ def quiet_libraries():
     import transformers
 
     old = (diffusers.utils.logging.get_verbosity(), transformers.utils.logging.get_verbosity())
+    bars = transformers.utils.logging.is_progress_bar_enabled()
     diffusers.utils.logging.set_verbosity_error()
     transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()  # "Loading weights" bars of small local models
     try:
         yield
     finally:
         diffusers.utils.logging.set_verbosity(old[0])
         transformers.utils.logging.set_verbosity(old[1])
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
 
 
 def default_device() -> str:

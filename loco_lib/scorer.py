@@ -190,10 +190,13 @@ def load(folder=None, device: str = "cpu") -> AttributeScorer:
 
     from .toy import models_dir
 
+    from .models import quiet_libraries
+
     folder = Path(folder) if folder is not None else models_dir() / NAME
     if not (folder / "config.json").exists():
         raise LocoError(f"no trained scorer in {folder}: train it with `python -m loco_lib.scorer --out {folder}`")
-    model = CLIPModel.from_pretrained(folder, dtype=torch.float32)
+    with quiet_libraries():
+        model = CLIPModel.from_pretrained(folder, dtype=torch.float32)
     tok = PreTrainedTokenizerFast.from_pretrained(folder)
     proc = _image_processor_class().from_pretrained(folder)
     return AttributeScorer(model, tokenizer=tok, image_processor=proc, device=device, name=NAME)

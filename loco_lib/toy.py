@@ -119,10 +119,10 @@ def train_scheduler():
 def sample_scheduler():
     from diffusers import DDIMScheduler
 
-    # "leading" spacing with steps_offset 1 and clipping: a trailing schedule starts at t = 999,
+    # "leading" spacing with steps_offset 1: a trailing schedule starts at t = 999,
     # where the cosine schedule has almost no signal (facts.md sec. 6)
     return DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction",
-                         clip_sample=True, set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading")
+                         clip_sample=False, set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading")
 
 
 def build(kind: str = "clip", seed: int = 0):

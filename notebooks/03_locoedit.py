@@ -257,7 +257,7 @@ concept_targets = block.targets + held_out.targets
 groups = ["held-in"] * len(block) + ["held-out"] * len(held_out)
 original = run(concept_prompts)
 localized = run(concept_prompts, edit)
-print(f"{len(original) + len(localized)} images, {original.seconds_per_image:.2f} s per image ({STEPS} steps)")
+print(f"{len(original) + len(localized)} images, {original.seconds_per_image:.2f} s per image ({original.settings['steps']} steps)")
 
 # %% [markdown]
 # Below each pair of images, the change the edit made: the absolute pixel difference, averaged over

@@ -68,6 +68,9 @@ def test_locogen_finds_a_window_that_controls_the_attribute(style_locogen, objec
     result, table = style_locogen if attribute == "style" else objects_locogen
     row, clean = _row(table, result.best["layers"]), table.iloc[0]
     assert row["moved"] >= 0.7, table.to_string()
+    from loco_lib.paper import default_window
+
+    assert result.best["layers"] == default_window("toy", attribute)  # the window the chapters use by default
     for other in set(ATTRS) - {moves}:
         assert abs(row[other] - clean[other]) <= 0.10, table.to_string()
 
@@ -121,3 +124,31 @@ def test_inert_window_rule():
     t2 = t.copy()
     t2.loc[t2["layers"] == "3-4", "shape"] = 0
     assert O.inert_window(t, t2) == [7, 8]  # now 6-7, 7-8 is the longest run inert in both
+
+
+def test_report_parts_are_cached_and_resumed(tmp_path, monkeypatch):
+    """A finished part of the report is read back, not recomputed; the key changes with the seeds."""
+    memo = O._Memo(tmp_path, "toy", [0], None)
+    calls = []
+    assert memo("part", lambda: calls.append(1) or {"x": 1.5}) == {"x": 1.5}
+    again = O._Memo(tmp_path, "toy", [0], None)
+    assert again("part", lambda: calls.append(1) or {"x": 2}) == {"x": 1.5}
+    assert calls == [1] and memo.computed == ["part"] and again.computed == []
+    other = O._Memo(tmp_path, "toy", [0, 1], None)
+    assert other("part", lambda: {"x": 3}) == {"x": 3}
+    assert O._Memo(None, "toy", [0], None)("part", lambda: 4) == 4  # no folder: nothing kept
+    monkeypatch.setenv("LOCO_CACHE_DIR", str(tmp_path / "c"))
+    assert O.default_cache_dir() == tmp_path / "c"
+
+
+def test_default_windows_and_organism_artists():
+    from loco_lib.paper import default_window, paper_window
+    from loco_lib.prompts import load_artists
+
+    assert default_window("sd15", "style") == paper_window("sd15", "style") == [8, 9]
+    assert default_window("toy", "style") == [0, 1] and default_window("toy", "objects") == [7, 8]
+    monet = load_artists("monet", model="toy")
+    assert len(monet) == 8 and all(o.endswith(" in the style of monet") for o in monet.originals)
+    assert all(o == t + " in the style of monet" for o, t in zip(monet.originals, monet.targets))
+    with pytest.raises(loco_lib.LocoError, match="van gogh, monet, picasso"):
+        load_artists("vermeer", model="toy")
