@@ -199,11 +199,10 @@ def cmd_generate(args) -> int:
     return 0
 
 
-def cmd_locogen(args) -> int:
-    from .clip_score import get_scorer
-    from .locogen import check_attribute, locogen
-    from .models import check_model_name, load
-    from .prompts import default_prompts, load_pairs
+def _check_set_args(args) -> list[int]:
+    """Checks shared by the commands that run a prompt set; returns the seeds."""
+    from .locogen import check_attribute
+    from .models import check_model_name
 
     check_model_name(args.model)
     check_attribute(args.attribute)
@@ -212,12 +211,30 @@ def cmd_locogen(args) -> int:
         raise LocoError(f"--steps must be at least 1 (got {args.steps})")
     if args.limit is not None and args.limit < 1:
         raise LocoError(f"--limit must be at least 1 (got {args.limit})")
+    return seeds
+
+
+def _pair_set(args):
+    """The prompt file (``--prompts`` or the model's bundled set of the attribute) and its pairs."""
+    from .prompts import default_prompts, load_pairs
+
+    source = args.prompts or default_prompts(args.attribute, args.model)
+    prompts = load_pairs(source, limit=args.limit)
+    if prompts.attribute != args.attribute:
+        raise LocoError(f"{args.prompts} holds {prompts.attribute} prompts, not {args.attribute}")
+    return source, prompts
+
+
+def cmd_locogen(args) -> int:
+    from .clip_score import get_scorer
+    from .locogen import locogen
+    from .models import load
+
+    seeds = _check_set_args(args)
     n_known = _known_layer_count(args.model)
     if n_known is not None and not 1 <= args.m <= n_known:
         raise LocoError(f"--m must be from 1 to {n_known} for {args.model} ({n_known} cross-attention layers)")
-    prompts = load_pairs(args.prompts or default_prompts(args.attribute, args.model), limit=args.limit)
-    if prompts.attribute != args.attribute:
-        raise LocoError(f"{args.prompts} holds {prompts.attribute} prompts, not {args.attribute}")
+    source, prompts = _pair_set(args)
     pipe = load(args.model, device=args.device, progress=False)
     result = locogen(pipe, prompts, args.attribute, args.m, seeds, scorer=get_scorer(args.scorer, args.model),
                      steps=args.steps, guidance=args.guidance, size=args.size, cache_dir=args.cache,
@@ -264,21 +281,11 @@ def cmd_edit(args) -> int:
 def cmd_evaluate(args) -> int:
     from .clip_score import get_scorer
     from .evaluate import evaluate
-    from .locogen import check_attribute
-    from .models import check_model_name, load
-    from .prompts import default_prompts, load_controls, load_pairs
+    from .models import load
+    from .prompts import load_controls
 
-    check_model_name(args.model)
-    check_attribute(args.attribute)
-    seeds = _seeds(args.seeds)
-    if args.steps is not None and args.steps < 1:
-        raise LocoError(f"--steps must be at least 1 (got {args.steps})")
-    if args.limit is not None and args.limit < 1:
-        raise LocoError(f"--limit must be at least 1 (got {args.limit})")
-    source = args.prompts or default_prompts(args.attribute, args.model)
-    prompts = load_pairs(source, limit=args.limit)
-    if prompts.attribute != args.attribute:
-        raise LocoError(f"{args.prompts} holds {prompts.attribute} prompts, not {args.attribute}")
+    seeds = _check_set_args(args)
+    source, prompts = _pair_set(args)
     controls = load_controls(source) if args.controls else {}
     if args.controls and not controls:
         raise LocoError(f"{source} has no `controls` block")

@@ -90,6 +90,17 @@ def edit_readouts(pipe, scorer, layers, keys, evaluations: dict, seeds=(0,), lam
     return out
 
 
+def edit_series(pipe, scorer, keys, groups: dict, placements: dict, seeds=(0,), steps=None) -> dict:
+    """The same edit (``keys``) placed at several layer sets (name -> layers): for each, the edited
+    layers and the readouts of ``groups`` before (computed once) and after."""
+    before, res = None, {}
+    for name, layers in placements.items():
+        r = edit_readouts(pipe, scorer, layers, keys, groups, seeds=seeds, steps=steps, before=before)
+        before = r["before"]
+        res[name] = {"layers": r["edit"].layers, "before": r["before"], "after": r["after"]}
+    return res
+
+
 def neuron_curve(pipe, scorer, layers, with_style, without_style, subject: str, ks, seeds=(0,), steps=None):
     """Style readout of ``with_style`` prompts as the top-k K/V neurons (Welch ranking) are replaced."""
     from .generate import defaults, generate
@@ -324,24 +335,15 @@ def report(model: str = "toy", seeds=(0,), steps: int | None = None, cache_dir=N
                 p, s = need_pipe()
                 keys = load_edit(src["style"], "van gogh")
                 groups = {"edited": load_pairs(src["style"]).originals, **load_controls(src["style"])}
-                before, res = None, {}
-                for name, layers in (("window", window), ("inert", inert), ("all", "all")):
-                    r = edit_readouts(p, s, layers, keys, groups, seeds=seeds, steps=steps, before=before)
-                    before = r["before"]
-                    res[name] = {"layers": r["edit"].layers, "before": r["before"], "after": r["after"]}
-                return res
+                return edit_series(p, s, keys, groups, {"window": window, "inert": inert, "all": "all"}, seeds, steps)
             out["edit"] = memo("edit", edit)
         elif stage == "fact_edit":
             def fact_edit():
                 p, s = need_pipe()
                 keys = load_edit(src["facts"], "president")
                 groups = {"president": load_pairs(src["facts"]), **load_controls(src["facts"])}
-                before, res = None, {}
-                for name, layers in (("window", out["locogen"]["facts"]["best"]), ("all", "all")):
-                    r = edit_readouts(p, s, layers, keys, groups, seeds=seeds, steps=steps, before=before)
-                    before = r["before"]
-                    res[name] = {"layers": r["edit"].layers, "before": r["before"], "after": r["after"]}
-                return res
+                return edit_series(p, s, keys, groups, {"window": out["locogen"]["facts"]["best"], "all": "all"},
+                                   seeds, steps)
             out["fact_edit"] = memo("fact_edit", fact_edit)
         elif stage == "neurons":
             def neurons():

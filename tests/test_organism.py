@@ -61,6 +61,19 @@ def test_toy_draws_what_it_is_asked(toy, scorer):
     assert all(acc[a] >= 0.85 for a in ATTRS), {a: acc[a] for a in ATTRS}
 
 
+def test_toy_t5_draws_what_it_is_asked(scorer):
+    """1. The same bar for the T5 organism (same data, UNet, seed and training budget)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        acc = O.sample_accuracy(loco_lib.load("toy-t5", progress=False), scorer, seeds=(0,))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(acc[a] >= 0.85 for a in ATTRS), {a: acc[a] for a in ATTRS}
+
+
 @pytest.mark.parametrize("attribute,moves", [("style", "style"), ("objects", "shape")])
 def test_locogen_finds_a_window_that_controls_the_attribute(style_locogen, objects_locogen, attribute, moves):
     """2. The best window of m = 2 (chosen by CLIP-score, Algorithm 1) moves the attribute's readout
