@@ -18,7 +18,13 @@ Models" (ICML 2024). One module per concept:
 * :mod:`loco_lib.locoedit`     - LocoEdit: closed-form K/V editing (Sec. 6, App. F, H)
 * :mod:`loco_lib.neurons`      - neuron-level editing (Sec. 7, App. K)
 * :mod:`loco_lib.plots`        - image grids and layer-map figures
+* :mod:`loco_lib.evaluate`     - CLIP-score of an (edited) model on an attribute's prompts (Fig. 8)
 * :mod:`loco_lib.paper`        - the locations the paper reports
+* :mod:`loco_lib.world`        - the model organism's synthetic world
+* :mod:`loco_lib.toy`          - the model organism (toy / toy-t5): codec, tokenizers, UNet, loading
+* :mod:`loco_lib.train`        - training the organism from a seed (resumable)
+* :mod:`loco_lib.scorer`       - the organism's attribute scorer (a CLIP trained on the world)
+* :mod:`loco_lib.organism`     - every measurement of the organism chapter
 """
 __version__ = "0.1.0"
 
@@ -33,3 +39,4 @@ from .locoedit import Edit, compute_edit  # noqa: E402,F401
 from .locogen import locogen, select_m  # noqa: E402,F401
 from .neurons import k_sweep, neurons_replaced, rank_neurons  # noqa: E402,F401
 from .prompts import load_pairs  # noqa: E402,F401
+from .evaluate import evaluate  # noqa: E402,F401

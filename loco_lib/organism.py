@@ -166,6 +166,26 @@ def mean_over(groups: dict, key: str) -> float:
     return float(np.mean([g[key] for g in groups.values()]))
 
 
+def second_window(locogen_part: dict, threshold: float = 0.7):
+    """Another window that also moves the attribute (readout moved >= ``threshold``) and shares no
+    layer with the best one: the one with the best CLIP-score, or None."""
+    best = set(locogen_part["best"])
+    lower = locogen_part["clean"] > locogen_part["altered_all"]
+    rows = [r for r in locogen_part["table"] if r["layers"] not in ("clean", "all") and r["moved"] is not None
+            and r["moved"] >= threshold]
+    rows = [r for r in rows if not best & set(_layers_of(r["layers"]))]
+    if not rows:
+        return None
+    pick = min(rows, key=lambda r: r["clip"]) if lower else max(rows, key=lambda r: r["clip"])
+    return _layers_of(pick["layers"])
+
+
+def _layers_of(label) -> list[int]:
+    """``"3-4"`` -> [3, 4]; ``"5"`` -> [5] (a window's label in a readouts table)."""
+    first, _, last = str(label).partition("-")
+    return list(range(int(first), int(last or first) + 1))
+
+
 def inert_window(*tables) -> list[int]:
     """A control window: the middle of the longest run of windows whose readouts all equal the clean
     ones in every given :func:`~loco_lib.locogen.readouts` table (e.g. the style and the objects
@@ -186,8 +206,7 @@ def inert_window(*tables) -> list[int]:
             best = list(run)
     if not best:
         raise LocoError("no window leaves every readout at its clean level")
-    first, _, last = str(best[len(best) // 2]).partition("-")
-    return list(range(int(first), int(last or first) + 1))
+    return _layers_of(best[len(best) // 2])
 
 
 # -- the whole protocol, cached ---------------------------------------------------------------------
@@ -330,12 +349,16 @@ def report(model: str = "toy", seeds=(0,), steps: int | None = None, cache_dir=N
             window = out["locogen"]["style"]["best"]
             tables = [pd.DataFrame(out["locogen"][a]["table"]) for a in ("style", "objects")]
             inert = inert_window(*tables)
+            places = {"window": window, "inert": inert, "all": "all"}
+            second = second_window(out["locogen"]["style"])
+            if second is not None:
+                places["second window"] = second
 
             def edit():
                 p, s = need_pipe()
                 keys = load_edit(src["style"], "van gogh")
                 groups = {"edited": load_pairs(src["style"]).originals, **load_controls(src["style"])}
-                return edit_series(p, s, keys, groups, {"window": window, "inert": inert, "all": "all"}, seeds, steps)
+                return edit_series(p, s, keys, groups, places, seeds, steps)
             out["edit"] = memo("edit", edit)
         elif stage == "fact_edit":
             def fact_edit():

@@ -175,6 +175,15 @@ fig = image_grid(out.images, titles=[s.replace(" in the style of ", "\n") for s 
 # %%
 fig = organism.plot_windows(reports)
 
+# %% [markdown]
+# On `toy` the three attributes live in three different places, as the paper finds for style and
+# objects on SD: the style follows the window that contains layer 1 (the first block, at the 16 x 16
+# latent) and a second one around layer 13; the object (circle -> square) follows layer 8, in the
+# low-resolution middle of the UNet; the colour follows layer 13, at full resolution on the way up.
+# Every other window changes nothing. The paper's SD-1.5 windows (style 8-9, objects 6-7) sit
+# elsewhere, in a 16-layer UNet of a different size: which layers carry what is a property of the
+# trained model, and the organism shows the *kind* of finding, not SD's numbers.
+
 # %%
 # NBVAL_CHECK_OUTPUT
 rows = []
@@ -227,12 +236,31 @@ pd.DataFrame({name: {"m selected": rep["app_g"]["m"]} for name, rep in reports.i
 organism.edit_table(reports[MODEL])
 
 # %% [markdown]
+# Read the `edited` rows: the van gogh texture is gone from held-out prompts the edit never saw,
+# while the shape and colour stay, and the `other styles` and `style-free` rows do not move. The
+# inert window changes nothing at all, so the effect is the window's, not the edit's arithmetic.
+#
+# The `second window` rows are a finding of their own. LocoGen moves the style just as completely at
+# a second, late window (around layer 13), yet the same closed-form edit placed there leaves the
+# style in place. LocoGen swaps the embeddings of *every* token of the prompt; LocoEdit rewrites
+# only what the layers read at the last subject token. A layer that takes the style from other
+# tokens (with a causal encoder, the end-of-text and padding tokens after "van gogh" have seen the
+# name too) is a window LocoGen finds and LocoEdit cannot use. Section 5 measures which tokens carry
+# the style.
+
+# %% [markdown]
 # The fact: "the president" (a blue cross) -> its new holder (a red circle), edited at the window
 # LocoGen finds for the fact and at all layers. `new shape` / `new colour`: the fraction of
 # images that show the red circle's shape and colour.
 
 # %%
 organism.edit_table(reports[MODEL], "fact_edit")
+
+# %% [markdown]
+# The fact is the organism's hardest case: "the president" fixes *two* attributes, and the LocoGen
+# table above shows them controlled at different layers (the shape around layer 8, the colour
+# around layer 13), so no window of two adjacent layers holds the whole fact. Compare the `new
+# shape` / `new colour` columns of the window edit with those of the all-layers edit.
 
 # %% [markdown]
 # ## 4. Neurons

@@ -165,3 +165,16 @@ def test_default_windows_and_organism_artists():
     assert all(o == t + " in the style of monet" for o, t in zip(monet.originals, monet.targets))
     with pytest.raises(loco_lib.LocoError, match="van gogh, monet, picasso"):
         load_artists("vermeer", model="toy")
+
+
+def test_second_window_rule():
+    part = {"best": [0, 1], "clean": 90.0, "altered_all": 40.0, "table": [
+        {"layers": "clean", "start": None, "moved": 0.0, "clip": 90.0},
+        {"layers": "0-1", "start": 0, "moved": 1.0, "clip": 41.0},
+        {"layers": "1-2", "start": 1, "moved": 1.0, "clip": 42.0},  # overlaps the best window
+        {"layers": "5-6", "start": 5, "moved": 0.8, "clip": 50.0},
+        {"layers": "6-7", "start": 6, "moved": 0.9, "clip": 45.0},
+        {"layers": "8-9", "start": 8, "moved": 0.2, "clip": 44.0},  # does not move the readout enough
+        {"layers": "all", "start": None, "moved": 1.0, "clip": 40.0}]}
+    assert O.second_window(part) == [6, 7]
+    assert O.second_window({**part, "table": part["table"][:3]}) is None
