@@ -23,6 +23,7 @@ LOCATIONS = {
 # organism"; tests/test_organism.py checks that LocoGen still finds them).
 ORGANISM_WINDOWS = {
     "toy": {"style": [0, 1], "objects": [7, 8], "facts": [7, 8]},
+    "toy-t5": {"style": [1, 2], "objects": [7, 8], "facts": [8, 9]},
 }
 
 

@@ -180,7 +180,8 @@ fig = organism.plot_windows(reports)
 # objects on SD: the style follows the window that contains layer 1 (the first block, at the 16 x 16
 # latent) and a second one around layer 13; the object (circle -> square) follows layer 8, in the
 # low-resolution middle of the UNet; the colour follows layer 13, at full resolution on the way up.
-# Every other window changes nothing. The paper's SD-1.5 windows (style 8-9, objects 6-7) sit
+# Every other window changes nothing. The colour window is the least clean: it moves the colour
+# three quarters of the way and also spoils some shapes (the table below). The paper's SD-1.5 windows (style 8-9, objects 6-7) sit
 # elsewhere, in a 16-layer UNet of a different size: which layers carry what is a property of the
 # trained model, and the organism shows the *kind* of finding, not SD's numbers.
 
@@ -246,7 +247,10 @@ organism.edit_table(reports[MODEL])
 # only what the layers read at the last subject token. A layer that takes the style from other
 # tokens (with a causal encoder, the end-of-text and padding tokens after "van gogh" have seen the
 # name too) is a window LocoGen finds and LocoEdit cannot use. Section 5 measures which tokens carry
-# the style.
+# the style, and shows that `toy-t5` behaves differently here.
+#
+# The all-layers edit (App. F) also removes van gogh on `toy` and, on this organism, leaves the other
+# styles alone; the paper's damage from editing every layer shows up on `toy-t5` instead (section 5).
 
 # %% [markdown]
 # The fact: "the president" (a blue cross) -> its new holder (a red circle), edited at the window
@@ -257,10 +261,13 @@ organism.edit_table(reports[MODEL])
 organism.edit_table(reports[MODEL], "fact_edit")
 
 # %% [markdown]
-# The fact is the organism's hardest case: "the president" fixes *two* attributes, and the LocoGen
-# table above shows them controlled at different layers (the shape around layer 8, the colour
-# around layer 13), so no window of two adjacent layers holds the whole fact. Compare the `new
-# shape` / `new colour` columns of the window edit with those of the all-layers edit.
+# The fact is the organism's hardest case, and on `toy` the edit **fails**: "the president" fixes
+# *two* attributes, which the LocoGen table above shows controlled at different layers (the shape
+# around layer 8, the colour around layer 13), so no window of two adjacent layers holds the whole
+# fact, and LocoGen's best fact window moves only half of it. The edit at that window leaves the blue
+# cross in place; the all-layers edit turns it red but keeps the cross, and recolours some of the
+# prompts that name objects directly. A negative result, shown as measured: the paper's single-window
+# fact edit relies on a fact being read in one place, which the organism does not provide.
 
 # %% [markdown]
 # ## 4. Neurons
@@ -295,6 +302,12 @@ for name, rep in reports.items():
 pd.DataFrame(rows)
 
 # %% [markdown]
+# The App. M prediction does **not** appear on the organism. The T5 model's edit at its own style
+# window removes van gogh from held-out prompts as completely as the CLIP model's, and leaves the
+# other styles and the shapes and colours alone. What does differ: on `toy-t5` editing every layer,
+# or the second window, also erases part of the *other* styles (the all-layers damage the paper
+# reports in App. F), while on `toy` neither does.
+#
 # Then the question behind it: which text tokens carry the style? Every layer reads the original
 # prompt's embeddings, except at some token positions, which are taken from the target prompt
 # ("... in the style of a painting"): the subject's tokens ("van gogh"), the tokens after it
@@ -303,6 +316,19 @@ pd.DataFrame(rows)
 
 # %%
 pd.DataFrame({name: {r["which"]: r["style"] for r in rep["token_swap"]} for name, rep in reports.items()}).rename_axis("tokens swapped")
+
+# %% [markdown]
+# The answer is the opposite of the hypothesis as the paper words it. With the **causal** encoder the
+# style survives either swap alone: the subject tokens carry it, and so do the end-of-text and padding
+# tokens after them, which attend to "van gogh" (the information "leaks after the subject"). With the
+# **bidirectional** T5 encoder, replacing the subject tokens alone removes the style, and the tokens
+# after the subject carry none the UNet uses. So on this organism the last subject token is *more*
+# sufficient with T5, and the edit works on both. Why DeepFloyd IF fails may then lie in what the
+# organism does not share with it: a 4.7 B-parameter T5 trained on text only and frozen, whose
+# tokens are not shaped by the image loss as this small jointly trained encoder's are; IF's
+# pixel-space cascade; or its text path through `encoder_hid_proj` and the pooled `add_embedding`,
+# which the LocoEdit rows do not reach. The organism rules out the simplest reading (bidirectional
+# attention by itself), not the paper's observation on IF.
 
 # %% [markdown]
 # ## What the paper reports, and what the organism shows
