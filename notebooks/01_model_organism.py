@@ -169,8 +169,9 @@ fig = image_grid(out.images, titles=[s.replace(" in the style of ", "\n") for s 
 # For each window of m = 2 adjacent layers, the window reads a target prompt and every other layer
 # the original (Algorithm 1). Three prompt sets, three attributes: van gogh -> "a painting"
 # (style), circle -> square (object) and one colour -> another (colour). The curve shows how far
-# each window moves the attribute's readout, from the clean image (0) to the image where *every*
-# layer reads the target (1).
+# each window moves the attribute's readout away from the original prompt, from the clean image (0)
+# to the image where *every* layer reads the target (1). It counts the original attribute *lost*;
+# whether the image shows the target instead is a separate question (the image grid below).
 
 # %%
 fig = organism.plot_windows(reports)
@@ -241,13 +242,13 @@ organism.edit_table(reports[MODEL])
 # while the shape and colour stay, and the `other styles` and `style-free` rows do not move. The
 # inert window changes nothing at all, so the effect is the window's, not the edit's arithmetic.
 #
-# The `second window` rows are a finding of their own. LocoGen moves the style just as completely at
-# a second, late window (around layer 13), yet the same closed-form edit placed there leaves the
-# style in place. LocoGen swaps the embeddings of *every* token of the prompt; LocoEdit rewrites
-# only what the layers read at the last subject token. A layer that takes the style from other
-# tokens (with a causal encoder, the end-of-text and padding tokens after "van gogh" have seen the
-# name too) is a window LocoGen finds and LocoEdit cannot use. Section 5 measures which tokens carry
-# the style, and shows that `toy-t5` behaves differently here.
+# The `second window` rows edit the late window around layer 13, where the readout curve also says
+# van gogh is lost. The image grid above shows what happens there: the strokes do not give way to a
+# flat background but to a faint dotted texture (the scorer reads all 8 of those images as monet),
+# while the early window gives the flat target. So the late window does not control the style, it
+# garbles it, and Algorithm 1's CLIP-score against the original prompt rightly ranks the early window
+# first. On `toy` the edit placed at the late window changes nothing: LocoGen swaps the embeddings
+# of *every* token there, LocoEdit only what the layers read at the last subject token.
 #
 # The all-layers edit (App. F) also removes van gogh on `toy` and, on this organism, leaves the other
 # styles alone; the paper's damage from editing every layer shows up on `toy-t5` instead (section 5).
