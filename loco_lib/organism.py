@@ -103,17 +103,17 @@ def edit_series(pipe, scorer, keys, groups: dict, placements: dict, seeds=(0,), 
 
 def neuron_curve(pipe, scorer, layers, with_style, without_style, subject: str, ks, seeds=(0,), steps=None):
     """Style readout of ``with_style`` prompts as the top-k K/V neurons (Welch ranking) are replaced."""
-    from .generate import defaults, generate
+    from .generate import defaults
     from .neurons import neurons_replaced, rank_neurons
 
+    from .evaluate import evaluate
+
     ranking = rank_neurons(pipe, layers, with_style, without_style, subjects_with=subject)
-    g = defaults(pipe)["guidance"]
     rows = []
     for k in ks:
-        with neurons_replaced(pipe, ranking, k, guidance=g > 1.0) as ed:
-            reps = [p for p in with_style for _ in seeds]
-            gen = generate(pipe, reps, seeds=[s for _ in with_style for s in seeds], steps=steps, progress=False)
-        rows.append({"k": int(k), "n_neurons": ed.n_neurons, **scorer.accuracy(gen.images, reps)})
+        with neurons_replaced(pipe, ranking, k, guidance=defaults(pipe)["guidance"] > 1.0) as ed:
+            res = evaluate(pipe, with_style, seeds=seeds, scorer=scorer, steps=steps, progress=False)
+        rows.append({"k": int(k), "n_neurons": ed.n_neurons, **res.accuracy})
     return rows
 
 
@@ -131,6 +131,8 @@ def token_swap(pipe, scorer, originals, targets, subject: str, which: str, seeds
     from .text import encode
     from .tokens import subject_token_index
 
+    if which not in TOKEN_SETS:
+        raise LocoError(f"unknown token set {which!r}: use one of {', '.join(TOKEN_SETS)}")
     tok = pipe.tokenizer
     n_sub = len(tok(subject, add_special_tokens=False)["input_ids"])
     cond = encode(pipe, originals)
@@ -144,8 +146,6 @@ def token_swap(pipe, scorer, originals, targets, subject: str, which: str, seeds
             mask[i, last + 1:] = True
         if which == "all":
             mask[i] = True
-    if which not in ("subject", "after", "subject+after", "all"):
-        raise LocoError(f"unknown token set {which!r}")
     cond.embeds = torch.where(mask[..., None].to(cond.embeds.device), alt.embeds, cond.embeds)
     d = defaults(pipe)
     steps = d["steps"] if steps is None else steps
@@ -155,11 +155,6 @@ def token_swap(pipe, scorer, originals, targets, subject: str, which: str, seeds
             images += sample_batch(pipe, cond, [s] * len(originals), steps=steps, guidance=d["guidance"])
             reps += list(originals)
     return {"which": which, **scorer.accuracy(images, reps), "n": len(images)}
-
-
-def fraction_moved(clean: float, moved_to: float, full: float) -> float:
-    """How far ``moved_to`` goes from ``clean`` (0) towards ``full`` (1)."""
-    return float("nan") if clean == full else float((clean - moved_to) / (clean - full))
 
 
 def mean_over(groups: dict, key: str) -> float:

@@ -178,3 +178,8 @@ def test_second_window_rule():
         {"layers": "all", "start": None, "moved": 1.0, "clip": 40.0}]}
     assert O.second_window(part) == [6, 7]
     assert O.second_window({**part, "table": part["table"][:3]}) is None
+
+
+def test_token_swap_names_its_token_sets():
+    with pytest.raises(loco_lib.LocoError, match="unknown token set 'before'"):
+        O.token_swap(None, None, ["a red circle"], ["a blue circle"], "red", "before")
