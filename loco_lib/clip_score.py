@@ -142,10 +142,12 @@ def clip_score(images, texts, scorer: ClipScorer | None = None) -> torch.Tensor:
 
 def default_scorer_name(model: str | None) -> str:
     """``"tiny"`` (the offline random scorer) for the tiny twins, ``"toy-scorer"`` (the organism's
-    trained CLIP, :mod:`loco_lib.scorer`) for ``toy`` / ``toy-t5``, CLIP ViT-L/14 otherwise."""
+    trained CLIP, :mod:`loco_lib.scorer`) for ``toy`` / ``toy-t5`` / organism folders, CLIP ViT-L/14 otherwise."""
     if model and str(model).startswith("tiny-"):
         return "tiny"
-    if model in ("toy", "toy-t5"):
+    from .toy import organism_kind
+
+    if organism_kind(model) is not None:
         return "toy-scorer"
     return DEFAULT_SCORER
 

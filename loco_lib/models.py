@@ -130,25 +130,32 @@ def check_model_name(name: str) -> None:
 
 
 def load(name: str = DEFAULT_MODEL, device: str | None = None, dtype: torch.dtype | None = None, progress: bool | None = None):
-    """Load a pipeline by short name, hub id or local folder.
+    """Load a pipeline by short name, hub id or local folder (a diffusers pipeline folder, or an
+    organism folder written by :mod:`loco_lib.train`, e.g. a second training seed).
 
     fp16 on CUDA and fp32 on CPU unless ``dtype`` is given. Every module is put in eval mode and the
     pipeline's own progress bar is on (``progress=False`` to silence it).
     """
+    from .toy import organism_kind
+
     check_model_name(name)
+    organism = organism_kind(name) is not None
+    if not organism and os.path.isfile(os.path.join(name, "checkpoint.pt")):
+        raise LocoError(f"{name!r} holds an unfinished organism training (checkpoint.pt, no training.json): "
+                        f"finish it by running the same `python -m loco_lib.train ... --out {name}` command again")
     device = device or default_device()
     if dtype is None:
         dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
     with quiet_libraries():
         if name in TINY:
             pipe = build_tiny(name)
-        elif name in ORGANISMS:
+        elif organism:
             from .toy import load_trained
 
             pipe = load_trained(name)
         else:
             pipe = _load_real(name, dtype)
-    if (name in TINY or name in ORGANISMS) and dtype != torch.float32:
+    if (name in TINY or organism) and dtype != torch.float32:
         pipe = pipe.to(device=device, dtype=dtype)  # twins are built in fp32
     else:
         pipe = pipe.to(device)

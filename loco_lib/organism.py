@@ -216,10 +216,10 @@ def weights_fingerprint(model: str) -> str:
     import hashlib
     from pathlib import Path
 
-    from .toy import models_dir
+    from .toy import models_dir, organism_folder
 
     h = hashlib.sha1()
-    files = sorted((models_dir() / model).glob("*/*.safetensors")) + sorted((models_dir() / "toy-scorer").glob("*.safetensors"))
+    files = sorted(organism_folder(model).glob("*/*.safetensors")) + sorted((models_dir() / "toy-scorer").glob("*.safetensors"))
     files += sorted(Path(__file__).resolve().parent.glob("*.py"))
     for f in files:
         h.update(f.read_bytes())
@@ -245,7 +245,7 @@ class _Memo:
         from pathlib import Path
 
         self._json = json
-        self.folder = Path(folder) / model if folder is not None else None
+        self.folder = Path(folder) / Path(str(model)).name if folder is not None else None  # "toy", or a folder's name
         self.key = f"{weights_fingerprint(model)}-s{'_'.join(map(str, seeds))}-t{steps}"
         self.computed: list[str] = []
 

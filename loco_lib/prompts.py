@@ -425,7 +425,11 @@ def load_edit(attribute_or_path, concept: str) -> PromptSet:
     raise LocoError(f"{f.path}: no edit block for concept {concept!r} (concepts: {', '.join(f.edits) or 'none'})")
 
 
-ORGANISMS = ("toy", "toy-t5")
+def _is_organism(model) -> bool:
+    """``toy``, ``toy-t5`` or an organism folder written by :mod:`loco_lib.train` (same world)."""
+    from .toy import organism_kind
+
+    return model is not None and organism_kind(model) is not None
 
 
 def default_prompts(attribute: str, model: str | None = None):
@@ -434,7 +438,7 @@ def default_prompts(attribute: str, model: str | None = None):
     key = str(attribute).strip().lower()
     if key not in ATTRIBUTES:
         raise LocoError(f"unknown attribute {attribute!r}: choose one of {', '.join(ATTRIBUTES)}")
-    if model in ORGANISMS:
+    if _is_organism(model):
         return prompts_dir() / "toy" / f"{key}.yaml"
     return key
 
@@ -487,7 +491,7 @@ def load_artists(artist: str | None = None, path=None, model: str | None = None)
     For the model organism (``model`` "toy" / "toy-t5") the same set in its world: the scenes of
     its style pairs in ``artist``'s style (one of its three), each with the style phrase removed.
     """
-    if model in ORGANISMS and path is None:
+    if _is_organism(model) and path is None:
         from .world import STYLES
 
         name = "van gogh" if artist is None else str(artist).strip().lower()

@@ -139,6 +139,9 @@ def build(kind: str = "clip", seed: int = 0):
     return pipe
 
 
+BUILTIN = {"toy": "clip", "toy-t5": "t5"}  # the organisms shipped in models/
+
+
 def models_dir():
     """Where the trained organisms live: ``models/`` at the repository root (or ``LOCO_MODELS_DIR``)."""
     import os
@@ -147,14 +150,44 @@ def models_dir():
     return Path(os.environ.get("LOCO_MODELS_DIR") or Path(__file__).resolve().parent.parent / "models")
 
 
+def organism_kind(name) -> str | None:
+    """``"clip"`` or ``"t5"`` if ``name`` is a model organism, else None: the shipped ``toy`` /
+    ``toy-t5``, or a folder written by :mod:`loco_lib.train` (its ``training.json`` names the kind),
+    e.g. a second training seed."""
+    import json
+    from pathlib import Path
+
+    if name in BUILTIN:
+        return BUILTIN[name]
+    try:
+        meta = Path(name) / "training.json"
+        if meta.is_file():
+            kind = json.loads(meta.read_text()).get("kind")
+            return kind if kind in ("clip", "t5") else None
+    except (TypeError, OSError, ValueError):
+        return None
+    return None
+
+
+def organism_folder(name):
+    """The folder holding an organism's weights: ``models/<name>`` for the shipped ones, else ``name``."""
+    from pathlib import Path
+
+    return models_dir() / name if name in BUILTIN else Path(name)
+
+
 def load_trained(name: str):
-    """The trained organism ``toy`` or ``toy-t5`` from ``models/<name>`` (fp32, eval mode)."""
+    """The trained organism ``toy`` or ``toy-t5`` from ``models/<name>``, or a folder written by
+    :mod:`loco_lib.train` (fp32, eval mode)."""
     from diffusers import UNet2DConditionModel
 
     from .errors import LocoError
 
-    kind = {"toy": "clip", "toy-t5": "t5"}[name]
-    folder = models_dir() / name
+    kind = organism_kind(name)
+    folder = organism_folder(name)
+    if kind is None:
+        raise LocoError(f"{name!r} is not a model organism: give 'toy', 'toy-t5' or a folder written by "
+                        "`python -m loco_lib.train` (with its training.json)")
     if not (folder / "unet").is_dir() or not (folder / "text_encoder").is_dir():
         raise LocoError(f"no trained weights for {name!r} in {folder}: train them with "
                         f"`python -m loco_lib.train --kind {kind} --out {folder}`")

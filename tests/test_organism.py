@@ -183,3 +183,45 @@ def test_second_window_rule():
 def test_token_swap_names_its_token_sets():
     with pytest.raises(loco_lib.LocoError, match="unknown token set 'before'"):
         O.token_swap(None, None, ["a red circle"], ["a blue circle"], "red", "before")
+
+
+def _copy_organism(src, dst, finished=True):
+    """A folder as `python -m loco_lib.train --out dst` leaves it (weights copied from ``src``)."""
+    import shutil
+
+    for part in ("unet", "text_encoder", "tokenizer"):
+        shutil.copytree(src / part, dst / part)
+    (dst / "checkpoint.pt").write_bytes(b"")
+    if finished:
+        shutil.copy(src / "training.json", dst / "training.json")
+    return dst
+
+
+def test_an_organism_folder_loads_like_the_shipped_model(tmp_path):
+    """Item 6 (a second training seed) is measured by loading its training folder: it must behave as
+    ``toy`` does (same world prompts, same scorer, same sampling defaults, the same images for the same
+    weights) and an unfinished training must say so in one line."""
+    import numpy as np
+
+    from loco_lib.clip_score import default_scorer_name
+    from loco_lib.errors import LocoError
+    from loco_lib.toy import models_dir, organism_kind
+
+    folder = _copy_organism(models_dir() / "toy", tmp_path / "toy-seedX")
+    assert organism_kind("toy") == "clip" and organism_kind("toy-t5") == "t5"
+    assert organism_kind(str(folder)) == "clip" and organism_kind(str(tmp_path)) is None
+    assert default_scorer_name(str(folder)) == "toy-scorer"
+    assert default_prompts("style", str(folder)) == default_prompts("style", "toy")
+    copy, ref = loco_lib.load(str(folder), progress=False), loco_lib.load("toy", progress=False)
+    assert copy.loco_defaults == ref.loco_defaults
+    a = loco_lib.generate(copy, "a red circle in the style of van gogh", seeds=0, steps=3, output_type="np").images
+    b = loco_lib.generate(ref, "a red circle in the style of van gogh", seeds=0, steps=3, output_type="np").images
+    assert np.array_equal(np.stack(a), np.stack(b))
+    assert O.weights_fingerprint(str(folder)) == O.weights_fingerprint("toy")
+
+    half = _copy_organism(models_dir() / "toy", tmp_path / "half", finished=False)
+    with pytest.raises(LocoError, match="unfinished organism training"):
+        loco_lib.load(str(half), progress=False)
+    with pytest.raises(LocoError, match="is not a model organism"):
+        from loco_lib.toy import load_trained
+        load_trained(str(tmp_path))
