@@ -9,6 +9,7 @@
     loco generate MODEL ... --edit EDIT.safetensors
     loco evaluate MODEL --attribute A [--edit EDIT.safetensors] [--prompts FILE] [--seeds 0,1] [--steps N]
                   [--controls] --json
+    loco report MODEL [--seeds 0,1] [--steps N] [--cache DIR] [--out REPORT.json] [--json]
 
 Bad input ends with exit status 2 and one line on stderr (``loco: error: ...``), never a traceback.
 """
@@ -91,6 +92,15 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default=None)
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    rep = sub.add_parser("report", help="the model organism's whole measured protocol (chapter 'The model organism')")
+    rep.add_argument("model", help="toy, toy-t5 or an organism folder written by `python -m loco_lib.train`")
+    rep.add_argument("--seeds", default="0", help="comma-separated seeds per prompt, e.g. 0,1")
+    rep.add_argument("--steps", type=int, default=None)
+    rep.add_argument("--cache", default=None, help="folder keeping finished parts, so an interrupted run resumes "
+                                                   "(default: _build/organism-cache or $LOCO_CACHE_DIR)")
+    rep.add_argument("--out", default=None, help="also write the whole report to this .json file")
+    rep.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    rep.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
@@ -315,10 +325,40 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from . import organism
+    from .models import check_model_name
+    from .toy import organism_kind
+
+    check_model_name(args.model)
+    if organism_kind(args.model) is None:
+        raise LocoError(f"`loco report` measures a model organism: {args.model!r} is not one "
+                        "(use toy, toy-t5 or a folder written by `python -m loco_lib.train`)")
+    seeds = _seeds(args.seeds)
+    if args.steps is not None and args.steps < 1:
+        raise LocoError(f"--steps must be at least 1 (got {args.steps})")
+    if args.out is not None:
+        _check_output_path(args.out, (".json",))
+    cache = args.cache if args.cache is not None else organism.default_cache_dir()
+    rep = organism.report(args.model, seeds=seeds, steps=args.steps, cache_dir=cache, progress=not args.quiet)
+    if args.out is not None:
+        organism.save_report(rep, args.out)
+    if args.json:
+        print(json.dumps(rep, indent=1))
+    else:
+        t = rep["training"]
+        print(f"{args.model} (training seed {t['seed']}, {t['steps']} steps, final loss {t['final_loss']:.4f}); "
+              f"{len(seeds)} seed(s) per prompt")
+        for name, value in organism.summary(rep).items():
+            print(f"  {name}: {value}")
+    return 0
+
+
 def main(argv=None) -> int:
     try:
         args = _parser().parse_args(argv)
-        commands = {"layers": cmd_layers, "generate": cmd_generate, "locogen": cmd_locogen, "edit": cmd_edit, "evaluate": cmd_evaluate}
+        commands = {"layers": cmd_layers, "generate": cmd_generate, "locogen": cmd_locogen, "edit": cmd_edit, "evaluate": cmd_evaluate,
+                    "report": cmd_report}
         return commands[args.command](args)
     except LocoError as exc:
         print(f"loco: error: {exc}", file=sys.stderr)

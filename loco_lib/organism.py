@@ -175,6 +175,11 @@ def second_window(locogen_part: dict, threshold: float = 0.7):
     return _layers_of(pick["layers"])
 
 
+def _label(layers) -> str:
+    """The table label of a window: "7-8", or "4" for one layer (the inverse of :func:`_layers_of`)."""
+    return f"{layers[0]}-{layers[-1]}" if len(layers) > 1 else str(layers[0])
+
+
 def _layers_of(label) -> list[int]:
     """``"3-4"`` -> [3, 4]; ``"5"`` -> [5] (a window's label in a readouts table)."""
     first, _, last = str(label).partition("-")
@@ -315,7 +320,7 @@ def report(model: str = "toy", seeds=(0,), steps: int | None = None, cache_dir=N
                                       cache_dir=sweeps / name if sweeps is not None else None)
         clip = res.table.set_index("layers")["mean"]
         table["clip"] = [clip.get(label, np.nan) for label in table["layers"]]
-        best = table[table["layers"] == f"{res.best['layers'][0]}-{res.best['layers'][-1]}"].iloc[0]
+        best = table[table["layers"] == _label(res.best["layers"])].iloc[0]
         return {"best": res.best["layers"], "clip_fraction": res.best["fraction"], "moved": float(best["moved"]),
                 "clean": res.clean, "altered_all": res.altered_all, "table": _records(table)}
 
@@ -378,9 +383,122 @@ def report(model: str = "toy", seeds=(0,), steps: int | None = None, cache_dir=N
                 return [token_swap(p, s, pairs.originals, pairs.targets, "van gogh", w, seeds=seeds, steps=steps)
                         for w in TOKEN_SETS]
             out["token_swap"] = memo("token_swap", swap)
+    out["training"] = training_info(model)
     out["computed"] = memo.computed
     out["sweeps"] = str(sweeps) if sweeps is not None else None  # LocoGen's image caches, one folder per set
     return out
+
+
+def training_info(model: str) -> dict:
+    """What :mod:`loco_lib.train` recorded for an organism: kind, seed, steps, batch, final loss, wall time."""
+    import json
+
+    from .toy import organism_folder
+
+    path = organism_folder(model) / "training.json"
+    if not path.is_file():
+        raise LocoError(f"{model!r} has no training.json: not a finished organism training")
+    info = json.loads(path.read_text())
+    return {k: info.get(k) for k in ("kind", "seed", "steps", "batch", "final_loss", "wall_seconds", "threads")}
+
+
+def recorded_dir():
+    """``data/organism/``: reports measured once and kept (models whose weights are not shipped, such as
+    a second training seed, and runs with more seeds than the book's build)."""
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent.parent / "data" / "organism"
+
+
+def save_report(rep: dict, path) -> None:
+    """Write a :func:`report` as JSON, with the loco commit that measured it (for a model whose weights
+    are not in the repository, e.g. a second training seed: the numbers stay, with their provenance)."""
+    import datetime
+    import json
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    keep = {k: v for k, v in rep.items() if k not in ("computed", "sweeps")}
+    keep["recorded"] = {"loco_commit": commit, "date": datetime.date.today().isoformat()}
+    Path(path).write_text(json.dumps(keep, indent=1))
+
+
+def load_report(path) -> dict:
+    """A report written by :func:`save_report`; LocoError if the file is not one."""
+    import json
+    from pathlib import Path
+
+    try:
+        rep = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise LocoError(f"cannot read the organism report {str(path)!r}: {exc}") from None
+    missing = [k for k in ("model", "seeds", "sample", "locogen", "app_g", "edit", "fact_edit", "neurons", "token_swap")
+               if k not in rep]
+    if missing:
+        raise LocoError(f"{str(path)!r} is not an organism report: no {', '.join(missing)}")
+    return rep
+
+
+def summary(rep: dict) -> dict[str, str]:
+    """The headline numbers of a :func:`report`, one short string per measurement (the chapter's
+    closing table, the CLI's `loco report`, the comparison of training seeds)."""
+    def f(x):
+        return f"{x:.2f}"
+
+    def window(attr):
+        r = rep["locogen"][attr]
+        return f"{_label(r['best'])}: {f(r['moved'])}"
+
+    edit, fact = rep["edit"], rep["fact_edit"]
+    return {
+        "sample accuracy (shape / colour / style)": " / ".join(f(rep["sample"][a]) for a in ("shape", "colour", "style")),
+        "LocoGen style window, readout moved": window("style"),
+        "LocoGen object window, readout moved": window("objects"),
+        "LocoGen colour window, readout moved": window("colour"),
+        "LocoGen fact window, readout moved": window("facts"),
+        "App. G m for style": str(rep["app_g"]["m"]),
+        "LocoEdit: edited style kept (held out)": f(edit["window"]["after"]["edited"]["style"]),
+        "LocoEdit: other styles kept": f(edit["window"]["after"]["other styles"]["style"]),
+        "inert-window edit: edited style kept": f"{_label(edit['inert']['layers'])}: {f(edit['inert']['after']['edited']['style'])}",
+        "all-layers edit: edited / other styles kept": f"{f(edit['all']['after']['edited']['style'])} / "
+                                                       f"{f(edit['all']['after']['other styles']['style'])}",
+        "fact edit at its window: new shape / colour": " / ".join(f(fact["window"]["after"]["president"]["target"][a])
+                                                                  for a in ("shape", "colour")),
+        "neurons: style kept at k = " + " / ".join(str(r["k"]) for r in rep["neurons"]): " / ".join(f(r["style"]) for r in rep["neurons"]),
+        "style kept, only tokens after the subject swapped": f(next(r["style"] for r in rep["token_swap"] if r["which"] == "after")),
+    }
+
+
+def summary_table(reports: dict, paper: dict | None = None):
+    """:func:`summary` of several reports side by side (columns: name -> report), optionally with a
+    first column of what the paper reports on the real models (measurement -> text)."""
+    import pandas as pd
+
+    cols = {name: summary(rep) for name, rep in reports.items()}
+    table = pd.DataFrame(cols)
+    if paper is not None:
+        table.insert(0, "paper (real models)", [paper.get(m, "-") for m in table.index])
+    return table.rename_axis("measurement")
+
+
+# What the paper reports on the real models for the rows of :func:`summary` (section / figure cited).
+PAPER = {
+    "LocoGen style window, readout moved": "SD-1.5: layers 8-9 (Fig. 5)",
+    "LocoGen object window, readout moved": "SD-1.5: layers 6-7 (Fig. 5)",
+    "LocoGen fact window, readout moved": "SD-1.5: layers 6-7 (Fig. 5)",
+    "App. G m for style": "2 (SD-1.5)",
+    "LocoEdit: edited style kept (held out)": "removed (Fig. 8); fails on DeepFloyd (App. M)",
+    "LocoEdit: other styles kept": "kept (App. L: CLIP 30.04 -> 29.99)",
+    "all-layers edit: edited / other styles kept": "worse for objects and facts (App. F)",
+    "fact edit at its window: new shape / colour": "President -> Biden works (Fig. 8)",
+    "style kept, only tokens after the subject swapped": "T5 leaks the attribute after the subject (App. M)",
+}
 
 
 
@@ -434,7 +552,7 @@ def edit_table(rep: dict, which: str = "edit"):
     for name, r in rep[which].items():
         for group, after in r["after"].items():
             before = r["before"][group]
-            row = {"edit at": f"{name} {r['layers'][0]}-{r['layers'][-1]}" if len(r["layers"]) > 1 else f"{name} {r['layers'][0]}",
+            row = {"edit at": f"{name} {_label(r['layers'])}",
                    "prompts": group}
             for a in ("shape", "colour", "style"):
                 row[a] = f"{before[a]:.2f} -> {after[a]:.2f}"

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import loco_lib
 from loco_lib.cli import main
 
 EXPECTED = {"sd14": 16, "sd15": 16, "openjourney": 16, "sd21": 16, "sdxl": 70, "deepfloyd-if": 22}
@@ -214,3 +215,47 @@ def test_evaluate_on_a_real_model_set_has_no_readouts(capsys):
 def test_evaluate_bad_input(capsys, argv, msg):
     code, out, err = run(capsys, *argv)
     assert code == 2 and msg in err and "Traceback" not in err and err.count("\n") == 1, err
+
+
+# -- `loco report`: the organism's whole protocol -----------------------------------------------------
+
+@pytest.mark.parametrize("argv,msg", [
+    (["report", "tiny-sd15"], "is not one"),
+    (["report", "toy", "--seeds", "x"], "cannot read seeds"),
+    (["report", "toy", "--steps", "0"], "--steps must be at least 1"),
+    (["report", "toy", "--out", "report.txt"], "must end in .json"),
+    (["report", "nomodel"], "unknown model"),
+])
+def test_report_bad_input(capsys, argv, msg):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and msg in err and "Traceback" not in err and err.count("\n") == 1, err
+
+
+def test_report_prints_the_summary_and_writes_the_report(capsys, tmp_path, monkeypatch):
+    """The command's own work (arguments, summary, --out) on a recorded report; the protocol itself is
+    computed by tests/test_organism.py and by the organism chapter."""
+    from loco_lib import organism
+
+    recorded = organism.load_report(organism.recorded_dir() / "toy-seed1.json")
+    calls = []
+
+    def fake_report(model, seeds, steps, cache_dir, progress):
+        calls.append((model, seeds, steps, str(cache_dir)))
+        return {**recorded, "computed": [], "sweeps": None}
+
+    monkeypatch.setattr(organism, "report", fake_report)
+    out_file = tmp_path / "r.json"
+    code, out, err = run(capsys, "report", "toy", "--seeds", "0,1", "--steps", "9", "--cache", str(tmp_path / "c"),
+                         "--out", str(out_file), "--quiet")
+    assert code == 0, err
+    assert calls == [("toy", [0, 1], 9, str(tmp_path / "c"))]
+    best = recorded["locogen"]["style"]["best"]
+    assert f"LocoGen style window, readout moved: {best[0]}-{best[-1]}" in out
+    assert "training seed 1" in out
+    again = organism.load_report(out_file)
+    assert {k: v for k, v in again.items() if k != "recorded"} == {k: v for k, v in recorded.items() if k != "recorded"}
+    assert set(again["recorded"]) == {"loco_commit", "date"}
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"model": "toy"}')
+    with pytest.raises(loco_lib.LocoError, match="not an organism report"):
+        organism.load_report(bad)
