@@ -466,6 +466,9 @@ def summary(rep: dict) -> dict[str, str]:
         "LocoEdit: edited style kept (held out)": f(edit["window"]["after"]["edited"]["style"]),
         "LocoEdit: other styles kept": f(edit["window"]["after"]["other styles"]["style"]),
         "inert-window edit: edited style kept": f"{_label(edit['inert']['layers'])}: {f(edit['inert']['after']['edited']['style'])}",
+        "second style window edit: edited style kept": (
+            f"{_label(edit['second window']['layers'])}: {f(edit['second window']['after']['edited']['style'])}"
+            if "second window" in edit else "-"),
         "all-layers edit: edited / other styles kept": f"{f(edit['all']['after']['edited']['style'])} / "
                                                        f"{f(edit['all']['after']['other styles']['style'])}",
         "fact edit at its window: new shape / colour": " / ".join(f(fact["window"]["after"]["president"]["target"][a])

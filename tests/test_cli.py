@@ -252,6 +252,10 @@ def test_report_prints_the_summary_and_writes_the_report(capsys, tmp_path, monke
     best = recorded["locogen"]["style"]["best"]
     assert f"LocoGen style window, readout moved: {best[0]}-{best[-1]}" in out
     assert "training seed 1" in out
+    second = recorded["edit"]["second window"]
+    assert f"second style window edit: edited style kept: {second['layers'][0]}-{second['layers'][-1]}: " \
+           f"{second['after']['edited']['style']:.2f}" in out
+    assert len(out.strip().splitlines()) == 1 + len(organism.summary(recorded))
     again = organism.load_report(out_file)
     assert {k: v for k, v in again.items() if k != "recorded"} == {k: v for k, v in recorded.items() if k != "recorded"}
     assert set(again["recorded"]) == {"loco_commit", "date"}
