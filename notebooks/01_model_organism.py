@@ -391,16 +391,16 @@ organism.summary_table({f"toy ({seeds_label}, above)": live["toy"], "toy (2 seed
 
 # %% [markdown]
 # With two seeds per prompt (twice the images in every cell) the shipped models tell the same
-# story. What moves is what rested on one or two images: `toy`'s shape accuracy (0.96 -> 0.97),
-# the k = 4 point of the neuron curves (`toy` 0.75 -> 0.62, `toy-t5` 1.00 -> 0.75), the van gogh
-# left by an edit at `toy`'s late window 12-13 (1.00 -> 0.88), and the other styles left by the
-# all-layers edit on `toy-t5` (0.38 -> 0.44). An object window's 1.07 means the window removes
-# the circle from every image while altering all 16 layers leaves one circle in 16. On `toy-t5` the window Algorithm 1 picks moves to
-# the neighbour: style 1-2 -> 0-1, objects 7-8 -> 8-9. Both windows of each pair move the readout
-# all the way and their CLIP-scores differ by 2 % or less: what is stable is the *layer* (layer 1
-# for style, layer 8 for objects), and which of the two windows containing it comes first is a
-# near-tie that a few images decide. Read a single window label with that in mind, on the organism
-# and on SD alike.
+# story. What moves is what rested on one or two images: shape accuracy (`toy` 0.96 -> 0.97,
+# `toy-t5` 1.00 -> 0.99), the k = 4 point of the neuron curves (`toy` 0.75 -> 0.62, `toy-t5` 1.00
+# -> 0.75), the van gogh left by an edit at `toy`'s late window 12-13 (1.00 -> 0.88), and the other
+# styles left by the all-layers edit on `toy-t5` (0.38 -> 0.44). An object window's 1.07 means the
+# window removes the circle from every image while altering all 16 layers leaves one circle in 16.
+# On `toy-t5` the window Algorithm 1 picks moves to the neighbour: style 1-2 -> 0-1, objects 7-8 ->
+# 8-9. Both windows of each pair move the readout all the way and their CLIP-scores differ by 2 %
+# or less: what is stable is the *layer* (layer 1 for style, layer 8 for objects), and which of the
+# two windows containing it comes first is a near-tie that a few images decide. Read a single
+# window label with that in mind, on the organism and on SD alike.
 
 # %% [markdown]
 # Reproduce the weights: `python -m loco_lib.train --kind clip --steps 3000 --out models/toy` (and
