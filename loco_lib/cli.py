@@ -209,16 +209,23 @@ def cmd_generate(args) -> int:
     return 0
 
 
-def _check_set_args(args) -> list[int]:
-    """Checks shared by the commands that run a prompt set; returns the seeds."""
-    from .locogen import check_attribute
+def _check_run_args(args) -> list[int]:
+    """Checks shared by the commands that generate (model, --seeds, --steps); returns the seeds."""
     from .models import check_model_name
 
     check_model_name(args.model)
-    check_attribute(args.attribute)
     seeds = _seeds(args.seeds)
     if args.steps is not None and args.steps < 1:
         raise LocoError(f"--steps must be at least 1 (got {args.steps})")
+    return seeds
+
+
+def _check_set_args(args) -> list[int]:
+    """Checks shared by the commands that run a prompt set; returns the seeds."""
+    from .locogen import check_attribute
+
+    seeds = _check_run_args(args)
+    check_attribute(args.attribute)
     if args.limit is not None and args.limit < 1:
         raise LocoError(f"--limit must be at least 1 (got {args.limit})")
     return seeds
@@ -327,16 +334,12 @@ def cmd_evaluate(args) -> int:
 
 def cmd_report(args) -> int:
     from . import organism
-    from .models import check_model_name
     from .toy import organism_kind
 
-    check_model_name(args.model)
+    seeds = _check_run_args(args)
     if organism_kind(args.model) is None:
         raise LocoError(f"`loco report` measures a model organism: {args.model!r} is not one "
                         "(use toy, toy-t5 or a folder written by `python -m loco_lib.train`)")
-    seeds = _seeds(args.seeds)
-    if args.steps is not None and args.steps < 1:
-        raise LocoError(f"--steps must be at least 1 (got {args.steps})")
     if args.out is not None:
         _check_output_path(args.out, (".json",))
     cache = args.cache if args.cache is not None else organism.default_cache_dir()

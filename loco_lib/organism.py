@@ -445,6 +445,10 @@ def load_report(path) -> dict:
     return rep
 
 
+def _neuron_row(ks) -> str:
+    return "neurons: style kept at k = " + " / ".join(map(str, ks))
+
+
 def summary(rep: dict) -> dict[str, str]:
     """The headline numbers of a :func:`report`, one short string per measurement (the chapter's
     closing table, the CLI's `loco report`, the comparison of training seeds)."""
@@ -473,7 +477,7 @@ def summary(rep: dict) -> dict[str, str]:
                                                        f"{f(edit['all']['after']['other styles']['style'])}",
         "fact edit at its window: new shape / colour": " / ".join(f(fact["window"]["after"]["president"]["target"][a])
                                                                   for a in ("shape", "colour")),
-        "neurons: style kept at k = " + " / ".join(str(r["k"]) for r in rep["neurons"]): " / ".join(f(r["style"]) for r in rep["neurons"]),
+        _neuron_row([r["k"] for r in rep["neurons"]]): " / ".join(f(r["style"]) for r in rep["neurons"]),
         "style kept, only tokens after the subject swapped": f(next(r["style"] for r in rep["token_swap"] if r["which"] == "after")),
     }
 
@@ -500,6 +504,7 @@ PAPER = {
     "LocoEdit: other styles kept": "kept (App. L: CLIP 30.04 -> 29.99)",
     "all-layers edit: edited / other styles kept": "worse for objects and facts (App. F)",
     "fact edit at its window: new shape / colour": "President -> Biden works (Fig. 8)",
+    _neuron_row(NEURON_KS): "falls with k (Fig. 10)",
     "style kept, only tokens after the subject swapped": "T5 leaks the attribute after the subject (App. M)",
 }
 

@@ -1,8 +1,8 @@
 """Write the committed nbval expectations from freshly executed notebooks (`make expectations`).
 
 Each executed notebook is copied to tests/notebooks/ with image outputs and run-time metadata
-removed (nbval never compares images, and they would bloat the repository). nbval then re-executes these copies in
-`make test` and compares the text outputs of the cells marked ``# NBVAL_CHECK_OUTPUT``;
+removed (nbval never compares images, and they would bloat the repository). nbval then
+re-executes these copies in `make test` and compares the text outputs of the cells marked ``# NBVAL_CHECK_OUTPUT``;
 tests/test_notebooks.py checks that their code still equals the notebook sources.
 """
 import sys

@@ -205,7 +205,7 @@ def test_an_organism_folder_loads_like_the_shipped_model(tmp_path):
 
     from loco_lib.clip_score import default_scorer_name
     from loco_lib.errors import LocoError
-    from loco_lib.toy import models_dir, organism_kind
+    from loco_lib.toy import load_trained, models_dir, organism_kind
 
     folder = _copy_organism(models_dir() / "toy", tmp_path / "toy-seedX")
     assert organism_kind("toy") == "clip" and organism_kind("toy-t5") == "t5"
@@ -223,5 +223,4 @@ def test_an_organism_folder_loads_like_the_shipped_model(tmp_path):
     with pytest.raises(LocoError, match="unfinished organism training"):
         loco_lib.load(str(half), progress=False)
     with pytest.raises(LocoError, match="is not a model organism"):
-        from loco_lib.toy import load_trained
         load_trained(str(tmp_path))
