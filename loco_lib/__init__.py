@@ -7,7 +7,7 @@ Models" (ICML 2024). One module per concept:
 * :mod:`loco_lib.architectures` - full-size architectures on the meta device
 * :mod:`loco_lib.layers`       - the cross-attention layer map (Sec. 5.1, App. D)
 * :mod:`loco_lib.text`         - text conditioning c of a prompt per pipeline family
-* :mod:`loco_lib.intervene`    - the one intervention mechanism (wrapped attention processors)
+* :mod:`loco_lib.hooks`        - record and patch any state by name: the one mechanism every experiment uses
 * :mod:`loco_lib.altered`      - altered inputs (Sec. 5.1.1)
 * :mod:`loco_lib.generate`     - generation with CFG, seeds and altered inputs (Eq. 1)
 * :mod:`loco_lib.clip_score`   - CLIP-score (Hessel et al. 2021)
@@ -32,6 +32,7 @@ from .altered import altered_inputs  # noqa: E402,F401
 from .clip_score import ClipScorer, clip_score  # noqa: E402,F401
 from .errors import LocoError  # noqa: E402,F401
 from .generate import generate  # noqa: E402,F401
+from .hooks import Patch, Record, Site, hooks  # noqa: E402,F401
 from .layers import cross_attention_layers, layer_table  # noqa: E402,F401
 from .models import known_models, load  # noqa: E402,F401
 from .text import encode  # noqa: E402,F401

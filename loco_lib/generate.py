@@ -153,12 +153,13 @@ def progress_bars(pipe, progress: bool):
 
 
 def sample_batch(pipe, cond, seeds, *, steps, guidance, size=None, alt=None, layers=None, swap_text_paths=False,
-                 output_type="pil", share_identical_rows=False, counter=None):
+                 output_type="pil", share_identical_rows=False, counter=None, patches=()):
     """One pipeline call for the samples of ``cond`` (one CPU-generator seed each), optionally altered.
 
     ``alt``/``layers``: the altered inputs (one layer spec, or one per sample). ``share_identical_rows``
     evaluates bitwise-identical UNet rows once (the sweep engine). ``counter``: a dict whose
     ``"rows"`` / ``"calls"`` entries count the UNet sample-evaluations and calls actually made.
+    ``patches``: further :class:`~loco_lib.hooks.Patch` es for this call (one row per sample).
     """
     family = pipeline_family(pipe)
     extra = {"clean_caption": False} if family == "if" else {}
@@ -166,14 +167,13 @@ def sample_batch(pipe, cond, seeds, *, steps, guidance, size=None, alt=None, lay
         extra.update(height=size, width=size)
     gens = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
     ctx = nullcontext()
-    if alt is not None or share_identical_rows or counter is not None:
-        from .altered import AlteredInputs
-        from .intervene import intervene
+    if alt is not None or share_identical_rows or counter is not None or patches:
+        from .altered import altered_patches
+        from .hooks import hooks
 
-        controller = AlteredInputs(alt if alt is not None else cond, layers if alt is not None else None,
-                                   swap_text_paths=swap_text_paths and alt is not None, guidance=guidance > 1.0,
-                                   share_identical_rows=share_identical_rows, counter=counter)
-        ctx = intervene(pipe, controller)
+        mine = altered_patches(pipe, alt, layers, swap_text_paths) if alt is not None else []
+        ctx = hooks(pipe, patches=[*mine, *patches], n_samples=len(seeds), guidance=guidance > 1.0,
+                    share_identical_rows=share_identical_rows, counter=counter)
     with ctx, torch.no_grad():
         out = pipe(**cond.pipeline_kwargs(family), num_inference_steps=steps, guidance_scale=guidance,
                    generator=gens, output_type=output_type, **extra)

@@ -85,6 +85,43 @@ def layer_table(layers: list[CrossAttentionLayer]):
     return pd.DataFrame([l.as_dict() for l in layers]).set_index("index")
 
 
+def text_states(unet, embeds: torch.Tensor) -> torch.Tensor:
+    """The text states every cross-attention layer's processor receives when the UNet gets ``embeds``
+    as ``encoder_hidden_states``: ``embeds`` itself, for DeepFloyd IF after ``encoder_hid_proj``."""
+    from .errors import LocoError
+
+    proj = getattr(unet, "encoder_hid_proj", None)
+    if proj is None:
+        return embeds
+    kind = unet.config.get("encoder_hid_dim_type", None)
+    if kind != "text_proj":
+        raise LocoError(f"UNets with encoder_hid_dim_type={kind!r} are not supported (only text_proj, as in DeepFloyd IF)")
+    return proj(embeds.to(proj.weight.dtype))
+
+
+def kv_inputs(unet, layers: list[CrossAttentionLayer], embeds: torch.Tensor, positions: torch.Tensor | None = None) -> dict:
+    """What the K/V projections of each layer read when the UNet gets ``embeds``.
+
+    ``{layer.index: [B, L, kv_dim]}``, or ``[B, kv_dim]`` at one token per prompt with ``positions``
+    (``[B]`` indices). The model's own modules compute it: :func:`text_states`, then the layer's
+    GroupNorm ``norm_cross`` (IF; over the whole sequence, so before the position is taken).
+    """
+    from .errors import LocoError
+
+    states = text_states(unet, embeds)
+    rows = torch.arange(states.shape[0], device=states.device)
+    out = {}
+    for layer in layers:
+        attn = unet.get_submodule(layer.name)
+        x = states
+        if getattr(attn, "norm_cross", None) is not None:
+            x = attn.norm_encoder_hidden_states(x)
+        if x.shape[-1] != layer.kv_dim:
+            raise LocoError(f"layer {layer.index} ({layer.name}) reads {layer.kv_dim}-d text states, but the text condition gives {x.shape[-1]}-d")
+        out[layer.index] = x if positions is None else x[rows, positions.to(x.device)]
+    return out
+
+
 def parse_layers(spec, n_layers: int) -> list[int]:
     """Turn ``"8,9"``, ``"4-6"``, ``"all"``, an int or a list of ints into sorted layer indices.
 

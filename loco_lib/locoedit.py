@@ -57,21 +57,11 @@ from dataclasses import dataclass, field
 import torch
 
 from .errors import LocoError
-from .layers import CrossAttentionLayer, cross_attention_layers, parse_layers
+from .layers import cross_attention_layers, kv_inputs, parse_layers
 
 LAMBDA = 0.01  # App. H: lambda_K = lambda_V = 0.01 for all models
 FORMAT = "loco-edit"
 FORMAT_VERSION = "1"
-
-# The paper's style windows (facts.md table; m adjacent layers starting at the style location).
-PAPER_STYLE_LAYERS = {
-    "sd14": [8, 9],
-    "sd15": [8, 9],
-    "openjourney": [8, 9],
-    "sd21": [8, 9, 10],
-    "sdxl": [45, 46, 47],
-    "deepfloyd-if": [12, 13, 14],  # Van Gogh (prompt-dependent for IF)
-}
 
 # Prompt variants (module docstring). Style: the authors' four key variants, all mapped to one
 # target prompt ('a painting'). Objects and facts: the same templates with the target substituted,
@@ -197,28 +187,6 @@ def _unet(pipe_or_unet):
     return getattr(pipe_or_unet, "unet", pipe_or_unet)
 
 
-def projection_input(unet, layer: CrossAttentionLayer, embeds: torch.Tensor) -> torch.Tensor:
-    """What the K/V projections of ``layer`` read when the UNet gets ``embeds`` as
-    ``encoder_hidden_states`` ([B, L, D] -> [B, L, layer.kv_dim]).
-
-    SD / SD-XL: ``embeds`` itself. IF: ``unet.encoder_hid_proj`` (text_proj) and then the layer's
-    ``norm_cross`` (GroupNorm over the sequence), both with the model's own modules.
-    """
-    h = embeds
-    proj = getattr(unet, "encoder_hid_proj", None)
-    if proj is not None:
-        kind = unet.config.get("encoder_hid_dim_type", None)
-        if kind != "text_proj":
-            raise LocoError(f"UNets with encoder_hid_dim_type={kind!r} are not supported (only text_proj, as in DeepFloyd IF)")
-        h = proj(h)
-    attn = unet.get_submodule(layer.name)
-    if getattr(attn, "norm_cross", None) is not None:
-        h = attn.norm_encoder_hidden_states(h)
-    if h.shape[-1] != layer.kv_dim:
-        raise LocoError(f"layer {layer.index} ({layer.name}) reads {layer.kv_dim}-d text states, but the text condition gives {h.shape[-1]}-d")
-    return h
-
-
 def _as_list(x, n: int, what: str) -> list:
     if x is None or isinstance(x, str):
         return [x] * n
@@ -233,7 +201,9 @@ def _as_list(x, n: int, what: str) -> list:
 @torch.no_grad()
 def kv_rows(pipe, layers, prompts, subjects=None) -> dict[int, torch.Tensor]:
     """{layer index: [N, kv_dim] rows}: the K/V projections' input at the last subject token of
-    each prompt (``subjects``: one per prompt, one for all, or None = last token before EOS)."""
+    each prompt (``subjects``: one per prompt, one for all, or None = last token before EOS).
+    SD / SD-XL: the text embedding itself; IF: after ``encoder_hid_proj`` and the layer's GroupNorm
+    (:func:`loco_lib.layers.kv_inputs`)."""
     from .text import as_prompt_list, encode
     from .tokens import subject_token_index
 
@@ -244,24 +214,8 @@ def kv_rows(pipe, layers, prompts, subjects=None) -> dict[int, torch.Tensor]:
         raise LocoError("no layers given to edit (e.g. layers=[8, 9])")
     prompts = as_prompt_list(prompts)
     subjects = _as_list(subjects, len(prompts), "subjects")
-    pos = [subject_token_index(pipe, p, s) for p, s in zip(prompts, subjects)]
-    embeds = encode(pipe, prompts).embeds
-    rows = torch.arange(len(prompts), device=embeds.device)
-    at = torch.tensor(pos, device=embeds.device)
-    out: dict[int, torch.Tensor] = {}
-    shared = None
-    for i in idx:
-        layer = all_layers[i]
-        attn = unet.get_submodule(layer.name)
-        if getattr(unet, "encoder_hid_proj", None) is None and getattr(attn, "norm_cross", None) is None:
-            if shared is None:  # SD / SD-XL: every layer reads the same states
-                shared = projection_input(unet, layer, embeds)[rows, at]
-            if shared.shape[-1] != layer.kv_dim:
-                raise LocoError(f"layer {i} ({layer.name}) reads {layer.kv_dim}-d text states, but the text condition gives {shared.shape[-1]}-d")
-            out[i] = shared
-        else:
-            out[i] = projection_input(unet, layer, embeds)[rows, at]
-    return out
+    pos = torch.tensor([subject_token_index(pipe, p, s) for p, s in zip(prompts, subjects)])
+    return kv_inputs(unet, [all_layers[i] for i in idx], encode(pipe, prompts).embeds, pos)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -575,16 +529,18 @@ def time_edit_full_size(model: str = "sdxl", layers=None, n_prompts: int = 8, de
     """
     from .architectures import random_unet
 
-    if model not in PAPER_STYLE_LAYERS and layers is None:
-        raise LocoError(f"no default layers for {model!r}: give layers=[...]")
     from .models import quiet_libraries
+    from .paper import LOCATIONS, paper_window
+
+    if model not in LOCATIONS and layers is None:
+        raise LocoError(f"no default layers for {model!r}: give layers=[...]")
 
     t0 = time.perf_counter()
     with quiet_libraries():
         unet = random_unet(model, dtype=dtype, device=device)
     build = time.perf_counter() - t0
     all_layers = cross_attention_layers(unet)
-    idx = parse_layers(PAPER_STYLE_LAYERS[model] if layers is None else layers, len(all_layers))
+    idx = parse_layers(paper_window(model, 'style') if layers is None else layers, len(all_layers))
     gen = torch.Generator("cpu").manual_seed(seed)
     per: dict[str, float] = {}
     shapes: dict[str, tuple] = {}

@@ -33,10 +33,9 @@ Other choices, documented
 * k: per projection by default (k neurons of each chosen layer's K output and k of its V output,
   the natural reading of "k of 1280" with d' = 1280 in SD's layer 8); ``scope="global"`` takes the
   k largest |z| across all chosen layers' K and V outputs together.
-* The mechanism: :func:`loco_lib.intervene.intervene` with a :class:`NeuronEdit` controller that
-  registers forward hooks on the projection modules themselves (so bias, IF's ``encoder_hid_proj``
-  and GroupNorm come first, exactly as in a plain run) and edits only the conditional rows. Leaving
-  the context removes every hook.
+* The mechanism: one :class:`~loco_lib.hooks.Patch` per projection on its output (so bias, IF's
+  ``encoder_hid_proj`` and GroupNorm come first, exactly as in a plain run), only in the conditional
+  rows. Leaving the context removes every hook.
 """
 from __future__ import annotations
 
@@ -48,8 +47,8 @@ import numpy as np
 import torch
 
 from .errors import LocoError
-from .intervene import Controller, conditional_rows, intervene, unet_text_input
-from .layers import CrossAttentionLayer, cross_attention_layers, parse_layers
+from .hooks import Patch, hooks, kv_site
+from .layers import CrossAttentionLayer, cross_attention_layers, kv_inputs, parse_layers
 from .text import as_prompt_list, encode
 from .tokens import subject_token_indices
 
@@ -112,15 +111,6 @@ def _projection_module(attn, layer: CrossAttentionLayer, proj: str) -> torch.nn.
     return getattr(attn, layer.key if proj == "key" else layer.value)
 
 
-def text_states(unet, embeds: torch.Tensor) -> torch.Tensor:
-    """The text states every cross-attention layer receives: IF projects them first."""
-    if getattr(unet, "encoder_hid_proj", None) is not None:
-        if unet.config.encoder_hid_dim_type != "text_proj":
-            raise LocoError(f"encoder_hid_dim_type {unet.config.encoder_hid_dim_type!r} is not supported")
-        embeds = unet.encoder_hid_proj(embeds.to(unet.encoder_hid_proj.weight.dtype))
-    return embeds
-
-
 def _token_positions(pipe, prompts, subjects, position, seq_len: int) -> torch.Tensor:
     if position is None:
         pos = subject_token_indices(pipe, prompts, subjects)
@@ -151,21 +141,16 @@ def kv_activations(pipe, layers, prompts, subjects=None, *, position: int | None
     prompts = as_prompt_list(prompts)
     unet = _unet(pipe)
     chosen = chosen_layers(unet, layers)
-    states = text_states(unet, encode(pipe, prompts).embeds)
-    pos = _token_positions(pipe, prompts, subjects, position, states.shape[1]).to(states.device)
-    rows = torch.arange(len(prompts), device=states.device)
+    embeds = encode(pipe, prompts).embeds
+    pos = _token_positions(pipe, prompts, subjects, position, embeds.shape[1])
+    rows = kv_inputs(unet, chosen, embeds, pos)
     modules = dict(unet.named_modules())
     out: dict = {}
     for layer in chosen:
-        attn = modules[layer.name]
-        x = states
-        if attn.norm_cross is not None:
-            x = attn.norm_encoder_hidden_states(x)
-        x = x[rows, pos]
         out[layer.index] = {}
         for proj in PROJECTIONS:
-            module = _projection_module(attn, layer, proj)
-            out[layer.index][proj] = module(x.to(module.weight.dtype)).float().cpu()
+            module = _projection_module(modules[layer.name], layer, proj)
+            out[layer.index][proj] = module(rows[layer.index].to(module.weight.dtype)).float().cpu()
     return out
 
 
@@ -281,88 +266,58 @@ def rank_neurons(pipe, layers, with_style, without_style, subjects_with=None, su
 
 # -- the edit ------------------------------------------------------------------------------------
 
-class NeuronEdit(Controller):
-    """Controller that replaces the top-k K/V output neurons in the conditional rows.
+class NeuronEdit:
+    """The top-k K/V output neurons of a ranking and the values that replace them.
 
     ``mode="mean"`` (default, the authors' code) writes the style-free mean activation,
-    ``mode="zero"`` writes 0 (the literal "drop-out"). ``n_samples``: the number of images of the
-    pipeline call; without it the layout comes from ``guidance`` (True: ``[uncond, cond]``, the
-    batch holds 2 rows per sample; False: every row is conditional).
+    ``mode="zero"`` writes 0 (the literal "drop-out"). :meth:`patches` gives the
+    :class:`~loco_lib.hooks.Patch` es that do it in the conditional rows of a UNet.
     """
 
-    def __init__(self, ranking: NeuronRanking, k: int, mode: str = "mean", *, n_samples: int | None = None,
-                 guidance: bool | None = None, scope: str = "projection"):
+    def __init__(self, ranking: NeuronRanking, k: int, mode: str = "mean", *, scope: str = "projection"):
         if mode not in MODES:
             raise LocoError(f"mode must be one of {MODES}, got {mode!r}")
-        if n_samples is not None and (isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) or n_samples < 1):
-            raise LocoError(f"n_samples must be a positive integer, got {n_samples!r}")
         self.ranking = ranking
         self.k = k
         self.mode = mode
         self.scope = scope
-        self.n_samples = n_samples
-        self.guidance = guidance
         self.selection = ranking.top(k, scope)
         self.values = {}
         for key, idx in self.selection.items():
             v = ranking.neutral_mean[key][idx] if mode == "mean" else np.zeros(len(idx))
             self.values[key] = torch.as_tensor(v, dtype=torch.float64)
-        self._rows = None
-        self._n_rows = None
 
     @property
     def n_neurons(self) -> int:
         return int(sum(len(idx) for idx in self.selection.values()))
 
-    def setup(self, unet, layers):
-        super().setup(unet, layers)
-        modules = dict(unet.named_modules())
-        handles = []
+    def patches(self, unet) -> list[Patch]:
+        """One patch per chosen projection; refuses a model the ranking was not made on."""
+        layers = cross_attention_layers(unet)
+        patches = []
         for mine in self.ranking.layers:
             if mine.index >= len(layers) or layers[mine.index].name != mine.name:
                 raise LocoError(f"the ranking's layer {mine.index} ({mine.name}) is not in this model: rank the neurons on the same model")
-            attn = modules[mine.name]
+            attn = unet.get_submodule(mine.name)
             for proj in PROJECTIONS:
                 module = _projection_module(attn, mine, proj)
                 key = (mine.index, proj)
                 if module.out_features != self.ranking.width(key):
                     raise LocoError(f"layer {mine.index}'s {proj} projection has {module.out_features} outputs, the ranking {self.ranking.width(key)}")
-                handles.append(module.register_forward_hook(self._hook(key)))
-        return handles
+                patches.append(Patch(kv_site(mine, proj), _replace_units(self.selection[key], self.values[key])))
+        return patches
 
-    def begin_call(self, unet, args, kwargs):
-        n_rows = unet_text_input(args, kwargs).shape[0]
-        n = self.n_samples
-        if n is None:
-            if self.guidance is None:
-                raise LocoError("neuron editing needs the batch layout: pass n_samples (images per call) or guidance (True/False)")
-            n = n_rows // 2 if self.guidance else n_rows
-            n = max(n, 1)
-        self._rows = conditional_rows(n_rows, n, self.guidance)
-        self._n_rows = n_rows
-        return None
 
-    def end_call(self, unet, output=None):
-        self._rows = None
-        self._n_rows = None
-        return None  # the UNet output is left as it is
+def _replace_units(idx_np: np.ndarray, values: torch.Tensor):
+    """A patch function writing ``values`` into output units ``idx_np`` at every token."""
 
-    def _hook(self, key):
-        idx_np = self.selection[key]
-        values = self.values[key]
+    def replace(clean, call):
+        out = clean.clone()
+        if len(idx_np):
+            out[..., torch.as_tensor(idx_np, device=out.device)] = values.to(device=out.device, dtype=out.dtype)
+        return out
 
-        def hook(module, inputs, output):
-            rows = self._rows
-            if rows is None or len(idx_np) == 0:
-                return None
-            if output.shape[0] != self._n_rows:
-                raise LocoError(f"layer {key[0]}'s {key[1]} projection saw {output.shape[0]} rows, the UNet call {self._n_rows}")
-            out = output.clone()
-            idx = torch.as_tensor(idx_np, device=out.device)
-            out[rows, ..., idx] = values.to(device=out.device, dtype=out.dtype)
-            return out
-
-        return hook
+    return replace
 
 
 @contextmanager
@@ -370,13 +325,13 @@ def neurons_replaced(pipe, ranking: NeuronRanking, k: int, mode: str = "mean", g
                      n_samples: int | None = None, scope: str = "projection"):
     """Context manager: inside it, ``pipe`` runs with the top-k neurons of ``ranking`` replaced.
 
-    Yields the :class:`NeuronEdit` controller (its ``selection`` lists the neurons). ``guidance``:
-    whether the pipeline runs classifier-free guidance; ``n_samples``: images per pipeline call (one
-    of the two is needed; both make a wrong layout an error instead of a guess).
+    Yields the :class:`NeuronEdit` (its ``selection`` lists the neurons). ``guidance``: whether the
+    pipeline runs classifier-free guidance; ``n_samples``: images per pipeline call (one of the two
+    is needed; both make a wrong layout an error instead of a guess).
     """
-    controller = NeuronEdit(ranking, k, mode, n_samples=n_samples, guidance=guidance, scope=scope)
-    with intervene(pipe, controller):
-        yield controller
+    edit = NeuronEdit(ranking, k, mode, scope=scope)
+    with hooks(pipe, patches=edit.patches(_unet(pipe)), n_samples=n_samples, guidance=guidance):
+        yield edit
 
 
 # -- sweep and figure ------------------------------------------------------------------------------

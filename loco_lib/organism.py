@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .errors import LocoError
+from .tokens import TOKEN_SETS
 from .world import COLOURS, FACTS, SHAPES, STYLES
 
 
@@ -120,39 +121,19 @@ def neuron_curve(pipe, scorer, layers, with_style, without_style, subject: str, 
 @torch.no_grad()
 def token_swap(pipe, scorer, originals, targets, subject: str, which: str, seeds=(0,), steps=None) -> dict:
     """App. M: generate ``originals`` with the text embeddings at some token positions taken from
-    ``targets`` (every layer reads the result), and read the images off.
-
-    ``which``: ``"subject"`` (the subject's tokens), ``"after"`` (every position after the subject:
-    end-of-text and padding), ``"subject+after"``, or ``"all"`` (= a plain run of the target). The
-    subject of the original and of the target must have the same number of tokens, so positions
-    line up (true for 'van gogh' -> 'a painting').
-    """
+    ``targets`` (:func:`loco_lib.altered.swapped_tokens`), and read the images off."""
+    from .altered import swapped_tokens
     from .generate import defaults, progress_bars, sample_batch
     from .text import encode
-    from .tokens import subject_token_index
 
-    if which not in TOKEN_SETS:
-        raise LocoError(f"unknown token set {which!r}: use one of {', '.join(TOKEN_SETS)}")
-    tok = pipe.tokenizer
-    n_sub = len(tok(subject, add_special_tokens=False)["input_ids"])
+    patch = swapped_tokens(pipe, originals, targets, subject, which)
     cond = encode(pipe, originals)
-    alt = encode(pipe, targets)
-    mask = torch.zeros(cond.embeds.shape[:2], dtype=torch.bool)
-    for i, p in enumerate(originals):
-        last = subject_token_index(pipe, p, subject)
-        if which in ("subject", "subject+after"):
-            mask[i, last - n_sub + 1: last + 1] = True
-        if which in ("after", "subject+after"):
-            mask[i, last + 1:] = True
-        if which == "all":
-            mask[i] = True
-    cond.embeds = torch.where(mask[..., None].to(cond.embeds.device), alt.embeds, cond.embeds)
     d = defaults(pipe)
     steps = d["steps"] if steps is None else steps
     images, reps = [], []
     with progress_bars(pipe, False):
         for s in seeds:
-            images += sample_batch(pipe, cond, [s] * len(originals), steps=steps, guidance=d["guidance"])
+            images += sample_batch(pipe, cond, [s] * len(originals), steps=steps, guidance=d["guidance"], patches=[patch])
             reps += list(originals)
     return {"which": which, **scorer.accuracy(images, reps), "n": len(images)}
 
@@ -212,7 +193,6 @@ def inert_window(*tables) -> list[int]:
 # -- the whole protocol, cached ---------------------------------------------------------------------
 
 NEURON_KS = (0, 2, 4, 8, 16, 32)
-TOKEN_SETS = ("subject", "after", "subject+after", "all")
 
 
 def weights_fingerprint(model: str) -> str:

@@ -53,6 +53,11 @@ def subject_token_index(pipe_or_tokenizer, prompt: str, subject: str | None = No
     """
     if subject is None:
         return last_token_index(pipe_or_tokenizer, prompt)
+    return subject_tokens(pipe_or_tokenizer, prompt, subject)[-1]
+
+
+def subject_tokens(pipe_or_tokenizer, prompt: str, subject: str) -> list[int]:
+    """Positions of every token of ``subject`` in ``prompt`` (see :func:`subject_token_index`)."""
     tok, text = _prepare(pipe_or_tokenizer, prompt)
     if not subject.strip():
         raise LocoError(f"empty subject for prompt {prompt!r}")
@@ -67,7 +72,7 @@ def subject_token_index(pipe_or_tokenizer, prompt: str, subject: str | None = No
     last = inside[-1]
     if offsets[last][1] < end and last == len(ids) - 1:
         raise LocoError(f"subject {subject!r} of prompt {prompt!r} is cut off by the {tok.model_max_length}-token limit")
-    return last
+    return inside
 
 
 def subject_token_indices(pipe, prompts, subjects=None) -> list[int]:
@@ -78,3 +83,28 @@ def subject_token_indices(pipe, prompts, subjects=None) -> list[int]:
     if len(subjects) != len(prompts):
         raise LocoError(f"{len(subjects)} subjects given for {len(prompts)} prompts")
     return [subject_token_index(pipe, p, s) for p, s in zip(prompts, subjects)]
+
+
+TOKEN_SETS = ("subject", "after", "subject+after", "all")
+
+
+def token_mask(pipe, prompts, subject: str, which: str, length: int):
+    """A boolean ``[n_prompts, length]`` mask of token positions (paper App. M's token swap):
+    ``"subject"`` (the subject's tokens), ``"after"`` (every position after the subject: the rest of
+    the prompt, end-of-text and padding), ``"subject+after"``, or ``"all"``."""
+    import torch
+
+    if which not in TOKEN_SETS:
+        raise LocoError(f"unknown token set {which!r}: use one of {', '.join(TOKEN_SETS)}")
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    mask = torch.zeros(len(prompts), length, dtype=torch.bool)
+    for i, p in enumerate(prompts):
+        if which == "all":
+            mask[i] = True
+            continue
+        inside = subject_tokens(pipe, p, subject)
+        if which in ("subject", "subject+after"):
+            mask[i, inside[0]: inside[-1] + 1] = True
+        if which in ("after", "subject+after"):
+            mask[i, inside[-1] + 1:] = True
+    return mask

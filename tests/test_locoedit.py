@@ -10,6 +10,7 @@ import torch
 from loco_lib import models
 from loco_lib.errors import LocoError
 from loco_lib.generate import generate
+from loco_lib.hooks import Record, Site, hooks
 from loco_lib.layers import cross_attention_layers
 from loco_lib.locoedit import (
     STYLE_TEMPLATES,
@@ -390,16 +391,10 @@ def test_if_rows_equal_captured_projection_inputs(tiny_if):
     subjects = ["van gogh", "cat"]
     layers = cross_attention_layers(tiny_if.unet)
     chosen = [3, 12]
-    captured: dict = {}
-    handles = []
-    for i in chosen:
-        proj = getattr(tiny_if.unet.get_submodule(layers[i].name), layers[i].key)
-        handles.append(proj.register_forward_hook(lambda m, args, out, i=i: captured.setdefault(i, args[0].detach().clone())))
-    try:
+    sites = {i: Site("unet", f"{layers[i].name}.{layers[i].key}", "input") for i in chosen}
+    with hooks(tiny_if, records=[Record(s, branch="all", steps=[0]) for s in sites.values()]) as trace:
         generate(tiny_if, prompts, seeds=0, steps=1, output_type="np", progress=False)
-    finally:
-        for h in handles:
-            h.remove()
+    captured = {i: trace[s][0] for i, s in sites.items()}
     rows = kv_rows(tiny_if, chosen, prompts, subjects)
     pos = [subject_token_index(tiny_if, p, s) for p, s in zip(prompts, subjects)]
     n = len(prompts)

@@ -10,6 +10,7 @@ from loco_lib import models
 from loco_lib.clip_score import ClipScorer
 from loco_lib.errors import LocoError
 from loco_lib.generate import generate
+from loco_lib.hooks import Record, hooks, kv_site
 from loco_lib.layers import cross_attention_layers
 from loco_lib.neurons import (
     NeuronEdit,
@@ -69,20 +70,21 @@ def _modules(pipe, name, layer_indices):
 
 
 class Capture:
-    """Forward hooks recording every output of some modules, per call."""
+    """Records every output (all rows) of some K/V projections, per call, through loco_lib.hooks."""
 
-    def __init__(self, modules: dict):
-        self.outputs = {key: [] for key in modules}
-        self.handles = [m.register_forward_hook(self._hook(key)) for key, m in modules.items()]
+    def __init__(self, pipe, name, layer_indices):
+        layers = cross_attention_layers(pipe.unet)
+        self.sites = {(i, p): kv_site(layers[i], p) for i in layer_indices for p in ("key", "value")}
+        self.pipe = pipe
 
-    def _hook(self, key):
-        def hook(module, inputs, output):
-            self.outputs[key].append(output.detach().clone())
-        return hook
+    def __enter__(self):
+        self._ctx = hooks(self.pipe, records=[Record(s, branch="all") for s in self.sites.values()])
+        self._trace = self._ctx.__enter__()
+        return self
 
-    def remove(self):
-        for h in self.handles:
-            h.remove()
+    def __exit__(self, *exc):
+        self.outputs = {key: self._trace[site] for key, site in self.sites.items()}
+        return self._ctx.__exit__(*exc)
 
 
 def _hook_count(unet) -> int:
@@ -134,11 +136,8 @@ def test_kv_activations_match_unet_call(twin):
     acts = kv_activations(pipe, layers, prompts, "van gogh")
     pos = [subject_token_index(pipe, p, "van gogh") for p in prompts]
     assert len(set(pos)) > 1  # the prompts put the subject at different positions
-    cap = Capture(_modules(pipe, name, layers))
-    try:
+    with Capture(pipe, name, layers) as cap:
         _run(pipe, prompts, seeds=0, steps=1)
-    finally:
-        cap.remove()
     n = len(prompts)
     for (i, proj), outs in cap.outputs.items():
         first = outs[0]  # [uncond..., cond...] x 77 x d'
@@ -229,19 +228,12 @@ def test_only_chosen_neurons_of_conditional_rows_change(twin, mode):
     r = ranking_of(twin)
     n = len(PROMPTS)
     watched = LAYERS[name] + [OTHER_LAYER[name]]
-    mods = _modules(pipe, name, watched)
-    cap = Capture(mods)
-    try:
+    with Capture(pipe, name, watched) as cap:
         _run(pipe)
-    finally:
-        cap.remove()
     plain = cap.outputs
     with neurons_replaced(pipe, r, K, mode, guidance=True, n_samples=n) as edit:
-        cap = Capture(mods)  # registered after the edit's hooks: sees the edited outputs
-        try:
+        with Capture(pipe, name, watched) as cap:  # installed after the edit's hooks: sees the edited outputs
             _run(pipe)
-        finally:
-            cap.remove()
     edited = cap.outputs
     assert _hook_count(pipe.unet) == 0
     for key in plain:
@@ -268,13 +260,9 @@ def test_without_guidance_every_row_is_conditional():
     pipe = models.load("tiny-sd15", progress=False)
     twin = ("tiny-sd15", pipe)
     r = ranking_of(twin)
-    mods = _modules(pipe, "tiny-sd15", [8])
     with neurons_replaced(pipe, r, K, "zero", guidance=False) as edit:
-        cap = Capture(mods)
-        try:
+        with Capture(pipe, "tiny-sd15", [8]) as cap:
             _run(pipe, guidance=1.0)
-        finally:
-            cap.remove()
     out = cap.outputs[(8, "key")][0]
     assert out.shape[0] == len(PROMPTS)
     assert torch.equal(out[..., torch.as_tensor(edit.selection[(8, "key")])], torch.zeros(out.shape[:-1] + (K,)))
