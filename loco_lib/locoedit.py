@@ -36,8 +36,8 @@ Conventions of this module:
 * **Prompts.** :func:`augment` builds the authors' prompt variants (4 for style, keys from
   '<artist>', 'a painting in the style of <artist>', 'a photo ...', 'a picture ...', targets from
   'a painting'). ``preserve=[prompts]`` adds identity rows (the row maps to itself) for prompts
-  that must not change; the paper uses none (the default). A toy probe (facts.md sec. 6) needed them
-  when an edit with few rows also changed unrelated prompts.
+  that must not change; the paper uses none (the default). loco's choice: an early probe on a
+  small model needed them when an edit with few rows also changed unrelated prompts.
 
 An :class:`Edit` holds only the new K/V weights of the edited layers, a fingerprint of the weights
 it was computed from, and its metadata; ``apply`` / ``revert`` (bit-for-bit) / ``applied`` (a

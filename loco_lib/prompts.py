@@ -10,7 +10,8 @@ from in the paper (Basu, Rezaei et al., ICML 2024):
   for style; r2d2 -> robot, snoopy -> dog, nemo -> fish, cat -> dog for objects; 'The President of
   the United States' -> 'Joe Biden' and 'The British Monarch' -> 'Prince Charles' for facts. Each
   file also has ``edits:``, one LocoEdit block per concept: the prompts whose last-subject-token
-  embeddings are remapped (for style the authors' four variants, facts.md sec. 2).
+  embeddings are remapped (for style the four variants of the authors'
+  public code, see :func:`loco_lib.locoedit.augment`).
 * ``artists.yaml`` - App. K.1: the per-artist prompts used for neuron-level editing (Fig. 10), each
   with an artist-free counterpart.
 * ``human_study.yaml`` - App. J: the 11 prompts rated by people, with their attribute.
@@ -416,7 +417,7 @@ def edit_concepts(attribute_or_path) -> list[str]:
 
 def load_edit(attribute_or_path, concept: str) -> PromptSet:
     """The LocoEdit block of ``concept``: originals whose last-subject-token embeddings are remapped
-    onto those of the targets (Sec. 6; keys/values as in facts.md sec. 2)."""
+    onto those of the targets (Sec. 6; keys and values as in :func:`loco_lib.locoedit.augment`)."""
     f = _read_pair_file(attribute_or_path)
     key = str(concept).strip().lower()
     for name, pairs in f.edits.items():

@@ -120,7 +120,7 @@ def sample_scheduler():
     from diffusers import DDIMScheduler
 
     # "leading" spacing with steps_offset 1: a trailing schedule starts at t = 999,
-    # where the cosine schedule has almost no signal (facts.md sec. 6)
+    # where the cosine schedule has almost no signal (loco's choice, found while training the organism)
     return DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction",
                          clip_sample=False, set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading")
 

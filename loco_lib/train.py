@@ -3,7 +3,7 @@
     python -m loco_lib.train --kind clip --steps 3000 --out models/toy
     python -m loco_lib.train --kind t5   --steps 3000 --out models/toy-t5
 
-Recipe (facts.md sec. 6, the probe that worked): v-prediction on a cosine schedule
+Recipe (loco's choice; the settings of the first probe that trained well): v-prediction on a cosine schedule
 (``squaredcos_cap_v2``), AdamW lr 1e-3 with 100 warm-up steps, gradient clipping at 1.0, EMA 0.995,
 batch 64, 10 % of captions dropped to "" for classifier-free guidance, UNet and text encoder trained
 jointly. Data is drawn fresh from the world every step (seeded by step, so a resumed run sees the
