@@ -501,6 +501,52 @@ def compute_edit(
     )
 
 
+def fit_table(pipe, edit: "Edit", originals, targets, subjects=None, target_subjects=None):
+    """How well ``edit`` meets its objective, one row per matrix: the fit term
+    ``||X_orig W - X_target W_hat||^2`` at the model's current weight W_hat ("fit before") and at the
+    edit's weight ("fit after"), and the relative weight change ``||W - W_hat|| / ||W_hat||``.
+    The pipeline must not carry the edit (W_hat is read from it)."""
+    import pandas as pd
+
+    if edit.is_applied(pipe):
+        raise LocoError("the edit is applied: measure its fit on the unedited model (revert it first)")
+    rows_o = kv_rows(pipe, edit.layers, originals, subjects)
+    rows_t = kv_rows(pipe, edit.layers, targets, target_subjects)
+    out = []
+    for name, new in edit.weights.items():
+        layer = next(i for i, lname in edit.layer_names.items() if name.startswith(lname + "."))
+        old = pipe.unet.get_parameter(name).detach().cpu().double()
+        new = new.double()
+        xo, xt = rows_o[layer].cpu().double(), rows_t[layer].cpu().double()
+        out.append({"layer": layer, "matrix": name.split(".")[-2], "fit before": float(objective(old, old, xo, xt, 0.0)),
+                    "fit after": float(objective(new, old, xo, xt, 0.0)),
+                    "weight change": float((new - old).norm() / old.norm())})
+    return pd.DataFrame(out)
+
+
+def lambda_table(pipe, layers, originals, targets, subjects=None, target_subjects=None, lams=(LAMBDA, 1.0, 100.0)):
+    """The role of lambda (App. H): for each value, the mean fraction of the fit term left after the
+    edit and the mean relative weight change (:func:`fit_table` of an edit computed with it)."""
+    import pandas as pd
+
+    rows = []
+    for lam in sorted(set(lams)):
+        t = fit_table(pipe, compute_edit(pipe, layers, originals, targets, subjects, target_subjects, lam=lam),
+                      originals, targets, subjects, target_subjects)
+        rows.append({"lambda": lam, "fit left": float((t["fit after"] / t["fit before"]).mean()),
+                     "weight change": float(t["weight change"].mean())})
+    return pd.DataFrame(rows)
+
+
+def weights_checksum(module) -> str:
+    """sha256 over every tensor of ``module``'s state (names and raw bytes): equal only if bit-identical."""
+    h = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 # ---------------------------------------------------------------------------------------------
 # Timing on full-size shapes
 # ---------------------------------------------------------------------------------------------

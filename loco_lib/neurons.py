@@ -338,7 +338,7 @@ def neurons_replaced(pipe, ranking: NeuronRanking, k: int, mode: str = "mean", g
 
 def k_sweep(pipe, ranking: NeuronRanking, prompts, ks=(0, 30, 50, 100), scorer=None, seeds=0, steps: int | None = None,
             mode: str = "mean", *, score_texts=None, guidance: float | None = None, size: int | None = None,
-            scope: str = "projection", batch_size: int = 8, label: str | None = None):
+            scope: str = "projection", batch_size: int = 8, label: str | None = None, keep_images: bool = False):
     """CLIP-score of the style prompts' images as more neurons are replaced (paper Fig. 10).
 
     For each k in ``ks`` generates one image per prompt (same ``seeds`` for every k) with the top-k
@@ -346,7 +346,8 @@ def k_sweep(pipe, ranking: NeuronRanking, prompts, ks=(0, 30, 50, 100), scorer=N
     paper scores against 'style of <artist>'). ``scorer``: a :class:`~loco_lib.clip_score.ClipScorer`
     (None: the default ``openai/clip-vit-large-patch14``). Returns a DataFrame with one row per k:
     ``k, n_neurons, mode, scope, clip_score`` (mean), ``std`` (over prompts, ddof=0), ``scores``
-    (list of per-prompt scores) and ``label`` when given.
+    (list of per-prompt scores) and ``label`` when given; with the organism's scorer also
+    ``accuracy`` (its readouts against the prompts), and with ``keep_images`` the ``images`` (PIL).
     """
     import pandas as pd
 
@@ -367,6 +368,15 @@ def k_sweep(pipe, ranking: NeuronRanking, prompts, ks=(0, 30, 50, 100), scorer=N
         scores = clip_score(gen.images, texts, scorer).double().cpu().numpy()
         row = {"k": int(k), "n_neurons": edit.n_neurons, "mode": mode, "scope": scope,
                "clip_score": float(scores.mean()), "std": float(scores.std()), "scores": scores.tolist()}
+        readouts = scorer is not None and hasattr(scorer, "accuracy")
+        if keep_images or readouts:
+            from diffusers.image_processor import VaeImageProcessor
+
+            pil = VaeImageProcessor.numpy_to_pil(np.stack(gen.images))  # what output_type="pil" gives
+            if readouts:
+                row["accuracy"] = scorer.accuracy(pil, prompts)
+            if keep_images:
+                row["images"] = pil
         if label is not None:
             row["label"] = label
         rows.append(row)
@@ -382,7 +392,7 @@ def plot_k_sweep(df, ax=None, title: str | None = None):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    long = df.explode("scores").rename(columns={"scores": "score"})
+    long = df.drop(columns=["images", "accuracy"], errors="ignore").explode("scores").rename(columns={"scores": "score"})
     long["score"] = long["score"].astype(float)
     long["k"] = long["k"].astype(str)
     if ax is None:

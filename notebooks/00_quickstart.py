@@ -110,14 +110,11 @@ fig = image_grid(
 # the random twin both numbers only show that the window changes something.
 
 # %%
-import numpy as np
+from loco_lib.plots import pixel_change
 
-def mean_abs_diff(a, b):
-    return float(np.abs(np.asarray(a, dtype=np.float32) - np.asarray(b, dtype=np.float32)).mean())
-
-print(f"altered vs original: {mean_abs_diff(altered[0], original[0]):.2f}")
-print(f"altered vs target:   {mean_abs_diff(altered[0], target[0]):.2f}")
-print(f"original vs target:  {mean_abs_diff(original[0], target[0]):.2f}")
+print(f"altered vs original: {pixel_change(original, altered)[0]:.2f}")
+print(f"altered vs target:   {pixel_change(target, altered)[0]:.2f}")
+print(f"original vs target:  {pixel_change(target, original)[0]:.2f}")
 
 # %% [markdown]
 # On the organism an attribute scorer (a small CLIP trained on its world) reads each image off:

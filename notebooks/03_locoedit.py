@@ -62,7 +62,6 @@ SCORER = None  # None: the model's own (CLIP ViT-L-14 for real models, toy-score
 EDIT_FILE = "edit-cache/edit.safetensors"  # in Colab a Google Drive path keeps the edit
 
 # %%
-import hashlib
 import os
 import random
 import textwrap
@@ -73,9 +72,10 @@ import torch
 
 import loco_lib
 from loco_lib.clip_score import get_scorer
-from loco_lib.locoedit import Edit, compute_edit, kv_rows, objective
+from loco_lib.evaluate import compare
+from loco_lib.locoedit import Edit, compute_edit, fit_table, lambda_table, weights_checksum
 from loco_lib.paper import default_window
-from loco_lib.plots import change_maps, image_grid, pixel_change
+from loco_lib.plots import change_maps, image_grid
 from loco_lib.prompts import default_prompts, edit_concepts, load_controls, load_edit, load_pairs, load_robustness
 
 pipe = loco_lib.load(MODEL)
@@ -173,27 +173,11 @@ print(f"closed-form solves: {1000 * edit.edit_seconds:.1f} ms for {len(edit.weig
 #
 # Does the new weight do what the objective asks? For each matrix: the fit term
 # $\lVert X_{\text{orig}} W - X_{\text{target}} \hat W \rVert_F^2$ at the old weight and at the new
-# one (`loco_lib.locoedit.objective` with the rows from `kv_rows`), and how far the weight moved.
+# one (`loco_lib.locoedit.fit_table`: `objective` on the rows from `kv_rows`), and how far the
+# weight moved.
 
 # %%
-rows_orig = kv_rows(pipe, edit.layers, block.originals, block.subjects)
-rows_target = kv_rows(pipe, edit.layers, block.targets, block.target_subjects)
-
-
-def fit_table(e):
-    out = []
-    for name, new in e.weights.items():
-        layer = next(i for i, lname in e.layer_names.items() if name.startswith(lname + "."))
-        old = pipe.unet.get_parameter(name).detach().cpu().double()
-        new = new.double()
-        xo, xt = rows_orig[layer].cpu().double(), rows_target[layer].cpu().double()
-        out.append({"layer": layer, "matrix": name.split(".")[-2], "fit before": float(objective(old, old, xo, xt, 0.0)),
-                    "fit after": float(objective(new, old, xo, xt, 0.0)),
-                    "weight change": float((new - old).norm() / old.norm())})
-    return pd.DataFrame(out)
-
-
-fit_table(edit).style.hide(axis="index").format({"fit before": "{:.3g}", "fit after": "{:.2e}", "weight change": "{:.1%}"})
+fit_table(pipe, edit, block.originals, block.targets, block.subjects, block.target_subjects).style.hide(axis="index").format({"fit before": "{:.3g}", "fit after": "{:.2e}", "weight change": "{:.1%}"})
 
 # %% [markdown]
 # The fit term drops to almost nothing. How far the weight moves depends on how much of the text
@@ -206,14 +190,8 @@ fit_table(edit).style.hide(axis="index").format({"fit before": "{:.3g}", "fit af
 # keeps the weight near $\hat W$ and the edit fades.
 
 # %%
-lams = sorted({LAM, 1.0, 100.0})
-summary = []
-for lam in lams:
-    t = fit_table(compute_edit(pipe, edit.layers, block.originals, block.targets, block.subjects,
-                               block.target_subjects, lam=lam))
-    summary.append({"lambda": lam, "fit left": (t["fit after"] / t["fit before"]).mean(),
-                    "weight change": t["weight change"].mean()})
-pd.DataFrame(summary).style.hide(axis="index").format({"lambda": "{:g}", "fit left": "{:.2%}", "weight change": "{:.1%}"})
+lambda_table(pipe, edit.layers, block.originals, block.targets, block.subjects, block.target_subjects,
+             lams=(LAM, 1.0, 100.0)).style.hide(axis="index").format({"lambda": "{:g}", "fit left": "{:.2%}", "weight change": "{:.1%}"})
 
 # %% [markdown]
 # ## Before and after
@@ -236,28 +214,19 @@ held_out = pairs.select([i for i, p in enumerate(pairs.originals) if p.lower() n
 pd.DataFrame({"held-out original T": held_out.originals, "target T'": held_out.targets})
 
 # %% [markdown]
-# Every prompt runs once per seed. `Edit.applied` is a context manager: the edit is in the UNet
-# inside the `with` block and reverted when it ends.
+# Every prompt runs once per seed, with the original model, with the edit of the window, and with
+# the same rows edited into *every* cross-attention layer (the App. F baseline, below).
+# `loco_lib.evaluate.compare` applies each edit only while its images are generated (`Edit.applied`)
+# and scores every image.
 
 # %%
-def per_seed(items):
-    return [x for x in items for _ in SEEDS]
-
-
-def run(prompts, with_edit=None):
-    kwargs = dict(seeds=[s for _ in prompts for s in SEEDS], steps=STEPS, guidance=GUIDANCE)
-    if with_edit is None:
-        return loco_lib.generate(pipe, per_seed(prompts), **kwargs)
-    with with_edit.applied(pipe):
-        return loco_lib.generate(pipe, per_seed(prompts), **kwargs)
-
-
-concept_prompts = block.originals + held_out.originals
-concept_targets = block.targets + held_out.targets
-groups = ["held-in"] * len(block) + ["held-out"] * len(held_out)
-original = run(concept_prompts)
-localized = run(concept_prompts, edit)
-print(f"{len(original) + len(localized)} images, {original.seconds_per_image:.2f} s per image ({original.settings['steps']} steps)")
+edit_all = compute_edit(pipe, "all", block.originals, block.targets, block.subjects, block.target_subjects, lam=LAM)
+n_in, n_out = len(block), len(held_out)
+results = compare(pipe, block.originals + held_out.originals, block.targets + held_out.targets,
+                  {"original": None, "localized": edit, "all layers": edit_all}, seeds=SEEDS,
+                  groups=["held-in"] * n_in + ["held-out"] * n_out, scorer=scorer, steps=STEPS, guidance=GUIDANCE)
+original = results.generations["original"]
+print(f"{3 * len(original)} images, {original.seconds_per_image:.2f} s per image ({original.settings['steps']} steps)")
 
 # %% [markdown]
 # Below each pair of images, the change the edit made: the absolute pixel difference, averaged over
@@ -267,14 +236,7 @@ print(f"{len(original) + len(localized)} images, {original.seconds_per_image:.2f
 # change row shows that they are not.
 
 # %%
-def first_seed(images, start, n):
-    return [images[(start + i) * len(SEEDS)] for i in range(n)]
-
-
-def wrap(text):
-    return textwrap.fill(text, 22)
-
-
+wrap = lambda text: textwrap.fill(text, 22)
 lo, hi = edit.layers[0], edit.layers[-1]
 if len(edit.layers) == 1:
     window = f"layer {lo}"
@@ -282,9 +244,8 @@ elif edit.layers == list(range(lo, hi + 1)):
     window = f"layers {lo}-{hi}"
 else:
     window = "layers " + " ".join(map(str, edit.layers))
-n_in, n_out = len(block), len(held_out)
 for title, start, n, texts in (("held-in", 0, n_in, block.originals), ("held-out", n_in, n_out, held_out.originals)):
-    before, after = first_seed(original.images, start, n), first_seed(localized.images, start, n)
+    before, after = results.images("original", start, n), results.images("localized", start, n)
     (diff,), top = change_maps(before, after)
     fig = image_grid(before + after + diff, titles=[wrap(p) for p in texts] + [""] * (2 * n),
                      row_labels=["original model", f"edited ({window})", "change"], ncols=n, size=2.0,
@@ -300,18 +261,7 @@ for title, start, n, texts in (("held-in", 0, n_in, block.originals), ("held-out
 # image with the same seed.
 
 # %%
-def scores(gen, texts):
-    return scorer.score(gen.images, per_seed(texts)).cpu().numpy()
-
-
-per_image = pd.DataFrame({("", "group"): per_seed(groups), ("", "prompt"): per_seed(concept_prompts)})
-for label, gen in {"original": original, "localized": localized}.items():
-    per_image[("CLIP vs T", label)] = scores(gen, concept_prompts)
-    per_image[("CLIP vs T'", label)] = scores(gen, concept_targets)
-per_image[("pixel change", "localized")] = pixel_change(original.images, localized.images)
-per_image = per_image.set_index([("", "group"), ("", "prompt")]).rename_axis(["group", "prompt"])
-per_image.columns = pd.MultiIndex.from_tuples(per_image.columns)
-per_image.groupby(level=["group", "prompt"], sort=False).mean().sort_index(axis=1, level=0, sort_remaining=False).round(2)
+results.mean("prompt").drop(columns="all layers", level=1).round(2)
 
 # %% [markdown]
 # ## Editing every layer instead (App. F)
@@ -322,17 +272,13 @@ per_image.groupby(level=["group", "prompt"], sort=False).mean().sort_index(axis=
 # the LocoGen window does not (App. F, Fig. 54).
 
 # %%
-edit_all = compute_edit(pipe, "all", block.originals, block.targets, block.subjects, block.target_subjects, lam=LAM)
-everywhere = run(concept_prompts, edit_all)
-
-# %%
 # NBVAL_CHECK_OUTPUT
 print(f"localized edit: {len(edit.layers)} layers, {len(edit.weights)} matrices")
 print(f"all-layer edit: {len(edit_all.layers)} layers, {len(edit_all.weights)} matrices")
 
 # %%
-before = first_seed(original.images, n_in, n_out)
-after_loc, after_all = first_seed(localized.images, n_in, n_out), first_seed(everywhere.images, n_in, n_out)
+before = results.images("original", n_in, n_out)
+after_loc, after_all = results.images("localized", n_in, n_out), results.images("all layers", n_in, n_out)
 (diff_loc, diff_all), top = change_maps(before, after_loc, after_all)
 fig = image_grid(after_loc + after_all + diff_loc + diff_all,
                  titles=[wrap(p) for p in held_out.originals] + [""] * (3 * n_out),
@@ -342,10 +288,7 @@ fig = image_grid(after_loc + after_all + diff_loc + diff_all,
                           f"both change rows on one scale: white = {top:.0f} of 255")
 
 # %%
-per_image[("CLIP vs T", "all layers")] = scores(everywhere, concept_prompts)
-per_image[("CLIP vs T'", "all layers")] = scores(everywhere, concept_targets)
-per_image[("pixel change", "all layers")] = pixel_change(original.images, everywhere.images)
-per_image.groupby(level="group", sort=False).mean().sort_index(axis=1, level=0, sort_remaining=False).round(2)
+results.mean("group").round(2)
 
 # %% [markdown]
 # ## Unrelated prompts (App. L, Table 1)
@@ -363,22 +306,13 @@ generic = random.Random(0).sample([p for group in controls.values() for p in gro
 print("\n".join(generic))
 
 # %%
-generic_gens = {"original": run(generic), "localized": run(generic, edit), "all layers": run(generic, edit_all)}
-table1 = pd.DataFrame({("", "prompt"): per_seed(generic)})
-for label, gen in generic_gens.items():
-    table1[("CLIP vs T", label)] = scores(gen, generic)
-for label in ("localized", "all layers"):
-    table1[("pixel change", label)] = pixel_change(generic_gens["original"].images, generic_gens[label].images)
-table1 = table1.set_index(("", "prompt")).rename_axis("prompt")
-table1.columns = pd.MultiIndex.from_tuples(table1.columns)
-table1 = table1.groupby(level="prompt", sort=False).mean()
-table1.loc["mean"] = table1.mean()
-table1.round(2)
+unrelated = compare(pipe, generic, None, {"original": None, "localized": edit, "all layers": edit_all}, seeds=SEEDS,
+                    scorer=scorer, steps=STEPS, guidance=GUIDANCE)
+unrelated.mean("prompt", total=True).droplevel("group").round(2)
 
 # %%
-before = first_seed(generic_gens["original"].images, 0, len(generic))
-(diff_loc, diff_all), top = change_maps(before, *(first_seed(generic_gens[v].images, 0, len(generic))
-                                              for v in ("localized", "all layers")))
+before = unrelated.images("original")
+(diff_loc, diff_all), top = change_maps(before, unrelated.images("localized"), unrelated.images("all layers"))
 fig = image_grid(before + diff_loc + diff_all, titles=[wrap(p) for p in generic] + [""] * (2 * len(generic)),
                  row_labels=["original model", f"change ({window})", "change (all layers)"], ncols=len(generic),
                  size=2.0, suptitle=f"unrelated prompts (seed {SEEDS[0]})\n"
@@ -397,12 +331,8 @@ fig = image_grid(before + diff_loc + diff_all, titles=[wrap(p) for p in generic]
 
 # %%
 if hasattr(scorer, "accuracy"):
-    rows = {}
-    for label, gen in {"original": original, "localized": localized, "all layers": everywhere}.items():
-        rows[("held-out " + concept, label)] = scorer.accuracy(gen.images[n_in * len(SEEDS):], per_seed(held_out.originals))
-    for label, gen in generic_gens.items():
-        rows[("unrelated", label)] = scorer.accuracy(gen.images, per_seed(generic))
-    display(pd.DataFrame(rows).T.rename_axis(["prompts", "model"]).round(2))
+    display(pd.concat({f"held-out {concept}": results.readouts("held-out"), "unrelated": unrelated.readouts()},
+                      names=["prompts"]).round(2))
 else:
     print(f"{scorer.name} has no attribute readouts (only the model organism's scorer does)")
 
@@ -416,14 +346,6 @@ else:
 # whole UNet state before, during and after.
 
 # %%
-def unet_checksum(unet):
-    h = hashlib.sha256()
-    for name, tensor in unet.state_dict().items():
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
 folder = os.path.dirname(EDIT_FILE)
 if folder:
     os.makedirs(folder, exist_ok=True)
@@ -432,24 +354,25 @@ print(f"{path}: {os.path.getsize(path) / 1e6:.2f} MB")
 
 # %%
 # NBVAL_CHECK_OUTPUT
-clean_sum = unet_checksum(pipe.unet)
+clean_sum = weights_checksum(pipe.unet)
 loaded = Edit.load(path)
 print("loaded:", loaded.model, "layers", loaded.layers, "lambda", loaded.lam)
 loaded.apply(pipe)
 print("applied:", loaded.is_applied(pipe))
-print("UNet changed:", unet_checksum(pipe.unet) != clean_sum)
+print("UNet changed:", weights_checksum(pipe.unet) != clean_sum)
 print("same matrices as the edit in memory:",
       all(torch.equal(pipe.unet.get_parameter(n).detach().cpu(), edit.weights[n]) for n in loaded.weights))
 try:
     loaded.apply(pipe)
 except loco_lib.LocoError as err:
     print("applying twice: LocoError:", err)
-reloaded_images = loco_lib.generate(pipe, per_seed(held_out.originals), seeds=[s for _ in held_out.originals for s in SEEDS],
+reloaded_images = loco_lib.generate(pipe, [p for p in held_out.originals for _ in SEEDS], seeds=SEEDS * n_out,
                                     steps=STEPS, guidance=GUIDANCE)
 print("same images as before saving:",
-      all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(reloaded_images.images, localized.images[n_in * len(SEEDS):])))
+      all(np.array_equal(np.asarray(a), np.asarray(b))
+          for a, b in zip(reloaded_images.images, results.generations["localized"].images[n_in * len(SEEDS):])))
 loaded.revert(pipe)
-print("reverted; UNet restored bit for bit:", unet_checksum(pipe.unet) == clean_sum)
+print("reverted; UNet restored bit for bit:", weights_checksum(pipe.unet) == clean_sum)
 
 # %% [markdown]
 # ## What the paper reports

@@ -68,8 +68,7 @@ import pandas as pd
 
 import loco_lib
 from loco_lib.clip_score import get_scorer
-from loco_lib.generate import defaults
-from loco_lib.neurons import k_sweep, neurons_replaced, plot_k_sweep, rank_neurons
+from loco_lib.neurons import k_sweep, plot_k_sweep, rank_neurons
 from loco_lib.paper import default_window
 from loco_lib.plots import change_maps, image_grid
 from loco_lib.prompts import load_artists
@@ -79,7 +78,6 @@ scorer = get_scorer(SCORER, MODEL)
 layers = LAYERS if LAYERS is not None else default_window(MODEL, "style")
 artist = load_artists(ARTIST, model=MODEL)
 artist_name = artist.concepts[0]
-guidance = defaults(pipe)["guidance"] if GUIDANCE is None else float(GUIDANCE)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -215,7 +213,7 @@ other = "zero" if MODE == "mean" else "mean"
 
 sweep = pd.concat([
     k_sweep(pipe, ranking, prompts_x, ks=ks, scorer=scorer, seeds=seeds_x, steps=STEPS, mode=mode,
-            score_texts=style_text, guidance=GUIDANCE, label=f"{mode} replacement")
+            score_texts=style_text, guidance=GUIDANCE, label=f"{mode} replacement", keep_images=mode == MODE)
     for mode in (MODE, other)
 ], ignore_index=True)
 altered = loco_lib.generate(pipe, prompts_x, alt_prompts=[t for t in targets for _ in SEEDS], layers=layers,
@@ -233,16 +231,13 @@ sweep[["label", "k", "n_neurons", "clip_score", "std"]].round(2)
 
 # %% [markdown]
 # With the organism's scorer the sweep can also be read off directly: the fraction of the images
-# that still show the artist's style, for each k (same prompts and seeds as above, `MODE`).
+# that still show the artist's style, for each k (the sweep's own images, `MODE`).
 
 # %%
-if hasattr(scorer, "accuracy"):
-    style_left = {}
-    for k in ks:
-        with neurons_replaced(pipe, ranking, k, MODE, guidance=guidance > 1.0):
-            gen = loco_lib.generate(pipe, prompts_x, seeds=seeds_x, steps=STEPS, guidance=GUIDANCE)
-        style_left[k] = scorer.accuracy(gen.images, prompts_x)["style"]
-    display(pd.DataFrame({"k": list(style_left), f"images still in {artist_name} style": list(style_left.values())}))
+main = sweep[sweep["label"] == f"{MODE} replacement"]
+if "accuracy" in sweep:
+    display(pd.DataFrame({"k": main["k"], f"images still in {artist_name} style": [a["style"] for a in main["accuracy"]]})
+            .reset_index(drop=True))
 else:
     print(f"{scorer.name} has no attribute readouts (only the model organism's scorer does)")
 
@@ -258,7 +253,8 @@ print(f"altered input: {altered_score:.2f}")
 # %% [markdown]
 # ## The images across k
 #
-# The first prompts with the top-$k$ neurons replaced (`MODE`), next to the altered-input image.
+# The first prompts with the top-$k$ neurons replaced (`MODE`, the sweep's images for the first
+# seed), next to the altered-input image.
 # Under each row of images, the change from the unedited image ($k = 0$), as absolute pixel
 # difference in grey on one scale for the whole figure. On the organism the background strokes fade
 # as k grows; on a random twin the images hardly differ to the eye and only the change rows show
@@ -266,14 +262,10 @@ print(f"altered input: {altered_score:.2f}")
 
 # %%
 grid_prompts = prompts[: min(2, len(prompts))]
-columns, images = [], []
-for k in ks:
-    with neurons_replaced(pipe, ranking, k, MODE, guidance=guidance > 1.0):
-        images.append(loco_lib.generate(pipe, grid_prompts, seeds=SEEDS[0], steps=STEPS, guidance=GUIDANCE).images)
-    columns.append("unedited (k = 0)" if k == 0 else f"k = {k}")
-images.append(loco_lib.generate(pipe, grid_prompts, alt_prompts=targets[: len(grid_prompts)], layers=layers,
-                                seeds=SEEDS[0], steps=STEPS, guidance=GUIDANCE).images)
-columns.append("style-free prompt\nin the window")
+first_seed = [i * len(SEEDS) for i in range(len(grid_prompts))]  # prompts_x repeats each prompt once per seed
+images = [[row_images[i] for i in first_seed] for row_images in main["images"]]
+images.append([altered.images[i] for i in first_seed])
+columns = ["unedited (k = 0)" if k == 0 else f"k = {k}" for k in main["k"]] + ["style-free prompt\nin the window"]
 
 maps, top = change_maps(images[0], *images)  # one row of change maps per column, vs k = 0
 cells, row_labels = [], []
