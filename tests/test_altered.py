@@ -8,6 +8,7 @@ import torch
 from loco_lib import models
 from loco_lib.altered import altered_inputs
 from loco_lib.generate import generate
+from loco_lib.hooks import Record, Site, hooks
 from loco_lib.layers import cross_attention_layers
 from loco_lib.text import encode
 
@@ -124,20 +125,11 @@ def test_unconditional_branch_untouched(twin):
     """Only the conditional half of the CFG batch reads c'; the unconditional half is unchanged."""
     name, pipe = twin
     outs = {}
-
-    def capture(key):
-        def hook(module, args, kwargs, output):
-            if key not in outs:  # first UNet call: same latents in both runs
-                outs[key] = (output[0] if isinstance(output, tuple) else output.sample).detach().clone()
-
-        return hook
-
+    site = Site("unet", "conv_out", "output")  # the UNet's prediction
     for key, kw in (("plain", {}), ("alt", {"alt_prompts": [B], "layers": "all", "swap_text_paths": True})):
-        h = pipe.unet.register_forward_hook(capture(key), with_kwargs=True)
-        try:
+        with hooks(pipe, records=[Record(site, branch="all")]) as trace:
             run(pipe, [A], seeds=[4], steps=1, **kw)
-        finally:
-            h.remove()
+        outs[key] = trace[site][0]  # first UNet call: same latents in both runs
     plain, alt = outs["plain"], outs["alt"]
     assert plain.shape[0] == 2  # [uncond, cond]
     assert torch.equal(alt[0], plain[0])

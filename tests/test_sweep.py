@@ -7,6 +7,7 @@ import loco_lib.sweep as sweep_mod
 from loco_lib import generate, load
 from loco_lib.clip_score import ClipScorer
 from loco_lib.errors import LocoError
+from loco_lib.hooks import Record, Site, hooks
 from loco_lib.locogen import LocoGenResult, locogen, select_m, windows
 from loco_lib.sweep import Job, run_sweep
 
@@ -49,12 +50,9 @@ def test_engine_equals_naive_loop(name):
 def test_evaluation_counts(sd15):
     """Identical rows (the first step's unconditional rows of one prompt and seed) are computed once."""
     sets = [[]] + windows(16, 2) + [list(range(16))]
-    calls = {"rows": 0}
-    h = sd15.unet.register_forward_pre_hook(lambda m, a, kw: calls.__setitem__("rows", calls["rows"] + (kw.get("sample", a[0] if a else None)).shape[0]), with_kwargs=True)
-    try:
+    with hooks(sd15, records=[Record(Site("unet", "", "input", "sample"), branch="all")]) as outside:
         res = run_sweep(sd15, ORIG, TARG, sets, [0], steps=STEPS, batch_size=64, progress=False)
-    finally:
-        h.remove()
+    calls = {"rows": sum(x.shape[0] for x in outside["unet::input:sample"])}
     n_jobs, n_seeds = len(sets) * 2, 1
     naive_rows = 2 * STEPS * n_jobs
     # step 1: one unconditional row per seed (same z_T, and the unconditional input does not depend
@@ -62,7 +60,7 @@ def test_evaluation_counts(sd15):
     expected_uncond = n_seeds + n_jobs * (STEPS - 1)
     assert res.counter["uncond_rows"] == expected_uncond
     assert res.counter["rows"] == naive_rows - (n_jobs - n_seeds)
-    # the pre-hook above was registered before the engine's own: it sees the full batch
+    # the record above was installed before the engine's hooks: it sees the full batch
     assert calls["rows"] == naive_rows
     assert res.counter["calls"] == STEPS
 
@@ -71,13 +69,9 @@ def test_unconditional_branch_depends_on_the_window_after_step_one(sd15):
     """Why the engine cannot reuse one unconditional prediction for all windows (Sec. 5.1.1)."""
     outs = {}
     for layers in ([0, 1], [14, 15]):
-        seen = []
-        h = sd15.unet.register_forward_hook(lambda m, a, o: seen.append(o[0][:1].clone() if isinstance(o, tuple) else o.sample[:1].clone()))
-        try:
+        with hooks(sd15, records=[Record(Site("unet", "conv_out", "output"), branch="uncond")], guidance=True) as trace:
             naive(sd15, layers, 0, 0)
-        finally:
-            h.remove()
-        outs[tuple(layers)] = seen
+        outs[tuple(layers)] = trace["unet:conv_out:output"]
     a, b = outs[(0, 1)], outs[(14, 15)]
     assert torch.equal(a[0], b[0]), "step 1: same z_T, same unconditional prediction"
     assert (a[1] - b[1]).abs().max() > 1e-6, "step 2: the latents differ, so does the unconditional prediction"

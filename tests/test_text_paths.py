@@ -9,6 +9,7 @@ import torch
 
 from loco_lib import load
 from loco_lib.altered import altered_inputs
+from loco_lib.hooks import Record, Site, hooks, unet_input
 from loco_lib.text import encode
 
 A, B = ["a house in the style of van gogh", "a red car"], ["a house in the style of a painting", "a blue boat"]
@@ -35,22 +36,14 @@ def tiny_if():
 
 @pytest.mark.parametrize("swap", [False, True])
 def test_sdxl_pooled_embedding(sdxl, swap):
-    seen = []
-    h = sdxl.unet.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["added_cond_kwargs"]["text_embeds"].clone()), with_kwargs=True)
     cond, alt = encode(sdxl, A), encode(sdxl, B)
-    try:
+    given, received = unet_input("added_cond_kwargs.text_embeds"), Site("unet", "add_embedding", "input")
+    # installed before the alteration: sees the pipeline's own input; installed inside it: what the UNet uses
+    with hooks(sdxl, records=[Record(given, branch="all")]) as outer:
         with altered_inputs(sdxl, alt, [3, 4], swap_text_paths=swap):
-            _one_unet_call(sdxl, cond)
-    finally:
-        h.remove()
-    # our pre-hook was registered first, so it sees the pipeline's input; read what the UNet used instead
-    used = []
-    h = sdxl.unet.add_embedding.register_forward_pre_hook(lambda m, a: used.append(a[0].clone()))
-    try:
-        with altered_inputs(sdxl, alt, [3, 4], swap_text_paths=swap):
-            _one_unet_call(sdxl, cond)
-    finally:
-        h.remove()
+            with hooks(sdxl, records=[Record(received, branch="all")]) as inner:
+                _one_unet_call(sdxl, cond)
+    seen, used = outer[given], inner[received]
     n = len(A)
     pooled_dim = cond.pooled.shape[1]
     text_part = used[0][:, :pooled_dim]  # add_embedding input = concat(pooled, time-id features)
@@ -63,21 +56,18 @@ def test_sdxl_pooled_embedding(sdxl, swap):
 @pytest.mark.parametrize("swap", [False, True])
 def test_if_add_embedding(tiny_if, swap):
     outs = []
+    site = Site("unet", "add_embedding", "output")
 
-    def capture():  # registered after the controller's own hook, so it sees the output the UNet uses
-        return tiny_if.unet.add_embedding.register_forward_hook(lambda m, a, o: outs.append(o.clone()))
+    def capture(run):  # installed inside the alteration, so it sees the output the UNet uses
+        with hooks(tiny_if, records=[Record(site, branch="all")]) as trace:
+            _one_unet_call(tiny_if, run)
+        outs.append(trace[site][0])
 
     cond, alt = encode(tiny_if, A), encode(tiny_if, B)
-    for run, ctx_alt in ((cond, None), (cond, alt), (alt, None)):
-        if ctx_alt is None:
-            h = capture()
-            _one_unet_call(tiny_if, run)
-            h.remove()
-        else:
-            with altered_inputs(tiny_if, ctx_alt, [2], swap_text_paths=swap):
-                h = capture()
-                _one_unet_call(tiny_if, run)
-                h.remove()
+    capture(cond)
+    with altered_inputs(tiny_if, alt, [2], swap_text_paths=swap):
+        capture(cond)
+    capture(alt)
     plain_a, altered, plain_b = outs
     n = len(A)
     assert torch.equal(altered[:n], plain_a[:n])
@@ -91,20 +81,11 @@ def test_if_substitute_goes_through_encoder_hid_proj(tiny_if):
     layers = cross_attention_layers(tiny_if.unet)
     mods = dict(tiny_if.unet.named_modules())
     cond, alt = encode(tiny_if, A), encode(tiny_if, B)
-    seen = {}
-
-    def grab(name):
-        def hook(module, args, output):
-            seen.setdefault(name, args[0].clone())  # first UNet call only; returns None: output untouched
-        return hook
-
-    handles = [getattr(mods[l.name], "add_k_proj").register_forward_hook(grab(l.index)) for l in layers[:3]]
-    try:
-        with altered_inputs(tiny_if, alt, [1]):
+    sites = {l.index: Site("unet", f"{l.name}.add_k_proj", "input") for l in layers[:3]}
+    with altered_inputs(tiny_if, alt, [1]):
+        with hooks(tiny_if, records=[Record(s, branch="all", steps=[0]) for s in sites.values()]) as trace:
             _one_unet_call(tiny_if, cond)
-    finally:
-        for h in handles:
-            h.remove()
+    seen = {i: trace[s][0] for i, s in sites.items()}
     n = len(A)
     with torch.no_grad():
         proj_c = tiny_if.unet.encoder_hid_proj(torch.cat([cond.negative, cond.embeds]))
