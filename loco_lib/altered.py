@@ -99,8 +99,10 @@ def swapped_tokens(pipe, originals, targets, subject: str, which: str) -> Patch:
     (true for 'van gogh' -> 'a painting' on the organisms). Returns the conditional-branch patch.
     """
     from .text import encode
-    from .tokens import token_mask
+    from .tokens import TOKEN_SETS, token_mask
 
+    if which not in TOKEN_SETS:  # before any encoding
+        raise LocoError(f"unknown token set {which!r}: use one of {', '.join(TOKEN_SETS)}")
     alt = encode(pipe, targets)
     if len(alt) != len(originals):
         raise LocoError(f"{len(alt)} targets given for {len(originals)} prompts")

@@ -11,16 +11,20 @@
                   [--controls] --json
     loco report MODEL [--seeds 0,1] [--steps N] [--cache DIR] [--out REPORT.json] [--json]
 
-Bad input ends with exit status 2 and one line on stderr (``loco: error: ...``), never a traceback.
+Bad input ends with exit status 2 and one line on stderr (``loco: error: ...``), never a traceback;
+settings are checked (:mod:`loco_lib.settings`) before a model is loaded. A problem loco recovers
+from is one line too (``loco: warning: ...``). ``--json`` output is valid JSON (no NaN).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
+import warnings
 
-from .errors import LocoError
+from . import settings
+from .errors import LocoError, LocoWarning
+from .jsonout import dumps
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -104,16 +108,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _seeds(text: str) -> list[int]:
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise LocoError(f"cannot read seeds {text!r}: use integers like 0,1") from None
-    if not seeds or any(s < 0 for s in seeds):
-        raise LocoError(f"cannot read seeds {text!r}: use non-negative integers like 0,1")
-    return seeds
-
-
 def _check_output_path(path: str, suffixes=IMAGE_SUFFIXES) -> None:
     ext = os.path.splitext(path)[1].lower()
     if ext not in suffixes:
@@ -161,7 +155,7 @@ def cmd_layers(args) -> int:
         unet = load(args.model, device="cpu", progress=False).unet if args.model in MODELS else load(args.model, progress=False).unet
     layers = cross_attention_layers(unet)
     if args.json:
-        print(json.dumps([l.as_dict() for l in layers], indent=1))
+        print(dumps([l.as_dict() for l in layers], indent=1))
     else:
         print(layer_table(layers).to_string())
         print(f"{len(layers)} cross-attention layers")
@@ -176,8 +170,7 @@ def cmd_generate(args) -> int:
 
     check_model_name(args.model)
     as_prompt_list(args.prompt)
-    if args.steps is not None and args.steps < 1:
-        raise LocoError(f"--steps must be at least 1 (got {args.steps})")
+    _check_values(args)
     if args.layers is not None and args.alt_prompt is None:
         raise LocoError("--layers needs --alt-prompt (the prompt those layers should read)")
     if args.alt_prompt is not None:
@@ -194,9 +187,9 @@ def cmd_generate(args) -> int:
 
         edit = Edit.load(args.edit)
 
-    pipe = load(args.model, device=args.device, progress=not args.quiet)
+    pipe = _load(args, progress=not args.quiet)
     if edit is not None:
-        edit.apply(pipe)
+        _apply_edit(edit, pipe, args)
     result = generate(
         pipe, args.prompt, alt_prompts=args.alt_prompt, layers=args.layers, seeds=args.seed, steps=args.steps,
         guidance=args.guidance, size=args.size, swap_text_paths=args.swap_text_paths, progress=not args.quiet,
@@ -209,14 +202,54 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def _check_values(args) -> None:
+    """The run settings a command has (--seed, --steps, --guidance, --size, --batch-size, --device,
+    --cache), checked before any model is loaded (:mod:`loco_lib.settings`)."""
+    if getattr(args, "seed", None) is not None:
+        settings.seed(args.seed, "--seed")
+    settings.steps(None, getattr(args, "steps", None), "--steps")
+    settings.guidance(None, getattr(args, "guidance", None), "--guidance")
+    settings.size(getattr(args, "size", None), "--size")
+    settings.batch_size(getattr(args, "batch_size", None), None, "--batch-size")
+    if getattr(args, "device", None) is not None:
+        settings.device(args.device, "--device")
+    cache = getattr(args, "cache", None)
+    if cache is not None and os.path.exists(cache) and not os.path.isdir(cache):
+        raise LocoError(f"--cache {cache!r} is a file: give a folder (it is created if missing)")
+
+
+def _load(args, progress: bool = False):
+    """The command's model, with ``--steps`` checked against its scheduler before any work."""
+    from .models import load
+
+    pipe = load(args.model, device=args.device, progress=progress)
+    settings.steps(pipe, args.steps, "--steps")
+    return pipe
+
+
+def _apply_edit(edit, pipe, args) -> None:
+    """Apply ``--edit``; an edit computed from other weights is refused with what a command-line user can do."""
+    from .locoedit import _fingerprint
+
+    try:
+        edit.apply(pipe)
+    except LocoError:
+        params = dict(pipe.unet.named_parameters())
+        if all(n in params and params[n].shape == w.shape for n, w in edit.weights.items()) and any(
+                _fingerprint(params[n]) != fp for n, fp in edit.fingerprints.items()):
+            raise LocoError(f"{args.edit!r} was computed from other weights than those of {args.model!r} (it was made "
+                            f"for {edit.model!r}): use that model, or compute the edit for this one with "
+                            f"`loco edit {args.model} ...`") from None
+        raise
+
+
 def _check_run_args(args) -> list[int]:
-    """Checks shared by the commands that generate (model, --seeds, --steps); returns the seeds."""
+    """Checks shared by the commands that generate (model, --seeds, --steps, ...); returns the seeds."""
     from .models import check_model_name
 
     check_model_name(args.model)
-    seeds = _seeds(args.seeds)
-    if args.steps is not None and args.steps < 1:
-        raise LocoError(f"--steps must be at least 1 (got {args.steps})")
+    seeds = settings.seeds(args.seeds, "--seeds")
+    _check_values(args)
     return seeds
 
 
@@ -244,25 +277,35 @@ def _pair_set(args):
 
 def cmd_locogen(args) -> int:
     from .clip_score import get_scorer
+    from .layers import format_layers
     from .locogen import locogen
-    from .models import load
 
     seeds = _check_set_args(args)
     n_known = _known_layer_count(args.model)
     if n_known is not None and not 1 <= args.m <= n_known:
         raise LocoError(f"--m must be from 1 to {n_known} for {args.model} ({n_known} cross-attention layers)")
     source, prompts = _pair_set(args)
-    pipe = load(args.model, device=args.device, progress=False)
+    pipe = _load(args)
+    _check_prompts(pipe, prompts)
     result = locogen(pipe, prompts, args.attribute, args.m, seeds, scorer=get_scorer(args.scorer, args.model),
                      steps=args.steps, guidance=args.guidance, size=args.size, cache_dir=args.cache,
                      batch_size=args.batch_size, progress=not args.quiet)
     if args.json:
-        print(json.dumps(result.to_json(), indent=1))
+        print(dumps(result.to_json(), indent=1))
     else:
+        frac = result.best["fraction"]
+        way = "no way to go: clean and all layers score the same" if frac != frac else f"{100 * frac:.0f}% of the way"
         print(result.table[["start", "layers", "mean", "std"]].to_string(index=False))
         print(f"clean {result.clean:.3f}, all layers altered {result.altered_all:.3f}, best window "
-              f"{result.best['layers']} (mean {result.best['mean']:.3f}, {100 * result.best['fraction']:.0f}% of the way)")
+              f"{format_layers(result.best['layers'])} (mean {result.best['mean']:.3f}, {way})")
     return 0
+
+
+def _check_prompts(pipe, prompts, controls=None) -> None:
+    """Every prompt of the set (and of its controls) in words the model knows, before any work."""
+    for what, group in (("original prompt", prompts.originals), ("target prompt", prompts.targets),
+                        *(("control prompt", g) for g in (controls or {}).values())):
+        settings.prompts(pipe, group, what)
 
 
 def cmd_edit(args) -> int:
@@ -274,8 +317,9 @@ def cmd_edit(args) -> int:
 
     check_model_name(args.model)
     check_attribute(args.attribute)
-    if not args.lam > 0:
-        raise LocoError(f"--lam must be positive (got {args.lam})")
+    settings.lam(args.lam, "--lam")
+    if args.device is not None:
+        settings.device(args.device, "--device")
     n_known = _known_layer_count(args.model)
     if n_known is not None:
         parse_layers(args.layers, n_known)
@@ -288,6 +332,7 @@ def cmd_edit(args) -> int:
     if prompts.attribute != args.attribute:
         raise LocoError(f"{args.prompts} holds {prompts.attribute} prompts, not {args.attribute}")
     pipe = load(args.model, device=args.device, progress=False)
+    _check_prompts(pipe, prompts)
     edit = compute_edit(pipe, args.layers, prompts.originals, prompts.targets, prompts.subjects,
                         prompts.target_subjects, lam=args.lam)
     edit.save(args.out)
@@ -298,7 +343,6 @@ def cmd_edit(args) -> int:
 def cmd_evaluate(args) -> int:
     from .clip_score import get_scorer
     from .evaluate import evaluate
-    from .models import load
     from .prompts import load_controls
 
     seeds = _check_set_args(args)
@@ -311,16 +355,17 @@ def cmd_evaluate(args) -> int:
         from .locoedit import Edit
 
         edit = Edit.load(args.edit)
-    pipe = load(args.model, device=args.device, progress=False)
+    pipe = _load(args)
+    _check_prompts(pipe, prompts, controls)
     if edit is not None:
-        edit.apply(pipe)
+        _apply_edit(edit, pipe, args)
     scorer = get_scorer(args.scorer, args.model)
     kw = dict(seeds=seeds, scorer=scorer, steps=args.steps, guidance=args.guidance, progress=not args.quiet)
     out = evaluate(pipe, prompts, **kw).to_json()
     if controls:
         out["controls"] = {name: evaluate(pipe, group, **kw).to_json() for name, group in controls.items()}
     if args.json:
-        print(json.dumps(out, indent=1))
+        print(dumps(out, indent=1))
     else:
         for name, res in [("prompts", out), *out.get("controls", {}).items()]:
             line = f"{name}: n={res['n']}, CLIP-score {res['clip_score']:.2f}"
@@ -334,12 +379,13 @@ def cmd_evaluate(args) -> int:
 
 def cmd_report(args) -> int:
     from . import organism
-    from .toy import organism_kind
+    from .toy import organism_kind, sample_scheduler
 
     seeds = _check_run_args(args)
     if organism_kind(args.model) is None:
         raise LocoError(f"`loco report` measures a model organism: {args.model!r} is not one "
                         "(use toy, toy-t5 or a folder written by `python -m loco_lib.train`)")
+    settings.steps(None, args.steps, "--steps", scheduler=sample_scheduler())
     if args.out is not None:
         _check_output_path(args.out, (".json",))
     cache = args.cache if args.cache is not None else organism.default_cache_dir()
@@ -347,7 +393,7 @@ def cmd_report(args) -> int:
     if args.out is not None:
         organism.save_report(rep, args.out)
     if args.json:
-        print(json.dumps(rep, indent=1))
+        print(dumps(rep, indent=1))
     else:
         t = rep["training"]
         print(f"{args.model} (training seed {t['seed']}, {t['steps']} steps, final loss {t['final_loss']:.4f}); "
@@ -357,12 +403,25 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _one_line_warnings(show):
+    """A ``warnings.showwarning`` that prints loco's own warnings as ``loco: warning: ...`` (one line,
+    no source location) and hands every other warning to ``show``."""
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, LocoWarning):
+            print(f"loco: warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+    return showwarning
+
+
 def main(argv=None) -> int:
     try:
         args = _parser().parse_args(argv)
         commands = {"layers": cmd_layers, "generate": cmd_generate, "locogen": cmd_locogen, "edit": cmd_edit, "evaluate": cmd_evaluate,
                     "report": cmd_report}
-        return commands[args.command](args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(warnings.showwarning)
+            return commands[args.command](args)
     except LocoError as exc:
         print(f"loco: error: {exc}", file=sys.stderr)
         return 2

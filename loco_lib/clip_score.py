@@ -45,23 +45,34 @@ def _to_pil(images) -> list[Image.Image]:
     return out
 
 
+def _load_parts(source: str, tokenizer, image_processor):
+    """Tokenizer, image processor and ``CLIPModel`` of a hub id or folder: from the local cache first,
+    from the Hub only when it answers (:func:`loco_lib.models.from_hub`); one LocoError line on failure."""
+    from transformers import CLIPModel, CLIPTokenizer
+
+    from .models import from_hub, quiet_libraries
+
+    def parts(local_files_only: bool):
+        kw = {"local_files_only": local_files_only}
+        return (tokenizer or CLIPTokenizer.from_pretrained(source, **kw),
+                image_processor or _image_processor_class().from_pretrained(source, **kw),
+                CLIPModel.from_pretrained(source, **kw))
+
+    with quiet_libraries():
+        return from_hub(parts, source, "the CLIP scorer")
+
+
 class ClipScorer:
     """Batched CLIP-score with a transformers ``CLIPModel``."""
 
     def __init__(self, model=DEFAULT_SCORER, tokenizer=None, image_processor=None, device: str | None = None,
                  name: str | None = None):
-        from transformers import CLIPModel, CLIPTokenizer
+        from . import settings
 
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = settings.device(device)
         name = name or (model if isinstance(model, str) else None)
         if isinstance(model, str):
-            try:
-                tokenizer = tokenizer or CLIPTokenizer.from_pretrained(model)
-                image_processor = image_processor or _image_processor_class().from_pretrained(model)
-                model = CLIPModel.from_pretrained(model)
-            except OSError as exc:
-                first = str(exc).splitlines()[0][:200]
-                raise LocoError(f"could not load the CLIP scorer {model!r} (no network?): {first}") from None
+            tokenizer, image_processor, model = _load_parts(model, tokenizer, image_processor)
         self.name = name or (model if isinstance(model, str) else type(model).__name__)  # cache key of scores
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer

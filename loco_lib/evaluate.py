@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import settings
 from .errors import LocoError
 from .generate import generate
-from .text import as_prompt_list
 
 
 @dataclass
@@ -56,14 +56,12 @@ def evaluate(pipe, prompts, targets=None, seeds=(0,), *, scorer=None, steps: int
     if hasattr(prompts, "originals"):
         targets = list(prompts.targets) if targets is None else targets
         prompts = list(prompts.originals)
-    prompts = as_prompt_list(prompts)
+    prompts = settings.prompts(pipe, prompts)
     if targets is not None:
-        targets = as_prompt_list(targets, "target prompt")
+        targets = settings.prompts(pipe, targets, "target prompt")
         if len(targets) != len(prompts):
             raise LocoError(f"{len(targets)} target prompts for {len(prompts)} prompts")
-    seeds = [int(s) for s in ([seeds] if isinstance(seeds, int) else seeds)]
-    if not seeds:
-        raise LocoError("no seeds given")
+    seeds = settings.seeds(seeds)
     rep = [p for p in prompts for _ in seeds]
     rep_t = [t for t in targets for _ in seeds] if targets is not None else None
     rep_s = [s for _ in prompts for s in seeds]
@@ -141,9 +139,9 @@ def compare(pipe, prompts, targets=None, models: dict | None = None, seeds=(0,),
     from .clip_score import clip_score
     from .plots import pixel_change
 
-    prompts = as_prompt_list(prompts)
+    prompts = settings.prompts(pipe, prompts)
     if targets is not None:
-        targets = as_prompt_list(targets, "target prompt")
+        targets = settings.prompts(pipe, targets, "target prompt")
         if len(targets) != len(prompts):
             raise LocoError(f"{len(targets)} target prompts for {len(prompts)} prompts")
     groups = [""] * len(prompts) if groups is None else list(groups)
@@ -152,9 +150,7 @@ def compare(pipe, prompts, targets=None, models: dict | None = None, seeds=(0,),
     models = {"original": None} if models is None else dict(models)
     if not models:
         raise LocoError("no models to compare")
-    seeds = [int(s) for s in ([seeds] if isinstance(seeds, int) else seeds)]
-    if not seeds:
-        raise LocoError("no seeds given")
+    seeds = settings.seeds(seeds)
     rep = [p for p in prompts for _ in seeds]
     rep_s = [s for _ in prompts for s in seeds]
     gens = {}

@@ -6,7 +6,6 @@ tqdm bar shows the denoising steps and an outer bar the batches.
 """
 from __future__ import annotations
 
-import numbers
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -14,22 +13,12 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from . import settings
 from .altered import _is_per_sample
 from .errors import LocoError
-from .models import pipeline_family, progress_default
-from .text import as_prompt_list, encode
-
-# Paper settings (Sec. 5.1 / authors' code: 50 DDIM steps, guidance 7.5 for SD); SD-XL and IF use
-# their pipelines' defaults.
-DEFAULTS = {"sd": {"steps": 50, "guidance": 7.5}, "sdxl": {"steps": 50, "guidance": 5.0}, "if": {"steps": 100, "guidance": 7.0}}
-
-
-def defaults(pipe) -> dict:
-    """The pipeline's default ``steps`` and ``guidance``: its own ``loco_defaults`` (the model organisms
-    carry theirs) or the paper's settings for its family."""
-    own = getattr(pipe, "loco_defaults", None)
-    return dict(own) if own else dict(DEFAULTS[pipeline_family(pipe)])
-
+from .models import progress_default
+from .settings import DEFAULTS, defaults, pipeline_family  # noqa: F401 (DEFAULTS, defaults: their home was here)
+from .text import encode
 
 @dataclass
 class Generation:
@@ -50,32 +39,11 @@ class Generation:
         return self.images[i]
 
 
-def _seed_list(seeds, n: int) -> list[int]:
-    if hasattr(seeds, "tolist"):
-        seeds = seeds.tolist()
-    seeds = [seeds] * n if isinstance(seeds, numbers.Integral) else list(seeds)
-    if len(seeds) != n:
-        raise LocoError(f"{len(seeds)} seeds given for {n} prompts")
-    for s in seeds:
-        if isinstance(s, bool) or not isinstance(s, numbers.Integral) or not 0 <= s < 2**63:
-            raise LocoError(f"a seed must be an integer from 0 to 2**63 - 1, got {s!r}")
-    return [int(s) for s in seeds]
-
-
-def _image_size(pipe, size):
-    if size is None:
-        return None
-    size = int(size)
-    unit = 8  # the VAE's downsampling factor for SD / SD-XL; IF samples pixels and uses the same grid
-    if size < unit or size % unit:
-        raise LocoError(f"image size {size} is not usable with this model: use a multiple of {unit}")
-    return size
-
-
 def generate(
     pipe,
-    prompts,
+    prompts=None,
     *,
+    prompt=None,
     alt_prompts=None,
     layers=None,
     seeds=0,
@@ -84,32 +52,32 @@ def generate(
     size: int | None = None,
     swap_text_paths: bool = False,
     negative_prompt: str = "",
-    batch_size: int = 8,
+    batch_size: int | None = 8,
     output_type: str = "pil",
     progress: bool | None = None,
 ) -> Generation:
     """Generate one image per prompt; optionally alter ``layers`` to ``alt_prompts``.
 
-    ``seeds``: one int for all prompts (same noise for each) or one per prompt. ``layers``: one layer
-    spec for all samples or one per sample (see :func:`loco_lib.altered.altered_inputs`).
+    ``prompt`` is another name for ``prompts`` (diffusers' spelling). ``seeds``: one int for all
+    prompts (same noise for each) or one per prompt. ``layers``: one layer spec for all samples or
+    one per sample (see :func:`loco_lib.altered.altered_inputs`).
     """
     family = pipeline_family(pipe)
     progress = progress_default() if progress is None else progress
-    prompts = as_prompt_list(prompts)
+    if prompts is not None and prompt is not None:
+        raise LocoError("give the prompts once: prompts=... or prompt=..., not both")
+    prompts = settings.prompts(pipe, prompt if prompts is None else prompts)
     n = len(prompts)
-    seeds = _seed_list(seeds, n)
-    steps = defaults(pipe)["steps"] if steps is None else int(steps)
-    guidance = defaults(pipe)["guidance"] if guidance is None else float(guidance)
-    if steps < 1:
-        raise LocoError(f"steps must be at least 1 (got {steps})")
-    if batch_size < 1:
-        raise LocoError(f"batch_size must be at least 1 (got {batch_size})")
-    size = _image_size(pipe, size)
+    seeds = settings.seeds_per_prompt(seeds, n)
+    steps = settings.steps(pipe, steps)
+    guidance = settings.guidance(pipe, guidance)
+    batch_size = settings.batch_size(batch_size, 8)
+    size = settings.size(size)
     if hasattr(layers, "tolist"):  # numpy / torch indices
         layers = layers.tolist()
     altering = alt_prompts is not None and (swap_text_paths or (layers is not None and layers != [] and layers != ""))
     if altering:
-        alt_prompts = as_prompt_list(alt_prompts, "alt prompt")
+        alt_prompts = settings.prompts(pipe, alt_prompts, "alt prompt")
         if len(alt_prompts) == 1 and n > 1:
             alt_prompts = alt_prompts * n
         if len(alt_prompts) != n:
@@ -137,8 +105,8 @@ def generate(
                 output_type=output_type,
             ))
     seconds = time.perf_counter() - start
-    settings = {"steps": steps, "guidance": guidance, "size": size, "layers": layers, "alt_prompts": alt_prompts, "swap_text_paths": swap_text_paths}
-    return Generation(images=images, prompts=prompts, seeds=seeds, seconds=seconds, settings=settings)
+    used = {"steps": steps, "guidance": guidance, "size": size, "layers": layers, "alt_prompts": alt_prompts, "swap_text_paths": swap_text_paths}
+    return Generation(images=images, prompts=prompts, seeds=seeds, seconds=seconds, settings=used)
 
 
 @contextmanager

@@ -166,3 +166,19 @@ def parse_layers(spec, n_layers: int) -> list[int]:
     if bad:
         raise LocoError(f"layer index {bad[0]} is out of range: this model has {n_layers} cross-attention layers (0..{n_layers - 1})")
     return sorted(set(idx))
+
+
+def format_layers(indices) -> str:
+    """The label of a layer set, the inverse of :func:`parse_layers`: ``[8, 9]`` -> ``"8-9"``,
+    ``[8]`` -> ``"8"``, ``[4, 5, 6]`` -> ``"4-6"``; a set with gaps lists its runs, ``[0, 1, 5]`` ->
+    ``"0-1,5"``; no layer -> ``"none"``. Window tables, figures and reports all use these labels."""
+    if hasattr(indices, "tolist"):
+        indices = indices.tolist()
+    idx = sorted({int(i) for i in ([indices] if isinstance(indices, int) else indices)})
+    runs: list[list[int]] = []
+    for i in idx:
+        if runs and i == runs[-1][-1] + 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs) or "none"

@@ -351,10 +351,15 @@ class Edit:
 
     # -- files ----------------------------------------------------------------------------------
     def save(self, path) -> str:
-        """Write the changed weights and the metadata to a safetensors file; returns the path."""
-        from safetensors.torch import save_file
+        """Write the changed weights and the metadata to a safetensors file; returns the path.
 
-        path = os.fspath(path)
+        The same edit always gives the same bytes: the timings (``edit_seconds``, ...) stay on the
+        object and out of the file, and the header is written in a fixed order. The file is written
+        next to its destination and renamed into place, with the permissions of any new file."""
+        from safetensors.torch import save
+
+        path = _edit_path(path, "save the edit to")
+        kept = {k: v for k, v in self.meta.items() if k not in TIMING_KEYS}
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -362,7 +367,7 @@ class Edit:
             "layer_names": json.dumps({str(k): v for k, v in self.layer_names.items()}),
             "fingerprints": json.dumps(self.fingerprints, sort_keys=True),
             "fingerprint": self.fingerprint,
-            "meta": json.dumps(self.meta, sort_keys=True),
+            "meta": json.dumps(kept, sort_keys=True),
         }
         for key in ("model", "lambda", "loco_lib_version"):
             meta[key] = str(self.meta.get(key))
@@ -371,7 +376,7 @@ class Edit:
         if not os.path.isdir(folder):
             raise LocoError(f"cannot save the edit to {path!r}: folder {folder!r} does not exist")
         try:
-            save_file(tensors, path, metadata=meta)
+            _write_new_file(path, _canonical_safetensors(save(tensors, metadata=meta)))
         except OSError as exc:
             raise LocoError(f"cannot save the edit to {path!r}: {exc.strerror or exc}") from None
         return path
@@ -381,7 +386,7 @@ class Edit:
         """Read an edit written by :meth:`save`. Missing or unreadable files are a LocoError."""
         from safetensors import safe_open
 
-        path = os.fspath(path)
+        path = _edit_path(path, "load an edit from")
         if not os.path.isfile(path):
             raise LocoError(f"no edit file at {path!r}")
         try:
@@ -402,6 +407,40 @@ class Edit:
         if set(fingerprints) != set(weights) or not weights:
             raise LocoError(f"{path!r} has damaged LocoEdit metadata (weights and fingerprints do not match)")
         return cls(weights=weights, fingerprints=fingerprints, layers=layers, layer_names=layer_names, meta=extra)
+
+
+TIMING_KEYS = ("edit_seconds", "encode_seconds")  # in memory only: files of the same edit are identical
+
+
+def _edit_path(path, doing: str) -> str:
+    """``path`` as a string; a LocoError for anything that is not a path."""
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise LocoError(f"cannot {doing} {path!r}: give the path of a .safetensors file")
+    return os.fspath(path)
+
+
+def _canonical_safetensors(blob: bytes) -> bytes:
+    """safetensors bytes with the JSON header's keys sorted (safetensors writes the metadata in hash
+    order, which differs from run to run); the tensor data is unchanged."""
+    n = int.from_bytes(blob[:8], "little")
+    header = json.dumps(json.loads(blob[8 : 8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)  # the data stays 8-byte aligned
+    return len(header).to_bytes(8, "little") + header + blob[8 + n :]
+
+
+def _write_new_file(path: str, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path`` (created like any new file: 0666 minus the
+    umask), then rename it into place, so an interruption never leaves half a file."""
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def _model_name(pipe) -> str:
@@ -433,14 +472,15 @@ def compute_edit(
 
     The pipeline is not changed: call :meth:`Edit.apply` (or ``with edit.applied(pipe):``).
     """
-    from . import __version__
+    from . import __version__, settings
     from .models import pipeline_family
     from .text import as_prompt_list
 
     family = pipeline_family(pipe)
+    lam = settings.lam(lam)
     start = time.perf_counter()
-    originals = as_prompt_list(originals, "original prompt")
-    targets = _as_list(as_prompt_list(targets, "target prompt"), len(originals), "target prompts")
+    originals = settings.prompts(pipe, originals, "original prompt")
+    targets = _as_list(settings.prompts(pipe, targets, "target prompt"), len(originals), "target prompts")
     subjects = _as_list(subjects, len(originals), "subjects")
     target_subjects = _as_list(target_subjects, len(originals), "target subjects")
     preserve = [] if preserve is None else as_prompt_list(preserve, "preserve prompt")

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import settings
 from .errors import LocoError
-from .layers import cross_attention_layers
+from .layers import cross_attention_layers, format_layers
 from .sweep import Job, run_sweep
 
 ATTRIBUTES = ("style", "objects", "facts")
@@ -39,14 +40,12 @@ def windows(n_layers: int, m: int) -> list[list[int]]:
 
 
 def _prompt_lists(prompts):
+    """``(originals, targets)`` of a PromptSet or of a pair of prompt lists."""
     if hasattr(prompts, "originals") and hasattr(prompts, "targets"):
         return list(prompts.originals), list(prompts.targets)
-    originals, targets = prompts
-    return ([originals] if isinstance(originals, str) else list(originals)), ([targets] if isinstance(targets, str) else list(targets))
-
-
-def _span(layers) -> str:
-    return f"{layers[0]}-{layers[-1]}" if len(layers) > 1 else str(layers[0])
+    if not isinstance(prompts, (list, tuple)) or len(prompts) != 2:
+        raise LocoError(f"prompts must be a PromptSet or a pair (originals, targets), got a {type(prompts).__name__}")
+    return prompts[0], prompts[1]
 
 
 @dataclass
@@ -76,9 +75,14 @@ class LocoGenResult:
         return self.sweep.images[Job(prompt_index, tuple(layers), seed)]
 
     def to_json(self) -> dict:
+        """Plain JSON data (no NaN): a fraction that cannot be computed is null, with the reason."""
         rows = [{"start": int(r.start), "layers": list(r.layer_list), "mean": float(r.mean), "std": float(r.std)}
                 for r in self.table.itertuples()]
-        return {"attribute": self.attribute, "m": self.m, "windows": rows, "best": self.best,
+        best = dict(self.best)
+        if best.get("fraction") is not None and best["fraction"] != best["fraction"]:
+            best["fraction"] = None
+            best["fraction_note"] = "the clean and the all-layers scores are equal, so no window can move the score"
+        return {"attribute": self.attribute, "m": self.m, "windows": rows, "best": best,
                 "clean": self.clean, "altered_all": self.altered_all}
 
 
@@ -109,9 +113,14 @@ def locogen(
 
     check_attribute(attribute)
     originals, targets = _prompt_lists(prompts)
+    originals = settings.prompts(pipe, originals, "original prompt")
+    targets = settings.prompts(pipe, targets, "target prompt")
     n_layers = len(cross_attention_layers(pipe.unet))
     wins = windows(n_layers, m)
-    seeds = [int(s) for s in ([seeds] if isinstance(seeds, int) else seeds)]
+    seeds = settings.seeds(seeds)
+    # every setting is checked before the default scorer is loaded
+    steps, guidance = settings.steps(pipe, steps), settings.guidance(pipe, guidance)
+    size, batch_size = settings.size(size), settings.batch_size(batch_size)
     scorer = scorer if scorer is not None else ClipScorer()
     everything = list(range(n_layers))
     sets = [[]] + wins + ([everything] if everything not in wins else [])
@@ -129,7 +138,7 @@ def locogen(
     rows = []
     for w in wins:
         vals = all_scores(w)
-        rows.append({"start": w[0], "layers": _span(w), "m": m, "mean": float(np.mean(vals)),
+        rows.append({"start": w[0], "layers": format_layers(w), "m": m, "mean": float(np.mean(vals)),
                      "std": float(np.std(vals)), "per_prompt": per_prompt(w), "layer_list": w})
     table = pd.DataFrame(rows)
     pick = table["mean"].idxmin() if LOWER_IS_BETTER[attribute] else table["mean"].idxmax()
@@ -160,7 +169,7 @@ def readouts(result: LocoGenResult, scorer, keys=None):
     if not hasattr(scorer, "accuracy"):
         raise LocoError("readouts need an attribute scorer (loco_lib.scorer, the model organism's), not a plain CLIP")
     n_layers = result.table["layer_list"].iloc[-1][-1] + 1
-    sets = [("clean", [])] + [(_span(w), w) for w in result.table["layer_list"]] + [("all", list(range(n_layers)))]
+    sets = [("clean", [])] + [(format_layers(w), w) for w in result.table["layer_list"]] + [("all", list(range(n_layers)))]
     rows = []
     for label, layers in sets:
         jobs = [Job(i, tuple(layers), s) for i in range(len(result.originals)) for s in result.seeds]
@@ -202,7 +211,7 @@ def select_m(pipe, prompts, attribute: str, threshold: float = 0.8, ms=None, sto
         results[m] = res
         frac = res.best["fraction"]
         met = bool(frac >= threshold)
-        rows.append({"m": m, "best": _span(res.best["layers"]), "mean": res.best["mean"], "fraction": frac, "met": met})
+        rows.append({"m": m, "best": format_layers(res.best["layers"]), "mean": res.best["mean"], "fraction": frac, "met": met})
         if met and chosen is None:
             chosen = m
             if stop_at_first:
@@ -223,7 +232,7 @@ def plot_window_scores(result: LocoGenResult, ax=None, title: str | None = None)
     ax.axhline(result.clean, color="grey", ls="--", lw=1, label="clean")
     ax.axhline(result.altered_all, color="black", ls=":", lw=1, label="all layers altered")
     ax.scatter([result.best["start"]], [result.best["mean"]], s=120, facecolors="none", edgecolors="red", zorder=5,
-               label=f"best: layers {_span(result.best['layers'])}")
+               label=f"best: layers {format_layers(result.best['layers'])}")
     against = "original prompt" if result.lower_is_better else "target prompt"
     ax.set_xlabel("first layer of the window")
     ax.set_ylabel(f"CLIP-score vs {against}")
@@ -241,7 +250,7 @@ def window_grid(result: LocoGenResult, prompt_index: int = 0, seed: int | None =
     wins = list(result.table["layer_list"])
     n_layers = wins[-1][-1] + 1
     sets = [[]] + wins + [list(range(n_layers))]
-    titles = ["clean"] + [f"layers {_span(w)}" for w in wins] + ["all layers"]
+    titles = ["clean"] + [f"layers {format_layers(w)}" for w in wins] + ["all layers"]
     images = [result.image(s, prompt_index, seed) for s in sets]
     return image_grid(images, titles=titles, ncols=min(ncols, len(images)), size=1.8,
                       suptitle=f"{result.originals[prompt_index]!r} -> {result.targets[prompt_index]!r}")

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import LocoError
+from .settings import pipeline_family  # noqa: F401 (its home was here)
 
 
 @dataclass(frozen=True)
@@ -99,28 +100,17 @@ def quiet_libraries():
 
 
 def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """CUDA when torch sees a GPU, else the CPU (:func:`loco_lib.settings.device`)."""
+    from .settings import device
 
-
-def pipeline_family(pipe) -> str:
-    """'sd', 'sdxl' or 'if' for a loaded pipeline; LocoError for anything else."""
-    from diffusers import IFPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
-
-    if isinstance(pipe, StableDiffusionXLPipeline):
-        return "sdxl"
-    if isinstance(pipe, IFPipeline):
-        return "if"
-    if isinstance(pipe, StableDiffusionPipeline):
-        return "sd"
-    raise LocoError(
-        f"{type(pipe).__name__} is not supported: loco works with StableDiffusionPipeline, "
-        "StableDiffusionXLPipeline and IFPipeline (stage I)"
-    )
+    return device(None)
 
 
 def check_model_name(name: str) -> None:
     """Raise a LocoError listing the known names unless ``name`` is usable."""
-    if not isinstance(name, str) or not name.strip():
+    if not isinstance(name, str):
+        raise LocoError(f"a model name must be text, got {name!r}; known models: {', '.join(MODELS)}")
+    if not name.strip():
         raise LocoError(f"empty model name; known models: {', '.join(MODELS)}")
     if name in MODELS or os.path.isdir(name):
         return
@@ -136,14 +126,16 @@ def load(name: str = DEFAULT_MODEL, device: str | None = None, dtype: torch.dtyp
     fp16 on CUDA and fp32 on CPU unless ``dtype`` is given. Every module is put in eval mode and the
     pipeline's own progress bar is on (``progress=False`` to silence it).
     """
+    from . import settings
     from .toy import organism_kind
 
+    name = os.fspath(name) if isinstance(name, os.PathLike) else name
     check_model_name(name)
+    device = settings.device(device)
     organism = organism_kind(name) is not None
     if not organism and os.path.isfile(os.path.join(name, "checkpoint.pt")):
         raise LocoError(f"{name!r} holds an unfinished organism training (checkpoint.pt, no training.json): "
                         f"finish it by running the same `python -m loco_lib.train ... --out {name}` command again")
-    device = device or default_device()
     if dtype is None:
         dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
     with quiet_libraries():
@@ -182,21 +174,88 @@ def _load_real(name: str, dtype: torch.dtype):
         kwargs.update(safety_checker=None, watermarker=None, feature_extractor=None, requires_safety_checker=False)
         if dtype == torch.float16:
             kwargs["variant"] = "fp16"
-    try:
-        pipe = DiffusionPipeline.from_pretrained(source, **kwargs)
-    except Exception as exc:  # network, auth, missing files: one clear sentence
-        text = f"{type(exc).__name__}: {exc}"
-        if family == "if" or "gated" in text.lower() or "401" in text or "403" in text:
-            if family == "if":
-                raise LocoError(
-                    f"DeepFloyd IF is gated: accept its license at {IF_LICENSE_URL} and log in with a "
-                    "Hugging Face token (`huggingface-cli login` or the HF_TOKEN variable), then load it again"
-                ) from None
-        first = text.splitlines()[0][:300]
-        raise LocoError(f"could not load {source!r} (no network, wrong id, or missing files): {first}") from None
+    pipe = from_hub(lambda local_files_only: DiffusionPipeline.from_pretrained(source, local_files_only=local_files_only, **kwargs),
+                    source, "the model", license_url=IF_LICENSE_URL if family == "if" else None)
     if spec is not None and spec.name in ("sd14", "sd15", "openjourney"):
         pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)  # the paper samples with DDIM
     return pipe
+
+
+# ---------------------------------------------------------------------------------------------
+# The Hugging Face Hub: the local cache first, the network only when it answers, one line on failure
+# ---------------------------------------------------------------------------------------------
+
+def from_hub(load_fn, source: str, what: str, license_url: str | None = None):
+    """``load_fn(local_files_only=...)`` for a hub id or folder ``source``: from the local cache (or
+    folder) first, then from the Hub if it can be reached. Every failure is one LocoError line, fast
+    when there is no network (no minutes of retries)."""
+    try:
+        return load_fn(local_files_only=True)
+    except Exception as exc:  # not cached (or not fully): try the Hub
+        if os.path.isdir(source):
+            raise LocoError(f"could not load {what} from the folder {source!r}: {_plain(exc)}") from None
+    reason = hub_unreachable()
+    if reason is not None:
+        raise LocoError(f"cannot download {what} {source!r}: it is not in the local Hugging Face cache and {reason}")
+    try:
+        return load_fn(local_files_only=False)
+    except Exception as exc:  # network, auth, wrong id, missing files: one clear sentence
+        raise LocoError(hub_failure(exc, source, what, license_url)) from None
+
+
+def hub_unreachable(timeout: float = 5.0) -> str | None:
+    """Why the Hugging Face Hub cannot be used now (offline mode, no answer) and what to do, or None
+    if it answers."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    if constants.HF_HUB_OFFLINE:
+        return "offline mode is on: unset HF_HUB_OFFLINE to download it"
+    try:
+        get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception:  # DNS, refused, timeout, proxy: the Hub does not answer
+        return (f"the Hugging Face Hub ({constants.ENDPOINT}) cannot be reached: connect to the internet, "
+                "or download it once on a machine that has a network")
+    return None
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from, outermost first."""
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return chain
+
+
+def hub_failure(exc: BaseException, source: str, what: str, license_url: str | None = None) -> str:
+    """One sentence for a failed download: gated (log in), not found (check the id), no network, or
+    the error's own first line (without library hints a command-line user cannot act on)."""
+    from huggingface_hub import errors
+
+    chain = _causes(exc)
+    status = {getattr(getattr(e, "response", None), "status_code", None) for e in chain}
+    text = " ".join(str(e) for e in chain).lower()
+    if any(isinstance(e, errors.GatedRepoError) for e in chain) or status & {401, 403} or "gated" in text:
+        url = license_url or f"https://huggingface.co/{source}"
+        return (f"{what} {source!r} is gated: accept its license at {url} and log in with a Hugging Face token "
+                "(`hf auth login` or the HF_TOKEN variable), then load it again")
+    if any(isinstance(e, errors.RepositoryNotFoundError) for e in chain) or 404 in status:
+        return f"{what} {source!r} is not on the Hugging Face Hub (or is private): check the id"
+    names = " ".join(type(e).__name__ for e in chain)
+    if any(k in names for k in ("Connect", "Timeout", "Offline", "LocalEntryNotFound")):
+        return f"cannot download {what} {source!r}: the Hugging Face Hub stopped answering (no network?); try again"
+    return f"could not load {what} {source!r}: {_plain(exc)}"
+
+
+def _plain(exc: BaseException) -> str:
+    """The first line of an error, without sentences about ``local_files_only`` or stack traces."""
+    import re
+
+    text = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = re.sub(r"\s*\([^()]*local_files_only[^()]*\)", "", text)
+    keep = [s for s in re.split(r"(?<=\.)\s+", text) if "local_files_only" not in s and "stacktrace" not in s.lower()]
+    return (" ".join(keep) or type(exc).__name__)[:300]
 
 
 # ---------------------------------------------------------------------------------------------

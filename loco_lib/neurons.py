@@ -351,12 +351,16 @@ def k_sweep(pipe, ranking: NeuronRanking, prompts, ks=(0, 30, 50, 100), scorer=N
     """
     import pandas as pd
 
+    from . import settings
     from .clip_score import clip_score
-    from .generate import defaults, generate
+    from .generate import generate
 
-    prompts = as_prompt_list(prompts)
+    # every setting is checked before the first k is generated
+    prompts = settings.prompts(pipe, prompts)
     texts = prompts if score_texts is None else ([score_texts] if isinstance(score_texts, str) else list(score_texts))
-    g = defaults(pipe)["guidance"] if guidance is None else float(guidance)
+    g = settings.guidance(pipe, guidance)
+    steps, size, batch_size = settings.steps(pipe, steps), settings.size(size), settings.batch_size(batch_size, 8)
+    seeds = settings.seeds_per_prompt(seeds, len(prompts))
     ks = [ks] if isinstance(ks, numbers.Integral) else list(ks)
     if not ks:
         raise LocoError("no k given")

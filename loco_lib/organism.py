@@ -16,7 +16,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .errors import LocoError
+from . import settings
+from .errors import LocoError, LocoWarning
+from .layers import format_layers
 from .tokens import TOKEN_SETS
 from .world import COLOURS, FACTS, SHAPES, STYLES
 
@@ -104,15 +106,13 @@ def edit_series(pipe, scorer, keys, groups: dict, placements: dict, seeds=(0,), 
 
 def neuron_curve(pipe, scorer, layers, with_style, without_style, subject: str, ks, seeds=(0,), steps=None):
     """Style readout of ``with_style`` prompts as the top-k K/V neurons (Welch ranking) are replaced."""
-    from .generate import defaults
-    from .neurons import neurons_replaced, rank_neurons
-
     from .evaluate import evaluate
+    from .neurons import neurons_replaced, rank_neurons
 
     ranking = rank_neurons(pipe, layers, with_style, without_style, subjects_with=subject)
     rows = []
     for k in ks:
-        with neurons_replaced(pipe, ranking, k, guidance=defaults(pipe)["guidance"] > 1.0) as ed:
+        with neurons_replaced(pipe, ranking, k, guidance=settings.guidance(pipe, None) > 1.0) as ed:
             res = evaluate(pipe, with_style, seeds=seeds, scorer=scorer, steps=steps, progress=False)
         rows.append({"k": int(k), "n_neurons": ed.n_neurons, **res.accuracy})
     return rows
@@ -123,17 +123,16 @@ def token_swap(pipe, scorer, originals, targets, subject: str, which: str, seeds
     """App. M: generate ``originals`` with the text embeddings at some token positions taken from
     ``targets`` (:func:`loco_lib.altered.swapped_tokens`), and read the images off."""
     from .altered import swapped_tokens
-    from .generate import defaults, progress_bars, sample_batch
+    from .generate import progress_bars, sample_batch
     from .text import encode
 
     patch = swapped_tokens(pipe, originals, targets, subject, which)
+    seeds, steps, guidance = settings.seeds(seeds), settings.steps(pipe, steps), settings.guidance(pipe, None)
     cond = encode(pipe, originals)
-    d = defaults(pipe)
-    steps = d["steps"] if steps is None else steps
     images, reps = [], []
     with progress_bars(pipe, False):
         for s in seeds:
-            images += sample_batch(pipe, cond, [s] * len(originals), steps=steps, guidance=d["guidance"], patches=[patch])
+            images += sample_batch(pipe, cond, [s] * len(originals), steps=steps, guidance=guidance, patches=[patch])
             reps += list(originals)
     return {"which": which, **scorer.accuracy(images, reps), "n": len(images)}
 
@@ -156,13 +155,9 @@ def second_window(locogen_part: dict, threshold: float = 0.7):
     return _layers_of(pick["layers"])
 
 
-def _label(layers) -> str:
-    """The table label of a window: "7-8", or "4" for one layer (the inverse of :func:`_layers_of`)."""
-    return f"{layers[0]}-{layers[-1]}" if len(layers) > 1 else str(layers[0])
-
-
 def _layers_of(label) -> list[int]:
-    """``"3-4"`` -> [3, 4]; ``"5"`` -> [5] (a window's label in a readouts table)."""
+    """``"3-4"`` -> [3, 4]; ``"5"`` -> [5] (a window's label in a readouts table, written by
+    :func:`~loco_lib.layers.format_layers`)."""
     first, _, last = str(label).partition("-")
     return list(range(int(first), int(last or first) + 1))
 
@@ -223,7 +218,9 @@ def default_cache_dir():
 
 class _Memo:
     """Results of named measurements as JSON files in ``folder`` (None: nothing is kept), keyed by
-    the model's weights, the seeds and the steps, so an interrupted report resumes where it stopped."""
+    the model's weights, the seeds and the steps, so an interrupted report resumes where it stopped.
+    The folder is created (or refused with a LocoError) before anything is measured; a damaged file
+    is reported in a one-line warning and measured again."""
 
     def __init__(self, folder, model: str, seeds, steps):
         import json
@@ -231,13 +228,28 @@ class _Memo:
 
         self._json = json
         self.folder = Path(folder) / Path(str(model)).name if folder is not None else None  # "toy", or a folder's name
+        if self.folder is not None:
+            _make_cache_folder(Path(folder), self.folder)
         self.key = f"{weights_fingerprint(model)}-s{'_'.join(map(str, seeds))}-t{steps}"
         self.computed: list[str] = []
+
+    def _read(self, path):
+        """The stored value, or None (with a one-line warning) when the file is damaged."""
+        import warnings
+
+        try:
+            return self._json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            warnings.warn(f"damaged cache file {str(path)!r} ({type(exc).__name__}): measuring it again", LocoWarning,
+                          stacklevel=3)
+            return None
 
     def __call__(self, name: str, fn):
         path = self.folder / f"{name}-{self.key}.json" if self.folder is not None else None
         if path is not None and path.exists():
-            return self._json.loads(path.read_text())
+            value = self._read(path)
+            if value is not None:
+                return value
         value = fn()
         self.computed.append(name)
         if path is not None:
@@ -246,6 +258,17 @@ class _Memo:
             tmp.write_text(self._json.dumps(value))
             tmp.replace(path)
         return value
+
+
+def _make_cache_folder(root, folder) -> None:
+    """Create ``folder`` under the cache ``root``; a LocoError (one line) when that is impossible."""
+    for path in (root, folder):
+        if path.exists() and not path.is_dir():
+            raise LocoError(f"cannot use cache folder {str(root)!r}: {str(path)!r} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LocoError(f"cannot use cache folder {str(root)!r}: {exc.strerror or exc}") from None
 
 
 def _records(table) -> list[dict]:
@@ -271,9 +294,12 @@ def report(model: str = "toy", seeds=(0,), steps: int | None = None, cache_dir=N
     from .locogen import select_m
     from .models import load, progress_default
     from .prompts import default_prompts, load_controls, load_edit, load_pairs
+    from .toy import sample_scheduler
 
     progress = progress_default() if progress is None else progress
-    seeds = [int(s) for s in seeds]
+    seeds = settings.seeds(seeds)
+    # refused before anything is measured; None stays None (the organism's default)
+    steps = settings.steps(None, steps, scheduler=pipe.scheduler if pipe is not None else sample_scheduler())
     memo = _Memo(cache_dir, model, seeds, steps)
     sweeps = (memo.folder / f"sweeps-{memo.key}") if memo.folder is not None else None
     state = {}
@@ -300,7 +326,7 @@ def report(model: str = "toy", seeds=(0,), steps: int | None = None, cache_dir=N
                                       cache_dir=sweeps / name if sweeps is not None else None)
         clip = res.table.set_index("layers")["mean"]
         table["clip"] = [clip.get(label, np.nan) for label in table["layers"]]
-        best = table[table["layers"] == _label(res.best["layers"])].iloc[0]
+        best = table[table["layers"] == format_layers(res.best["layers"])].iloc[0]
         return {"best": res.best["layers"], "clip_fraction": res.best["fraction"], "moved": float(best["moved"]),
                 "clean": res.clean, "altered_all": res.altered_all, "table": _records(table)}
 
@@ -394,9 +420,10 @@ def save_report(rep: dict, path) -> None:
     """Write a :func:`report` as JSON, with the loco commit that measured it (for a model whose weights
     are not in the repository, e.g. a second training seed: the numbers stay, with their provenance)."""
     import datetime
-    import json
     import subprocess
     from pathlib import Path
+
+    from .jsonout import dumps
 
     root = Path(__file__).resolve().parent.parent
     try:
@@ -406,7 +433,7 @@ def save_report(rep: dict, path) -> None:
         commit = None
     keep = {k: v for k, v in rep.items() if k not in ("computed", "sweeps")}
     keep["recorded"] = {"loco_commit": commit, "date": datetime.date.today().isoformat()}
-    Path(path).write_text(json.dumps(keep, indent=1))
+    Path(path).write_text(dumps(keep, indent=1))
 
 
 def load_report(path) -> dict:
@@ -437,7 +464,7 @@ def summary(rep: dict) -> dict[str, str]:
 
     def window(attr):
         r = rep["locogen"][attr]
-        return f"{_label(r['best'])}: {f(r['moved'])}"
+        return f"{format_layers(r['best'])}: {f(r['moved'])}"
 
     edit, fact = rep["edit"], rep["fact_edit"]
     return {
@@ -449,9 +476,9 @@ def summary(rep: dict) -> dict[str, str]:
         "App. G m for style": str(rep["app_g"]["m"]),
         "LocoEdit: edited style kept (held out)": f(edit["window"]["after"]["edited"]["style"]),
         "LocoEdit: other styles kept": f(edit["window"]["after"]["other styles"]["style"]),
-        "inert-window edit: edited style kept": f"{_label(edit['inert']['layers'])}: {f(edit['inert']['after']['edited']['style'])}",
+        "inert-window edit: edited style kept": f"{format_layers(edit['inert']['layers'])}: {f(edit['inert']['after']['edited']['style'])}",
         "second style window edit: edited style kept": (
-            f"{_label(edit['second window']['layers'])}: {f(edit['second window']['after']['edited']['style'])}"
+            f"{format_layers(edit['second window']['layers'])}: {f(edit['second window']['after']['edited']['style'])}"
             if "second window" in edit else "-"),
         "all-layers edit: edited / other styles kept": f"{f(edit['all']['after']['edited']['style'])} / "
                                                        f"{f(edit['all']['after']['other styles']['style'])}",
@@ -540,7 +567,7 @@ def edit_table(rep: dict, which: str = "edit"):
     for name, r in rep[which].items():
         for group, after in r["after"].items():
             before = r["before"][group]
-            row = {"edit at": f"{name} {_label(r['layers'])}",
+            row = {"edit at": f"{name} {format_layers(r['layers'])}",
                    "prompts": group}
             for a in ("shape", "colour", "style"):
                 row[a] = f"{before[a]:.2f} -> {after[a]:.2f}"

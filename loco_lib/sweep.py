@@ -16,8 +16,9 @@ engine
   branch for all windows would change the images (``tests/test_sweep.py`` shows by how much);
 * adapts the batch size to memory (halves it on an out-of-memory error and goes on);
 * caches every finished image (PNG) and its score (JSON) on disk, keyed by model, prompts, layers,
-  seed, steps, guidance and size, so an interrupted sweep (a Colab disconnect) resumes and
-  recomputes nothing that was finished.
+  seed, steps, guidance, size and batch size (batch composition moves images by float rounding), so
+  an interrupted sweep (a Colab disconnect) resumes and recomputes nothing that was finished. A
+  damaged entry (a truncated PNG or JSON) is reported in a warning and computed again.
 
 Images equal those of a naive loop of one pipeline call per window up to float rounding (batch
 composition changes summation order; <= 1e-5 on CPU in fp32, tested).
@@ -28,6 +29,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,12 +38,13 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .errors import LocoError
-from .generate import _image_size, defaults, progress_bars, sample_batch
+from . import settings
+from .errors import LocoError, LocoWarning
+from .generate import progress_bars, sample_batch
 from .models import pipeline_family, progress_default
-from .text import as_prompt_list, encode
+from .text import encode
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: the batch size is part of the key
 
 
 @dataclass(frozen=True)
@@ -92,9 +95,23 @@ class SweepCache:
         return self.folder is not None and (self.folder / f"{key}.png").exists() and (self.folder / f"{key}.json").exists()
 
     def load(self, key: str):
-        img = Image.open(self.folder / f"{key}.png")
-        img.load()
-        meta = json.loads((self.folder / f"{key}.json").read_text())
+        """``(image, meta)`` of a finished entry; None when it is missing or damaged (then a
+        one-line warning names the damaged file, and the caller computes the entry again)."""
+        if not self.has(key):
+            return None
+        path = self.folder / f"{key}.png"
+        try:
+            img = Image.open(path)
+            img.load()
+            path = self.folder / f"{key}.json"
+            meta = json.loads(path.read_text())
+            scores = meta.get("scores", {}) if isinstance(meta, dict) else None
+            if not isinstance(scores, dict) or not all(isinstance(v, dict) for v in scores.values()):
+                raise ValueError("not a cache record")
+        except (OSError, ValueError, SyntaxError) as exc:
+            warnings.warn(f"damaged cache entry {str(path)!r} ({type(exc).__name__}): computing it again", LocoWarning,
+                          stacklevel=3)
+            return None
         return img, meta
 
     def save(self, key: str, image: Image.Image, meta: dict) -> None:
@@ -140,35 +157,33 @@ def run_sweep(
     ``layer_sets``: a list of layer-index lists (``[]`` = clean run). ``scorer``: a
     :class:`~loco_lib.clip_score.ClipScorer`; each image is scored against its original prompt
     (``score_against="original"``) or its target (``"target"``). ``batch_size``: samples per
-    pipeline call (default 32 on CPU, 16 on GPU; halved automatically on out-of-memory).
+    pipeline call (default 32 on CPU, 16 on GPU; halved automatically on out-of-memory); the
+    requested size is part of the cache key.
     """
-    family = pipeline_family(pipe)
-    originals = as_prompt_list(originals)
-    targets = as_prompt_list(targets, "target prompt")
+    pipeline_family(pipe)  # refuses unsupported pipelines
+    originals = settings.prompts(pipe, originals, "original prompt")
+    targets = settings.prompts(pipe, targets, "target prompt")
     if len(originals) != len(targets):
         raise LocoError(f"{len(originals)} original prompts but {len(targets)} targets")
     if score_against not in ("original", "target"):
         raise LocoError(f"score_against must be 'original' or 'target', not {score_against!r}")
-    steps = defaults(pipe)["steps"] if steps is None else int(steps)
-    guidance = defaults(pipe)["guidance"] if guidance is None else float(guidance)
-    if steps < 1:
-        raise LocoError(f"steps must be at least 1 (got {steps})")
-    size = _image_size(pipe, size)
-    seeds = [int(s) for s in ([seeds] if isinstance(seeds, int) else seeds)]
+    steps = settings.steps(pipe, steps)
+    guidance = settings.guidance(pipe, guidance)
+    size = settings.size(size)
+    seeds = settings.seeds(seeds)
     from .layers import cross_attention_layers, parse_layers
 
     n_layers = len(cross_attention_layers(pipe.unet))
     layer_sets = [tuple(parse_layers(list(ls), n_layers)) for ls in layer_sets]
     progress = progress_default() if progress is None else progress
     on_gpu = str(pipe.unet.device).startswith("cuda")
-    batch = int(batch_size or (16 if on_gpu else 32))
-    if batch < 1:
-        raise LocoError(f"batch_size must be at least 1 (got {batch})")
+    batch = settings.batch_size(batch_size, 16 if on_gpu else 32)
 
     cache = SweepCache(cache_dir)
     scorer_id = getattr(scorer, "name", None) or (type(scorer).__name__ if scorer is not None else None)
     base = {"format": CACHE_FORMAT, "model": model_id(pipe), "steps": steps, "guidance": guidance, "size": size,
-            "swap_text_paths": swap_text_paths, "negative": negative_prompt, "scheduler": type(pipe.scheduler).__name__}
+            "swap_text_paths": swap_text_paths, "negative": negative_prompt, "scheduler": type(pipe.scheduler).__name__,
+            "batch_size": batch}
 
     def meta_of(job: Job) -> dict:
         return {**base, "original": originals[job.prompt_index], "target": targets[job.prompt_index],
@@ -180,8 +195,9 @@ def run_sweep(
     result = SweepResult(images={}, scores={})
     pending = []
     for job in jobs:
-        if cache.has(keys[job]):
-            img, meta = cache.load(keys[job])
+        entry = cache.load(keys[job])
+        if entry is not None:
+            img, meta = entry
             result.images[job] = img
             if scorer_id is not None and scorer_id in meta.get("scores", {}).get(score_against, {}):
                 result.scores[job] = meta["scores"][score_against][scorer_id]
@@ -234,7 +250,8 @@ def run_sweep(
             for job, v in zip(part, vals):
                 result.scores[job] = float(v)
                 if cache.folder is not None:
-                    meta = cache.load(keys[job])[1]
+                    entry = cache.load(keys[job])
+                    meta = entry[1] if entry is not None else {**meta_of(job), "scores": {}}
                     meta.setdefault("scores", {}).setdefault(score_against, {})[scorer_id] = float(v)
                     cache.update_meta(keys[job], meta)
     return result

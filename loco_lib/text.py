@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import LocoError
-from .models import pipeline_family
+from .settings import as_prompt_list, pipeline_family  # noqa: F401 (as_prompt_list: its home was here)
 
 
 @dataclass
@@ -40,18 +40,6 @@ class TextCondition:
         if family == "sdxl":
             kw.update(pooled_prompt_embeds=self.pooled, negative_pooled_prompt_embeds=self.negative_pooled)
         return kw
-
-
-def as_prompt_list(prompts, what: str = "prompt") -> list[str]:
-    if isinstance(prompts, str):
-        prompts = [prompts]
-    prompts = list(prompts)
-    if not prompts:
-        raise LocoError(f"no {what} given")
-    for p in prompts:
-        if not isinstance(p, str) or not p.strip():
-            raise LocoError(f"empty {what}: every {what} needs some text")
-    return prompts
 
 
 @torch.no_grad()

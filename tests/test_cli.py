@@ -263,3 +263,130 @@ def test_report_prints_the_summary_and_writes_the_report(capsys, tmp_path, monke
     bad.write_text('{"model": "toy"}')
     with pytest.raises(loco_lib.LocoError, match="not an organism report"):
         organism.load_report(bad)
+
+
+# -- run settings: one line each, before any model is loaded (loco_lib.settings) -----------------------
+
+SETTINGS_BAD = {
+    "steps beyond the scheduler": (["generate", "tiny-sd15", "--prompt", "a cat", "--steps", "5000", "--out", "{tmp}/a.png"],
+                                   "--steps must be at most 999"),
+    "guidance nan": (["generate", "tiny-sd15", "--prompt", "a cat", "--guidance", "nan", "--out", "{tmp}/a.png"], "--guidance"),
+    "guidance below one": (["generate", "tiny-sd15", "--prompt", "a cat", "--guidance", "0.5", "--out", "{tmp}/a.png"],
+                           "1 means no guidance"),
+    "negative seed": (["generate", "tiny-sd15", "--prompt", "a cat", "--seed", "-1", "--out", "{tmp}/a.png"], "--seed"),
+    "size off the grid": (["generate", "tiny-sd15", "--prompt", "a cat", "--size", "20", "--out", "{tmp}/a.png"], "multiple of 8"),
+    "unknown device": (["generate", "tiny-sd15", "--prompt", "a cat", "--device", "banana", "--out", "{tmp}/a.png"],
+                       "unknown --device 'banana'"),
+    "batch size zero": (["locogen", "tiny-sd15", "--attribute", "style", "--m", "2", "--batch-size", "0"], "--batch-size must be at least 1"),
+    "repeated seeds": (["locogen", "tiny-sd15", "--attribute", "style", "--m", "2", "--seeds", "0,0"], "more than once"),
+    "evaluate repeated seeds": (["evaluate", "toy", "--attribute", "style", "--seeds", "1,1"], "more than once"),
+    "evaluate steps beyond": (["evaluate", "toy", "--attribute", "style", "--steps", "1000"], "at most 999"),
+    "locogen cache is a file": (["locogen", "tiny-sd15", "--attribute", "style", "--m", "2", "--cache", "{tmp}/afile"], "is a file"),
+    "report cache is a file": (["report", "toy", "--cache", "{tmp}/afile"], "is a file"),
+    "report steps beyond": (["report", "toy", "--steps", "5000"], "at most 999"),
+    "report repeated seeds": (["report", "toy", "--seeds", "0,0"], "more than once"),
+    "edit lambda negative": (["edit", "tiny-sd15", "--attribute", "style", "--layers", "8", "--lam", "-1",
+                              "--out", "{tmp}/e.safetensors"], "--lam must be a positive number"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SETTINGS_BAD))
+def test_bad_settings_are_one_line_before_any_work(capsys, tmp_path, monkeypatch, case):
+    import importlib
+
+    from loco_lib import organism
+
+    argv, needle = SETTINGS_BAD[case]
+    (tmp_path / "afile").write_text("a file, not a folder")
+    fail = lambda *a, **k: pytest.fail("worked before the settings were checked")
+    monkeypatch.setattr(importlib.import_module("loco_lib.generate"), "sample_batch", fail)
+    monkeypatch.setattr(importlib.import_module("loco_lib.sweep"), "sample_batch", fail)
+    monkeypatch.setattr(organism, "sample_accuracy", fail)
+    code, out, err = run(capsys, *[a.replace("{tmp}", str(tmp_path)) for a in argv])
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("loco: error: ") and needle in lines[0], err
+    assert out == "" and not (tmp_path / "a.png").exists()
+
+
+def test_cuda_without_a_gpu_is_one_line(capsys, tmp_path):
+    import torch
+
+    device = "cuda:99" if torch.cuda.is_available() else "cuda"
+    code, _, err = run(capsys, "generate", "tiny-sd15", "--prompt", "a cat", "--device", device, "--out", str(tmp_path / "a.png"))
+    assert code == 2 and err.count("\n") == 1 and f"--device '{device}' is not available" in err, err
+
+
+def test_organism_prompts_with_unknown_words_are_refused_up_front(capsys, tmp_path, monkeypatch):
+    import importlib
+
+    prompts = tmp_path / "mine.yaml"
+    pair = "{original: 'a red circle in the style of van gogh', target: 'a red circle in the style of dali', subject: 'van gogh'}"
+    prompts.write_text(f"attribute: style\nsource: test\npairs:\n  - {pair}\nedits:\n  'van gogh':\n    keys:\n      - {pair}\n")
+    monkeypatch.setattr(importlib.import_module("loco_lib.sweep"), "sample_batch", lambda *a, **k: pytest.fail("computed"))
+    for command in (["locogen", "toy", "--attribute", "style", "--m", "2"], ["evaluate", "toy", "--attribute", "style"],
+                    ["edit", "toy", "--attribute", "style", "--layers", "0,1", "--out", str(tmp_path / "e.safetensors")]):
+        code, out, err = run(capsys, *command, "--prompts", str(prompts))
+        assert code == 2 and err.count("\n") == 1 and "'dali'" in err and "van gogh" in err, err
+    code, _, err = run(capsys, "generate", "toy", "--prompt", "a red dog!", "--out", str(tmp_path / "a.png"))
+    assert code == 2 and err.count("\n") == 1 and "('dog', '!')" in err, err
+
+
+def test_json_never_prints_nan(capsys, monkeypatch):
+    """A scorer that gives every image the same score: clean and all layers score the same, so the
+    best window's fraction of the way is 0/0."""
+    import importlib
+
+    import torch
+
+    clip_score = importlib.import_module("loco_lib.clip_score")  # (loco_lib.clip_score is also a function)
+
+    class Flat:
+        name = "flat"
+
+        def score(self, images, texts):
+            return torch.full((len(images),), 25.0)
+
+    monkeypatch.setattr(clip_score, "get_scorer", lambda name=None, model=None: Flat())
+    argv = ["locogen", "tiny-sd15", "--attribute", "style", "--m", "8", "--limit", "1", "--steps", "1", "--quiet"]
+    code, out, err = run(capsys, *argv, "--json")
+    assert code == 0, err
+    assert "NaN" not in out
+    res = json.loads(out, parse_constant=lambda c: pytest.fail(f"{c} in --json output"))
+    assert res["best"]["fraction"] is None and "equal" in res["best"]["fraction_note"]
+    code, out, err = run(capsys, *argv)
+    assert code == 0 and "nan" not in out.lower() and "no way to go" in out, out
+
+
+def test_json_writer_turns_nan_into_null_with_a_note():
+    from loco_lib.jsonout import dumps
+
+    text = dumps({"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": 2.0}})
+    data = json.loads(text, parse_constant=lambda c: pytest.fail(c))
+    assert data["a"] is None and data["b"] == [1.0, None] and data["c"] == {"d": 2.0}
+    assert len(data["notes"]) == 2 and "a is null" in data["notes"][0] and "b[1]" in data["notes"][1]
+    assert dumps({"x": 1}) == '{"x": 1}'
+
+
+def test_damaged_cache_entry_is_one_warning_line(capsys, tmp_path):
+    argv = ["locogen", "tiny-sd15", "--attribute", "style", "--m", "8", "--limit", "1", "--steps", "1",
+            "--cache", str(tmp_path), "--quiet", "--json"]
+    code, first, err = run(capsys, *argv)
+    assert code == 0, err
+    png = sorted(tmp_path.glob("*.png"))[0]
+    png.write_bytes(png.read_bytes()[:50])
+    code, again, err = run(capsys, *argv)
+    lines = err.strip().splitlines()
+    assert code == 0 and len(lines) == 1 and lines[0].startswith("loco: warning: damaged cache entry") and str(png) in lines[0], err
+    before, after = json.loads(first), json.loads(again)  # the recomputed image sat in another batch: float rounding
+    assert [w["mean"] for w in after["windows"]] == pytest.approx([w["mean"] for w in before["windows"]], abs=1e-3)
+
+
+def test_edit_of_other_weights_names_what_the_cli_user_can_do(capsys, tmp_path):
+    """toy and toy-t5 have UNets of the same shapes but other weights: no `force=True` advice."""
+    path = tmp_path / "vg.safetensors"
+    assert run(capsys, "edit", "toy", "--attribute", "style", "--layers", "0,1", "--out", str(path))[0] == 0
+    for command in (["generate", "toy-t5", "--prompt", "a red circle", "--out", str(tmp_path / "a.png")],
+                    ["evaluate", "toy-t5", "--attribute", "style", "--limit", "1"]):
+        code, _, err = run(capsys, *command, "--edit", str(path))
+        assert code == 2 and err.count("\n") == 1, err
+        assert "force" not in err and "loco edit toy-t5" in err and "'toy'" in err, err

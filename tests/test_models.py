@@ -33,10 +33,13 @@ def test_unsupported_pipeline_is_refused(tmp_path):
 def test_gated_deepfloyd_says_what_to_do(monkeypatch):
     import diffusers
 
+    from loco_lib import models
+
     def refuse(*args, **kwargs):
         raise OSError("You are trying to access a gated repo. Make sure to have access to it. 401 Client Error")
 
     monkeypatch.setattr(diffusers.DiffusionPipeline, "from_pretrained", refuse)
+    monkeypatch.setattr(models, "hub_unreachable", lambda: None)  # the Hub answers (gated is not a network problem)
     with pytest.raises(LocoError) as info:
         load("deepfloyd-if", device="cpu")
     msg = str(info.value)
