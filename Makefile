@@ -26,7 +26,7 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 # Run each notebook (its jupytext .py is the source of truth) with papermill into the book's staging tree.
-_build/src/notebooks/%.ipynb: notebooks/%.py $(BIN)/.installed $(wildcard loco_lib/*.py) $(wildcard models/*/training.json)
+_build/src/notebooks/%.ipynb: notebooks/%.py $(BIN)/.installed $(wildcard loco_lib/*.py loco_lib/*/*.py) $(wildcard models/*/training.json)
 	@mkdir -p _build/src/notebooks
 	$(BIN)/jupytext --quiet --to ipynb -o _build/src/notebooks/$*.source.ipynb $<
 	cd notebooks && LOCO_PROGRESS=0 ../$(BIN)/papermill --log-level WARNING -k python3 $(PARAMS) \

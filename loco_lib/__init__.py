@@ -20,11 +20,12 @@ Models" (ICML 2024). One module per concept:
 * :mod:`loco_lib.plots`        - image grids and layer-map figures
 * :mod:`loco_lib.evaluate`     - CLIP-score of an (edited) model on an attribute's prompts (Fig. 8)
 * :mod:`loco_lib.paper`        - the locations the paper reports
-* :mod:`loco_lib.world`        - the model organism's synthetic world
-* :mod:`loco_lib.toy`          - the model organism (toy / toy-t5): codec, tokenizers, UNet, loading
-* :mod:`loco_lib.train`        - training the organism from a seed (resumable)
-* :mod:`loco_lib.scorer`       - the organism's attribute scorer (a CLIP trained on the world)
-* :mod:`loco_lib.organism`     - every measurement of the organism chapter
+* :mod:`loco_lib.settings`     - run settings (steps, guidance, seeds, ...) checked in one place
+* :mod:`loco_lib.registry`     - model cards: what the core asks about a model it does not know by name
+
+The model organism is a wing on top of this core, :mod:`loco_lib.organism` (world, model, training,
+scorer, protocol, figures); no core module imports it. Importing ``loco_lib`` imports the wing last,
+which registers its models.
 """
 __version__ = "0.1.0"
 
@@ -41,3 +42,5 @@ from .locogen import locogen, select_m  # noqa: E402,F401
 from .neurons import k_sweep, neurons_replaced, rank_neurons  # noqa: E402,F401
 from .prompts import load_pairs  # noqa: E402,F401
 from .evaluate import evaluate  # noqa: E402,F401
+
+from . import organism  # noqa: E402,F401  (the wing: registers the organisms' model cards)

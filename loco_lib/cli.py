@@ -97,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     rep = sub.add_parser("report", help="the model organism's whole measured protocol (chapter 'The model organism')")
-    rep.add_argument("model", help="toy, toy-t5 or an organism folder written by `python -m loco_lib.train`")
+    rep.add_argument("model", help="toy, toy-t5 or an organism folder written by `python -m loco_lib.organism.training`")
     rep.add_argument("--seeds", default="0", help="comma-separated seeds per prompt, e.g. 0,1")
     rep.add_argument("--steps", type=int, default=None)
     rep.add_argument("--cache", default=None, help="folder keeping finished parts, so an interrupted run resumes "
@@ -379,12 +379,12 @@ def cmd_evaluate(args) -> int:
 
 def cmd_report(args) -> int:
     from . import organism
-    from .toy import organism_kind, sample_scheduler
+    from .organism.model import organism_kind, sample_scheduler
 
     seeds = _check_run_args(args)
     if organism_kind(args.model) is None:
         raise LocoError(f"`loco report` measures a model organism: {args.model!r} is not one "
-                        "(use toy, toy-t5 or a folder written by `python -m loco_lib.train`)")
+                        "(use toy, toy-t5 or a folder written by `python -m loco_lib.organism.training`)")
     settings.steps(None, args.steps, "--steps", scheduler=sample_scheduler())
     if args.out is not None:
         _check_output_path(args.out, (".json",))
@@ -393,9 +393,9 @@ def cmd_report(args) -> int:
     if args.out is not None:
         organism.save_report(rep, args.out)
     if args.json:
-        print(dumps(rep, indent=1))
+        print(dumps(rep.to_json(), indent=1))
     else:
-        t = rep["training"]
+        t = rep.training
         print(f"{args.model} (training seed {t['seed']}, {t['steps']} steps, final loss {t['final_loss']:.4f}); "
               f"{len(seeds)} seed(s) per prompt")
         for name, value in organism.summary(rep).items():

@@ -152,27 +152,29 @@ def clip_score(images, texts, scorer: ClipScorer | None = None) -> torch.Tensor:
 
 
 def default_scorer_name(model: str | None) -> str:
-    """``"tiny"`` (the offline random scorer) for the tiny twins, ``"toy-scorer"`` (the organism's
-    trained CLIP, :mod:`loco_lib.scorer`) for ``toy`` / ``toy-t5`` / organism folders, CLIP ViT-L/14 otherwise."""
+    """``"tiny"`` (the offline random scorer) for the tiny twins, the scorer a model's card names (the
+    organisms: ``"toy-scorer"``), CLIP ViT-L/14 otherwise."""
+    from .registry import card
+
     if model and str(model).startswith("tiny-"):
         return "tiny"
-    from .toy import organism_kind
-
-    if organism_kind(model) is not None:
-        return "toy-scorer"
+    c = card(model)
+    if c is not None and c.scorer:
+        return c.scorer
     return DEFAULT_SCORER
 
 
 def get_scorer(name: str | None = None, model: str | None = None) -> ClipScorer:
-    """A scorer by name: ``"tiny"``, ``"toy-scorer"``, a CLIP hub id or folder; ``None`` picks the
-    default for ``model``. The trained toy scorer is loaded once and reused."""
+    """A scorer by name: ``"tiny"``, a registered one (``"toy-scorer"``), a CLIP hub id or folder;
+    ``None`` picks the default for ``model``. A registered scorer is loaded once and reused."""
+    from .registry import scorer_loader
+
     name = name or default_scorer_name(model)
     if name == "tiny":
         return ClipScorer.tiny()
-    if name == "toy-scorer":
-        if "toy-scorer" not in _DEFAULT:
-            from .scorer import load
-
-            _DEFAULT["toy-scorer"] = load()
-        return _DEFAULT["toy-scorer"]
+    loader = scorer_loader(name)
+    if loader is not None:
+        if name not in _DEFAULT:
+            _DEFAULT[name] = loader()
+        return _DEFAULT[name]
     return ClipScorer(name)

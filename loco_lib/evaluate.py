@@ -3,7 +3,7 @@
 The paper judges an edit by CLIP-score of the edited model's images against the original prompts
 (should fall: the attribute is gone) and against the target prompts (should rise). :func:`evaluate`
 generates every prompt with every seed and reports both means. With the organism's
-:class:`~loco_lib.scorer.AttributeScorer` it adds the readouts: per attribute (shape, colour, style),
+:class:`~loco_lib.organism.scorer.AttributeScorer` it adds the readouts: per attribute (shape, colour, style),
 the fraction of images that show what the original prompt asks for (``accuracy``) and what the
 target prompt asks for (``accuracy_target``).
 """

@@ -33,54 +33,28 @@ Conventions of this module:
   sequence, hence computed on the full padded sequence and *per layer*). App. M: the edit does not
   work for IF (T5 is bidirectional, so the attribute leaks into tokens after the subject); this
   module computes it correctly anyway, so that the failure can be reproduced.
-* **Prompts.** :func:`augment` builds the authors' prompt variants (4 for style, keys from
+* **Prompts.** :func:`loco_lib.prompts.augment` builds the authors' prompt variants (4 for style, keys from
   '<artist>', 'a painting in the style of <artist>', 'a photo ...', 'a picture ...', targets from
   'a painting'). ``preserve=[prompts]`` adds identity rows (the row maps to itself) for prompts
   that must not change; the paper uses none (the default). loco's choice: an early probe on a
   small model needed them when an edit with few rows also changed unrelated prompts.
 
-An :class:`Edit` holds only the new K/V weights of the edited layers, a fingerprint of the weights
-it was computed from, and its metadata; ``apply`` / ``revert`` (bit-for-bit) / ``applied`` (a
-context manager) change a pipeline in place, ``save`` / ``Edit.load`` use a safetensors file.
+The result is an :class:`~loco_lib.edit_file.Edit` (the saved-edit artefact: apply, revert, save,
+load); the prompt variants live with the other prompt data (:func:`loco_lib.prompts.augment`); the
+full-size timing is a benchmark (``benchmarks/locoedit_full_size.py``).
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import time
-import uuid
-import weakref
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import torch
 
+from .edit_file import Edit, _fingerprint, _model_name, weights_checksum  # noqa: F401 (Edit, weights_checksum: re-exported)
 from .errors import LocoError
 from .layers import cross_attention_layers, kv_inputs, parse_layers
+from .prompts import FACT_TEMPLATES, OBJECT_TEMPLATES, PAPER_TARGETS, STYLE_TEMPLATES, augment  # noqa: F401 (re-exported)
 
 LAMBDA = 0.01  # App. H: lambda_K = lambda_V = 0.01 for all models
-FORMAT = "loco-edit"
-FORMAT_VERSION = "1"
-
-# Prompt variants (module docstring). Style: the authors' four key variants, all mapped to one
-# target prompt ('a painting'). Objects and facts: the same templates with the target substituted,
-# so each original row is mapped to the target's row in the same context.
-STYLE_TEMPLATES = ("{}", "a painting in the style of {}", "a photo in the style of {}", "a picture in the style of {}")
-OBJECT_TEMPLATES = ("{}", "a photo of {}", "a painting of {}", "a picture of {}")
-FACT_TEMPLATES = ("{}", "a photo of {}", "a portrait of {}", "an image of {}")
-# The paper's targets (App. C).
-PAPER_TARGETS = {
-    "style": "a painting",
-    "r2d2": "robot",
-    "snoopy": "dog",
-    "nemo": "fish",
-    "cat": "dog",
-    "the president of the united states": "joe biden",
-    "the british monarch": "prince charles",
-}
-_ATTRIBUTES = {"style": "style", "styles": "style", "object": "objects", "objects": "objects", "fact": "facts", "facts": "facts"}
-
 
 # ---------------------------------------------------------------------------------------------
 # The closed form
@@ -133,53 +107,6 @@ def objective(W: torch.Tensor, W_hat: torch.Tensor, X_orig: torch.Tensor, X_targ
 
 
 # ---------------------------------------------------------------------------------------------
-# Prompts
-# ---------------------------------------------------------------------------------------------
-
-def augment(attribute: str, concept, target=None, templates=None):
-    """Prompt variants for an edit: ``(originals, targets, subjects)`` lists of equal length.
-
-    ``attribute``: 'style', 'objects' or 'facts'; ``concept``: the thing to edit ('van gogh',
-    'r2d2', 'the president of the united states'), or a list of them; ``target``: what it should
-    become (default: 'a painting' for style, the paper's App. C targets for its objects and facts).
-    ``templates``: your own list of format strings with one ``{}`` (default: the module's
-    ``STYLE_TEMPLATES`` / ``OBJECT_TEMPLATES`` / ``FACT_TEMPLATES``).
-
-    Style follows the authors' code: every variant maps to the one target prompt (its last token).
-    Objects and facts: the target is put into the same template. ``subjects`` is the concept for
-    every original (its last token is the row); the targets' rows are their last tokens (pass
-    ``target_subjects=None`` to :func:`compute_edit`).
-    """
-    kind = _ATTRIBUTES.get(str(attribute).strip().lower())
-    if kind is None:
-        raise LocoError(f"unknown attribute {attribute!r}: use 'style', 'objects' or 'facts'")
-    concepts = [concept] if isinstance(concept, str) else list(concept)
-    if not concepts or any(not isinstance(c, str) or not c.strip() for c in concepts):
-        raise LocoError("augment needs a non-empty concept (e.g. 'van gogh')")
-    if templates is None:
-        templates = {"style": STYLE_TEMPLATES, "objects": OBJECT_TEMPLATES, "facts": FACT_TEMPLATES}[kind]
-    templates = [templates] if isinstance(templates, str) else list(templates)
-    for t in templates:
-        if not isinstance(t, str) or t.count("{}") != 1:
-            raise LocoError(f"a template needs exactly one '{{}}' for the concept, got {t!r}")
-    originals, targets, subjects = [], [], []
-    for c in concepts:
-        c = c.strip()
-        tgt = target
-        if tgt is None:
-            tgt = PAPER_TARGETS["style"] if kind == "style" else PAPER_TARGETS.get(c.lower())
-            if tgt is None:
-                raise LocoError(f"no default target for {c!r}: give target=... (e.g. 'robot' for 'r2d2')")
-        if not isinstance(tgt, str) or not tgt.strip():
-            raise LocoError("the target must be a non-empty prompt")
-        for t in templates:
-            originals.append(t.format(c))
-            targets.append(tgt if kind == "style" else t.format(tgt))
-            subjects.append(c)
-    return originals, targets, subjects
-
-
-# ---------------------------------------------------------------------------------------------
 # Rows: the K/V projections' inputs at the subject token
 # ---------------------------------------------------------------------------------------------
 
@@ -216,239 +143,6 @@ def kv_rows(pipe, layers, prompts, subjects=None) -> dict[int, torch.Tensor]:
     subjects = _as_list(subjects, len(prompts), "subjects")
     pos = torch.tensor([subject_token_index(pipe, p, s) for p, s in zip(prompts, subjects)])
     return kv_inputs(unet, [all_layers[i] for i in idx], encode(pipe, prompts).embeds, pos)
-
-
-# ---------------------------------------------------------------------------------------------
-# The edit
-# ---------------------------------------------------------------------------------------------
-
-def _fingerprint(t: torch.Tensor) -> str:
-    """sha256 of the weight rounded to float16 (so fp32 and fp16 copies of a checkpoint agree)."""
-    data = t.detach().to("cpu", torch.float16).contiguous()
-    h = hashlib.sha256(str(tuple(data.shape)).encode())
-    h.update(data.view(torch.int16).numpy().tobytes())
-    return h.hexdigest()[:32]
-
-
-# unet -> {"edits": {edit uid: {param name: saved original}}, "owner": {param name: edit uid}}
-_APPLIED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-@dataclass(eq=False)
-class Edit:
-    """New K/V weights for some cross-attention layers (by parameter name, e.g.
-    ``up_blocks.1.attentions.2.transformer_blocks.0.attn2.to_k.weight``) plus metadata."""
-
-    weights: dict[str, torch.Tensor]  # parameter name -> new weight (CPU)
-    fingerprints: dict[str, str]  # parameter name -> fingerprint of the weight it replaces
-    layers: list[int]  # the edited cross-attention layers (execution-order indices)
-    layer_names: dict[int, str]  # layer index -> attention module name
-    meta: dict = field(default_factory=dict)  # model, prompts, lambda, version, timings, ...
-    uid: str = field(default_factory=lambda: uuid.uuid4().hex)
-
-    # -- information ----------------------------------------------------------------------------
-    @property
-    def lam(self) -> float:
-        return float(self.meta.get("lambda", LAMBDA))
-
-    @property
-    def model(self):
-        return self.meta.get("model")
-
-    @property
-    def edit_seconds(self) -> float:
-        """Wall time of the closed-form updates (all K and V projections), without text encoding."""
-        return float(self.meta.get("edit_seconds", float("nan")))
-
-    @property
-    def fingerprint(self) -> str:
-        """One fingerprint of all the original weights the edit replaces."""
-        h = hashlib.sha256()
-        for name in sorted(self.fingerprints):
-            h.update(f"{name}={self.fingerprints[name]};".encode())
-        return h.hexdigest()[:32]
-
-    def __repr__(self) -> str:
-        return (f"Edit(model={self.model!r}, layers={self.layers}, lambda={self.lam}, "
-                f"rows={self.meta.get('n_rows')}, params={len(self.weights)}, edit_seconds={self.edit_seconds:.4f})")
-
-    def _layer_of(self, name: str) -> str:
-        for i, lname in self.layer_names.items():
-            if name.startswith(lname + "."):
-                return f"layer {i} ({name.rsplit('.', 1)[0]})"
-        return name
-
-    # -- apply / revert -----------------------------------------------------------------------
-    def _params(self, pipe, force: bool) -> dict[str, torch.nn.Parameter]:
-        unet = _unet(pipe)
-        params = {}
-        for name, new in self.weights.items():
-            try:
-                p = unet.get_parameter(name)
-            except AttributeError:
-                raise LocoError(f"{self._layer_of(name)}: this model has no such weight; the edit was made for {self.model!r}") from None
-            if tuple(p.shape) != tuple(new.shape):
-                raise LocoError(
-                    f"{self._layer_of(name)}: the edit's weight has shape {tuple(new.shape)} but this model's has "
-                    f"{tuple(p.shape)}; the edit was made for {self.model!r}"
-                )
-            params[name] = p
-        if not force:
-            for name, p in params.items():
-                if _fingerprint(p) != self.fingerprints[name]:
-                    raise LocoError(
-                        f"{self._layer_of(name)}: this model's weights are not the ones the edit was computed from "
-                        f"(made for {self.model!r}); pass force=True to apply it anyway"
-                    )
-        return params
-
-    @torch.no_grad()
-    def apply(self, pipe, force: bool = False):
-        """Copy the new weights into ``pipe`` (a pipeline or its UNet), keeping the originals for
-        :meth:`revert`. Applying an edit that is already applied is an error; so is applying onto
-        weights that differ from the ones it was computed from (``force=True`` skips that check)."""
-        unet = _unet(pipe)
-        state = _APPLIED.setdefault(unet, {"edits": {}, "owner": {}})
-        if self.uid in state["edits"]:
-            raise LocoError("this edit is already applied to this pipeline; revert it first")
-        for name in self.weights:
-            if name in state["owner"]:
-                raise LocoError(f"{self._layer_of(name)} is already changed by another applied edit; revert that edit first")
-        params = self._params(pipe, force)
-        saved = {name: p.detach().clone() for name, p in params.items()}
-        for name, p in params.items():
-            p.copy_(self.weights[name].to(device=p.device, dtype=p.dtype))
-        state["edits"][self.uid] = saved
-        for name in params:
-            state["owner"][name] = self.uid
-        return pipe
-
-    @torch.no_grad()
-    def revert(self, pipe):
-        """Restore the weights this edit replaced in ``pipe``, bit for bit."""
-        unet = _unet(pipe)
-        state = _APPLIED.get(unet)
-        if state is None or self.uid not in state["edits"]:
-            raise LocoError("this edit is not applied to this pipeline: nothing to revert")
-        saved = state["edits"].pop(self.uid)
-        for name, orig in saved.items():
-            unet.get_parameter(name).copy_(orig)
-            state["owner"].pop(name, None)
-        return pipe
-
-    def is_applied(self, pipe) -> bool:
-        state = _APPLIED.get(_unet(pipe))
-        return state is not None and self.uid in state["edits"]
-
-    @contextmanager
-    def applied(self, pipe, force: bool = False):
-        """``with edit.applied(pipe): ...`` runs the block with the edit in place, then reverts."""
-        self.apply(pipe, force=force)
-        try:
-            yield pipe
-        finally:
-            self.revert(pipe)
-
-    # -- files ----------------------------------------------------------------------------------
-    def save(self, path) -> str:
-        """Write the changed weights and the metadata to a safetensors file; returns the path.
-
-        The same edit always gives the same bytes: the timings (``edit_seconds``, ...) stay on the
-        object and out of the file, and the header is written in a fixed order. The file is written
-        next to its destination and renamed into place, with the permissions of any new file."""
-        from safetensors.torch import save
-
-        path = _edit_path(path, "save the edit to")
-        kept = {k: v for k, v in self.meta.items() if k not in TIMING_KEYS}
-        meta = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "layers": json.dumps(self.layers),
-            "layer_names": json.dumps({str(k): v for k, v in self.layer_names.items()}),
-            "fingerprints": json.dumps(self.fingerprints, sort_keys=True),
-            "fingerprint": self.fingerprint,
-            "meta": json.dumps(kept, sort_keys=True),
-        }
-        for key in ("model", "lambda", "loco_lib_version"):
-            meta[key] = str(self.meta.get(key))
-        tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.weights.items()}
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder):
-            raise LocoError(f"cannot save the edit to {path!r}: folder {folder!r} does not exist")
-        try:
-            _write_new_file(path, _canonical_safetensors(save(tensors, metadata=meta)))
-        except OSError as exc:
-            raise LocoError(f"cannot save the edit to {path!r}: {exc.strerror or exc}") from None
-        return path
-
-    @classmethod
-    def load(cls, path) -> "Edit":
-        """Read an edit written by :meth:`save`. Missing or unreadable files are a LocoError."""
-        from safetensors import safe_open
-
-        path = _edit_path(path, "load an edit from")
-        if not os.path.isfile(path):
-            raise LocoError(f"no edit file at {path!r}")
-        try:
-            with safe_open(path, framework="pt", device="cpu") as fh:
-                meta = fh.metadata() or {}
-                weights = {k: fh.get_tensor(k) for k in fh.keys()}
-        except Exception as exc:  # safetensors raises its own error types for corrupt headers/data
-            raise LocoError(f"{path!r} is not a readable LocoEdit file ({type(exc).__name__})") from None
-        if meta.get("format") != FORMAT:
-            raise LocoError(f"{path!r} is a safetensors file but not a LocoEdit file (no '{FORMAT}' metadata)")
-        try:
-            layers = [int(i) for i in json.loads(meta["layers"])]
-            layer_names = {int(k): str(v) for k, v in json.loads(meta["layer_names"]).items()}
-            fingerprints = {str(k): str(v) for k, v in json.loads(meta["fingerprints"]).items()}
-            extra = json.loads(meta["meta"])
-        except (KeyError, ValueError, TypeError, AttributeError):
-            raise LocoError(f"{path!r} has damaged LocoEdit metadata") from None
-        if set(fingerprints) != set(weights) or not weights:
-            raise LocoError(f"{path!r} has damaged LocoEdit metadata (weights and fingerprints do not match)")
-        return cls(weights=weights, fingerprints=fingerprints, layers=layers, layer_names=layer_names, meta=extra)
-
-
-TIMING_KEYS = ("edit_seconds", "encode_seconds")  # in memory only: files of the same edit are identical
-
-
-def _edit_path(path, doing: str) -> str:
-    """``path`` as a string; a LocoError for anything that is not a path."""
-    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
-        raise LocoError(f"cannot {doing} {path!r}: give the path of a .safetensors file")
-    return os.fspath(path)
-
-
-def _canonical_safetensors(blob: bytes) -> bytes:
-    """safetensors bytes with the JSON header's keys sorted (safetensors writes the metadata in hash
-    order, which differs from run to run); the tensor data is unchanged."""
-    n = int.from_bytes(blob[:8], "little")
-    header = json.dumps(json.loads(blob[8 : 8 + n]), sort_keys=True, separators=(",", ":")).encode()
-    header += b" " * (-len(header) % 8)  # the data stays 8-byte aligned
-    return len(header).to_bytes(8, "little") + header + blob[8 + n :]
-
-
-def _write_new_file(path: str, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path`` (created like any new file: 0666 minus the
-    umask), then rename it into place, so an interruption never leaves half a file."""
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _model_name(pipe) -> str:
-    name = getattr(pipe, "loco_name", None)
-    if name:
-        return str(name)
-    unet = _unet(pipe)
-    return str(getattr(getattr(unet, "config", None), "_class_name", None) or type(unet).__name__)
 
 
 def compute_edit(
@@ -576,79 +270,3 @@ def lambda_table(pipe, layers, originals, targets, subjects=None, target_subject
         rows.append({"lambda": lam, "fit left": float((t["fit after"] / t["fit before"]).mean()),
                      "weight change": float(t["weight change"].mean())})
     return pd.DataFrame(rows)
-
-
-def weights_checksum(module) -> str:
-    """sha256 over every tensor of ``module``'s state (names and raw bytes): equal only if bit-identical."""
-    h = hashlib.sha256()
-    for name, tensor in module.state_dict().items():
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-# ---------------------------------------------------------------------------------------------
-# Timing on full-size shapes
-# ---------------------------------------------------------------------------------------------
-
-@dataclass
-class EditTiming:
-    model: str
-    layers: list[int]
-    n_prompts: int
-    seconds: float  # all closed-form K and V updates (written into the weights), wall time
-    per_projection: dict[str, float]  # parameter name -> seconds
-    shapes: dict[str, tuple]  # parameter name -> weight shape
-    device: str
-    dtype: str
-    build_seconds: float  # building the random full-size UNet (not part of the edit)
-
-
-def time_edit_full_size(model: str = "sdxl", layers=None, n_prompts: int = 8, device="cpu", dtype=torch.float32,
-                        lam: float = LAMBDA, seed: int = 0) -> EditTiming:
-    """Time LocoEdit's weight update on the full-size UNet of ``model`` (real shapes, random
-    weights, :func:`loco_lib.architectures.random_unet`).
-
-    ``layers``: default the paper's style window (SD-XL 45, 46, 47). The rows are random
-    [n_prompts, kv_dim] matrices (2048-d for SD-XL), so the time is the closed form alone (no text
-    encoder): the K and V update of every layer, including writing the new weight into the UNet.
-    """
-    from .architectures import random_unet
-
-    from .models import quiet_libraries
-    from .paper import LOCATIONS, paper_window
-
-    if model not in LOCATIONS and layers is None:
-        raise LocoError(f"no default layers for {model!r}: give layers=[...]")
-
-    t0 = time.perf_counter()
-    with quiet_libraries():
-        unet = random_unet(model, dtype=dtype, device=device)
-    build = time.perf_counter() - t0
-    all_layers = cross_attention_layers(unet)
-    idx = parse_layers(paper_window(model, 'style') if layers is None else layers, len(all_layers))
-    gen = torch.Generator("cpu").manual_seed(seed)
-    per: dict[str, float] = {}
-    shapes: dict[str, tuple] = {}
-    total = 0.0
-    with torch.no_grad():
-        for i in idx:
-            layer = all_layers[i]
-            xo = torch.randn(n_prompts, layer.kv_dim, generator=gen).to(device, dtype)
-            xt = torch.randn(n_prompts, layer.kv_dim, generator=gen).to(device, dtype)
-            attn = unet.get_submodule(layer.name)
-            for proj in (layer.key, layer.value):
-                p = getattr(attn, proj).weight
-                sync = torch.cuda.synchronize if p.device.type == "cuda" else (lambda: None)
-                sync()
-                t = time.perf_counter()
-                p.copy_(closed_form(p, xo, xt, lam))
-                sync()
-                dt = time.perf_counter() - t
-                name = f"{layer.name}.{proj}.weight"
-                per[name] = dt
-                shapes[name] = tuple(p.shape)
-                total += dt
-    del unet
-    return EditTiming(model=model, layers=idx, n_prompts=n_prompts, seconds=total, per_projection=per, shapes=shapes,
-                      device=str(device), dtype=str(dtype).replace("torch.", ""), build_seconds=build)

@@ -152,7 +152,7 @@ def locogen(
     return result
 
 
-# Which readouts an attribute's pairs change (the model organism's world, loco_lib.world)
+# Which readouts an attribute's pairs change (the model organism's world, loco_lib.organism.world)
 READOUT_OF = {"style": ("style",), "objects": ("shape",), "facts": ("shape", "colour")}
 
 
@@ -167,7 +167,7 @@ def readouts(result: LocoGenResult, scorer, keys=None):
     import pandas as pd
 
     if not hasattr(scorer, "accuracy"):
-        raise LocoError("readouts need an attribute scorer (loco_lib.scorer, the model organism's), not a plain CLIP")
+        raise LocoError("readouts need an attribute scorer (loco_lib.organism.scorer, the model organism's), not a plain CLIP")
     n_layers = result.table["layer_list"].iloc[-1][-1] + 1
     sets = [("clean", [])] + [(format_layers(w), w) for w in result.table["layer_list"]] + [("all", list(range(n_layers)))]
     rows = []

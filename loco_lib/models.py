@@ -21,9 +21,9 @@ module names (so the same layer map and the same 16 / 16 / 70 / 22 layers), tiny
 random weights, real tokenizers built offline, the real model's scheduler type and config; every
 module in eval mode. They prove code paths run; they know nothing (no layer controls anything).
 
-Model organisms (``toy``, ``toy-t5``, the default model): trained by loco on its synthetic world
-(:mod:`loco_lib.toy`, :mod:`loco_lib.world`), weights in ``models/``; SD-1.5's 16 cross-attention
-layers, a real ``StableDiffusionPipeline``, sampled with 15 DDIM steps at guidance 3 by default.
+Model organisms (``toy``, ``toy-t5``, the default model): trained by loco on its synthetic world,
+weights in ``models/``; they come as cards from the wing :mod:`loco_lib.organism` (see
+:mod:`loco_lib.registry`), which this module does not import.
 """
 from __future__ import annotations
 
@@ -60,18 +60,16 @@ TINY = {
     "tiny-sdxl": ModelSpec("tiny-sdxl", "sdxl", twin_of="sdxl"),
     "tiny-if": ModelSpec("tiny-if", "if", twin_of="deepfloyd-if"),
 }
-# The model organism, trained by loco on its synthetic world (loco_lib.toy, loco_lib.world).
-ORGANISMS = {
-    "toy": ModelSpec("toy", "sd", note="model organism, CLIP-style causal text encoder"),
-    "toy-t5": ModelSpec("toy-t5", "sd", note="model organism, T5 bidirectional text encoder"),
-}
-MODELS = {**REAL, **TINY, **ORGANISMS}
-DEFAULT_MODEL = "toy"  # the model organism: trained, offline, CPU-sized
+MODELS = {**REAL, **TINY}  # more models come as cards (loco_lib.registry), e.g. the model organisms
+DEFAULT_MODEL = "toy"  # the model organism (registered by loco_lib.organism): trained, offline, CPU-sized
 IF_LICENSE_URL = "https://huggingface.co/DeepFloyd/IF-I-XL-v1.0"
 
 
 def known_models() -> list[str]:
-    return list(MODELS)
+    """Real checkpoints, tiny twins and the models registered as cards (the organisms)."""
+    from .registry import named
+
+    return list(MODELS) + [n for n in named() if n not in MODELS]
 
 
 def progress_default() -> bool:
@@ -109,45 +107,39 @@ def default_device() -> str:
 def check_model_name(name: str) -> None:
     """Raise a LocoError listing the known names unless ``name`` is usable."""
     if not isinstance(name, str):
-        raise LocoError(f"a model name must be text, got {name!r}; known models: {', '.join(MODELS)}")
+        raise LocoError(f"a model name must be text, got {name!r}; known models: {', '.join(known_models())}")
     if not name.strip():
-        raise LocoError(f"empty model name; known models: {', '.join(MODELS)}")
-    if name in MODELS or os.path.isdir(name):
+        raise LocoError(f"empty model name; known models: {', '.join(known_models())}")
+    if name in known_models() or os.path.isdir(name):
         return
     if name.count("/") == 1 and not name.startswith(("/", ".")) and " " not in name:
         return  # another hub id, e.g. "nitrosocke/Arcane-Diffusion"
-    raise LocoError(f"unknown model {name!r}; known models: {', '.join(MODELS)} (or a hub id 'owner/name', or a local folder)")
+    raise LocoError(f"unknown model {name!r}; known models: {', '.join(known_models())} (or a hub id 'owner/name', or a local folder)")
 
 
 def load(name: str = DEFAULT_MODEL, device: str | None = None, dtype: torch.dtype | None = None, progress: bool | None = None):
     """Load a pipeline by short name, hub id or local folder (a diffusers pipeline folder, or an
-    organism folder written by :mod:`loco_lib.train`, e.g. a second training seed).
+    folder that a registered resolver knows, e.g. an organism training: :mod:`loco_lib.registry`).
 
     fp16 on CUDA and fp32 on CPU unless ``dtype`` is given. Every module is put in eval mode and the
     pipeline's own progress bar is on (``progress=False`` to silence it).
     """
-    from . import settings
-    from .toy import organism_kind
+    from . import registry, settings
 
     name = os.fspath(name) if isinstance(name, os.PathLike) else name
     check_model_name(name)
     device = settings.device(device)
-    organism = organism_kind(name) is not None
-    if not organism and os.path.isfile(os.path.join(name, "checkpoint.pt")):
-        raise LocoError(f"{name!r} holds an unfinished organism training (checkpoint.pt, no training.json): "
-                        f"finish it by running the same `python -m loco_lib.train ... --out {name}` command again")
+    card = registry.card(name)  # a resolver may refuse a folder here (e.g. an unfinished training)
     if dtype is None:
         dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
     with quiet_libraries():
         if name in TINY:
             pipe = build_tiny(name)
-        elif organism:
-            from .toy import load_trained
-
-            pipe = load_trained(name)
+        elif card is not None:
+            pipe = card.load(name)
         else:
             pipe = _load_real(name, dtype)
-    if (name in TINY or organism) and dtype != torch.float32:
+    if (name in TINY or card is not None) and dtype != torch.float32:
         pipe = pipe.to(device=device, dtype=dtype)  # twins are built in fp32
     else:
         pipe = pipe.to(device)

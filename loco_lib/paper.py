@@ -19,21 +19,16 @@ LOCATIONS = {
 }
 
 
-# Not the paper's: the windows loco's own LocoGen finds on its model organism (chapter "The model
-# organism"; tests/test_organism.py checks that LocoGen still finds them).
-ORGANISM_WINDOWS = {
-    "toy": {"style": [0, 1], "objects": [7, 8], "facts": [7, 8]},
-    "toy-t5": {"style": [1, 2], "objects": [7, 8], "facts": [8, 9]},
-}
-
-
 def default_window(model: str, attribute: str = "style") -> list[int]:
-    """The window a chapter alters or edits by default: the one loco measured for the model
-    organism, the paper's for every other model (:func:`paper_window`)."""
-    if model in ORGANISM_WINDOWS:
-        if attribute not in ORGANISM_WINDOWS[model]:
+    """The window a chapter alters or edits by default: the one the model's card records (loco's own
+    measurement on the model organisms), the paper's for every other model (:func:`paper_window`)."""
+    from .registry import card
+
+    c = card(model)
+    if c is not None and c.windows:
+        if attribute not in c.windows:
             raise LocoError(f"unknown attribute {attribute!r}: use style, objects or facts")
-        return list(ORGANISM_WINDOWS[model][attribute])
+        return list(c.windows[attribute])
     return paper_window(model, attribute)
 
 

@@ -11,7 +11,7 @@ from in the paper (Basu, Rezaei et al., ICML 2024):
   the United States' -> 'Joe Biden' and 'The British Monarch' -> 'Prince Charles' for facts. Each
   file also has ``edits:``, one LocoEdit block per concept: the prompts whose last-subject-token
   embeddings are remapped (for style the four variants of the authors'
-  public code, see :func:`loco_lib.locoedit.augment`).
+  public code, see :func:`augment`).
 * ``artists.yaml`` - App. K.1: the per-artist prompts used for neuron-level editing (Fig. 10), each
   with an artist-free counterpart.
 * ``human_study.yaml`` - App. J: the 11 prompts rated by people, with their attribute.
@@ -417,7 +417,7 @@ def edit_concepts(attribute_or_path) -> list[str]:
 
 def load_edit(attribute_or_path, concept: str) -> PromptSet:
     """The LocoEdit block of ``concept``: originals whose last-subject-token embeddings are remapped
-    onto those of the targets (Sec. 6; keys and values as in :func:`loco_lib.locoedit.augment`)."""
+    onto those of the targets (Sec. 6; keys and values as in :func:`augment`)."""
     f = _read_pair_file(attribute_or_path)
     key = str(concept).strip().lower()
     for name, pairs in f.edits.items():
@@ -426,21 +426,17 @@ def load_edit(attribute_or_path, concept: str) -> PromptSet:
     raise LocoError(f"{f.path}: no edit block for concept {concept!r} (concepts: {', '.join(f.edits) or 'none'})")
 
 
-def _is_organism(model) -> bool:
-    """``toy``, ``toy-t5`` or an organism folder written by :mod:`loco_lib.train` (same world)."""
-    from .toy import organism_kind
-
-    return model is not None and organism_kind(model) is not None
-
-
 def default_prompts(attribute: str, model: str | None = None):
-    """The bundled prompt set of ``attribute`` for ``model``: the organism's own world prompts
-    (``data/prompts/toy/<attribute>.yaml``) for ``toy`` / ``toy-t5``, the paper's sets otherwise."""
+    """The bundled prompt set of ``attribute`` for ``model``: the model card's own prompt folder (the
+    organisms: ``data/prompts/toy/<attribute>.yaml``), the paper's sets otherwise."""
+    from .registry import card
+
     key = str(attribute).strip().lower()
     if key not in ATTRIBUTES:
         raise LocoError(f"unknown attribute {attribute!r}: choose one of {', '.join(ATTRIBUTES)}")
-    if _is_organism(model):
-        return prompts_dir() / "toy" / f"{key}.yaml"
+    c = card(model)
+    if c is not None and c.prompts_dir is not None:
+        return c.prompts_dir / f"{key}.yaml"
     return key
 
 
@@ -489,19 +485,14 @@ def load_artists(artist: str | None = None, path=None, model: str | None = None)
     """App. K.1 prompts (with the artist) and their artist-free counterparts, as a PromptSet whose
     ``concepts`` are the artist names. ``artist`` (case-insensitive) keeps one artist's prompts.
 
-    For the model organism (``model`` "toy" / "toy-t5") the same set in its world: the scenes of
-    its style pairs in ``artist``'s style (one of its three), each with the style phrase removed.
+    A model whose card brings its own artist prompts (the organisms: their world's scenes in one of
+    their styles) gets those.
     """
-    if _is_organism(model) and path is None:
-        from .world import STYLES
+    from .registry import card
 
-        name = "van gogh" if artist is None else str(artist).strip().lower()
-        if name not in STYLES:
-            raise LocoError(f"the organism knows the artists {', '.join(STYLES)}, not {artist!r}")
-        src = default_prompts("style", model)
-        base = [o.replace(" in the style of van gogh", "") for o in load_pairs(src).originals]
-        pairs = [PromptPair(f"{b} in the style of {name}", b, name, None, name, "constructed: organism world") for b in base]
-        return _to_set("style", pairs, src)
+    c = card(model)
+    if c is not None and c.artist_prompts is not None and path is None:
+        return c.artist_prompts(artist, model)
     path, artists = _read_artists(path)
     if artist is None:
         pairs = [p for ps in artists.values() for p in ps]
@@ -597,3 +588,67 @@ def validate_all() -> dict[str, int]:
     counts["human_study.yaml"] = len(load_human_study())
     counts["robustness.yaml"] = len(load_robustness())
     return counts
+
+
+# -- LocoEdit's prompt variants (Sec. 6) ------------------------------------------------------------
+
+# LocoEdit's prompt variants (:func:`augment`). Style: the authors' four key variants, all mapped to one
+# target prompt ('a painting'). Objects and facts: the same templates with the target substituted,
+# so each original row is mapped to the target's row in the same context.
+STYLE_TEMPLATES = ("{}", "a painting in the style of {}", "a photo in the style of {}", "a picture in the style of {}")
+OBJECT_TEMPLATES = ("{}", "a photo of {}", "a painting of {}", "a picture of {}")
+FACT_TEMPLATES = ("{}", "a photo of {}", "a portrait of {}", "an image of {}")
+# The paper's targets (App. C).
+PAPER_TARGETS = {
+    "style": "a painting",
+    "r2d2": "robot",
+    "snoopy": "dog",
+    "nemo": "fish",
+    "cat": "dog",
+    "the president of the united states": "joe biden",
+    "the british monarch": "prince charles",
+}
+_ATTRIBUTES = {"style": "style", "styles": "style", "object": "objects", "objects": "objects", "fact": "facts", "facts": "facts"}
+
+
+def augment(attribute: str, concept, target=None, templates=None):
+    """Prompt variants for an edit: ``(originals, targets, subjects)`` lists of equal length.
+
+    ``attribute``: 'style', 'objects' or 'facts'; ``concept``: the thing to edit ('van gogh',
+    'r2d2', 'the president of the united states'), or a list of them; ``target``: what it should
+    become (default: 'a painting' for style, the paper's App. C targets for its objects and facts).
+    ``templates``: your own list of format strings with one ``{}`` (default: the module's
+    ``STYLE_TEMPLATES`` / ``OBJECT_TEMPLATES`` / ``FACT_TEMPLATES`` above).
+
+    Style follows the authors' code: every variant maps to the one target prompt (its last token).
+    Objects and facts: the target is put into the same template. ``subjects`` is the concept for
+    every original (its last token is the row); the targets' rows are their last tokens (pass
+    ``target_subjects=None`` to :func:`loco_lib.locoedit.compute_edit`).
+    """
+    kind = _ATTRIBUTES.get(str(attribute).strip().lower())
+    if kind is None:
+        raise LocoError(f"unknown attribute {attribute!r}: use 'style', 'objects' or 'facts'")
+    concepts = [concept] if isinstance(concept, str) else list(concept)
+    if not concepts or any(not isinstance(c, str) or not c.strip() for c in concepts):
+        raise LocoError("augment needs a non-empty concept (e.g. 'van gogh')")
+    if templates is None:
+        templates = {"style": STYLE_TEMPLATES, "objects": OBJECT_TEMPLATES, "facts": FACT_TEMPLATES}[kind]
+    templates = [templates] if isinstance(templates, str) else list(templates)
+    for t in templates:
+        if not isinstance(t, str) or t.count("{}") != 1:
+            raise LocoError(f"a template needs exactly one '{{}}' for the concept, got {t!r}")
+    originals, targets, subjects = [], [], []
+    for c in concepts:
+        c = c.strip()
+        tgt = target
+        if tgt is None:
+            tgt = PAPER_TARGETS["style"] if kind == "style" else PAPER_TARGETS.get(c.lower())
+            if tgt is None:
+                raise LocoError(f"no default target for {c!r}: give target=... (e.g. 'robot' for 'r2d2')")
+        if not isinstance(tgt, str) or not tgt.strip():
+            raise LocoError("the target must be a non-empty prompt")
+        for t in templates:
+            originals.append(t.format(c))
+            targets.append(tgt if kind == "style" else t.format(tgt))
+            subjects.append(c)
+    return originals, targets, subjects

@@ -18,7 +18,7 @@ from typing import Callable
 class ModelCard:
     name: str
     family: str  # "sd", "sdxl" or "if": the pipeline family it loads as
-    load: Callable  # load(name, device, dtype, progress) -> pipeline
+    load: Callable  # load(name) -> pipeline in float32 on the CPU (models.load moves and casts it)
     note: str = ""
     defaults: dict = field(default_factory=dict)  # sampling defaults: {"steps": .., "guidance": ..}
     prompts_dir: Path | None = None  # its own prompt sets: <prompts_dir>/<attribute>.yaml

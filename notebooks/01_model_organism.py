@@ -56,9 +56,10 @@ import numpy as np
 import pandas as pd
 
 import loco_lib
-from loco_lib import organism, world
+from loco_lib import organism
+from loco_lib.organism import world
 from loco_lib.plots import image_grid
-from loco_lib.toy import models_dir
+from loco_lib.organism.model import models_dir
 
 # %% [markdown]
 # ## The world
@@ -86,7 +87,7 @@ fig = image_grid(list(images), titles=[c.replace(" in the style of ", "\n") for 
 # in the text encoder: a transformers `CLIPTextModel` (causal attention, like SD's) or a
 # `T5EncoderModel` (bidirectional, like DeepFloyd IF's). The latent is the image itself, rearranged
 # losslessly (2 x 2 pixel-unshuffle, 16 x 16 x 12), so the UNet does all the work the paper's
-# localization is about. Both were trained with `python -m loco_lib.train` (v-prediction, cosine
+# localization is about. Both were trained with `python -m loco_lib.organism.training` (v-prediction, cosine
 # schedule, batch 64, 3000 steps, 10 % caption dropout for classifier-free guidance).
 
 # %%
@@ -111,7 +112,7 @@ fig, ax = plt.subplots(figsize=(5.5, 3.0))
 for name in (MODEL, COMPARE):
     info = json.loads((models_dir() / name / "training.json").read_text())
     curve = info["loss_curve"]
-    ax.plot(np.arange(len(curve)) * 50 + 25, curve, label=name)  # means over 50 steps (loco_lib.train)
+    ax.plot(np.arange(len(curve)) * 50 + 25, curve, label=name)  # means over 50 steps (loco_lib.organism.training)
 ax.set_yscale("log")
 ax.set_xlabel("training step")
 ax.set_ylabel("v-prediction loss")
@@ -121,7 +122,7 @@ fig.tight_layout()
 
 # %% [markdown]
 # The **attribute scorer** is a small transformers `CLIPModel` trained contrastively on rendered
-# images and captions (`python -m loco_lib.scorer`). It is a `ClipScorer` like CLIP ViT-L/14, so
+# images and captions (`python -m loco_lib.organism.scorer`). It is a `ClipScorer` like CLIP ViT-L/14, so
 # CLIP-score and LocoGen use it unchanged, and it reads off an image's shape, colour and style
 # zero-shot: the image embedding is compared with the text embeddings of all 64 shape x colour x
 # style captions. On 2000 freshly rendered images it never saw:
@@ -145,7 +146,7 @@ print("scorer accuracy on 2000 held-out renders:", {a: f"{v:.3f}" for a, v in he
 cache = CACHE_DIR or organism.default_cache_dir()
 reports = {name: organism.report(name, seeds=SEEDS, steps=STEPS, cache_dir=cache) for name in (MODEL, COMPARE)}
 for name, rep in reports.items():
-    print(f"{name}: computed now: {', '.join(rep['computed']) or 'nothing (all read from the cache)'}")
+    print(f"{name}: computed now: {', '.join(rep.computed) or 'nothing (all read from the cache)'}")
 
 # %% [markdown]
 # ## 1. Does the model draw what it is asked?
@@ -154,7 +155,7 @@ for name, rep in reports.items():
 # seed, read back by the scorer:
 
 # %%
-pd.DataFrame({name: {a: rep["sample"][a] for a in ("shape", "colour", "style", "n")} for name, rep in reports.items()}).T
+pd.DataFrame({name: vars(rep.sample) for name, rep in reports.items()}).T
 
 # %%
 pipe = loco_lib.load(MODEL, progress=False)
@@ -188,24 +189,11 @@ fig = organism.plot_windows(reports)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-rows = []
-for name, rep in reports.items():
-    for attr in ("style", "objects", "colour", "facts"):
-        r = rep["locogen"][attr]
-        rows.append({"model": name, "attribute": attr, "window (CLIP-score, Alg. 1)": f"{r['best'][0]}-{r['best'][-1]}"})
-pd.DataFrame(rows).pivot(index="attribute", columns="model", values="window (CLIP-score, Alg. 1)")
+windows = organism.window_summary(reports)
+windows.pivot(index="attribute", columns="model", values="window")  # the window Algorithm 1 picks (CLIP-score)
 
 # %%
-rows = []
-for name, rep in reports.items():
-    for attr in ("style", "objects", "colour", "facts"):
-        r = rep["locogen"][attr]
-        t = pd.DataFrame(r["table"]).set_index("layers")
-        b = t.loc[f"{r['best'][0]}-{r['best'][-1]}"]
-        rows.append({"model": name, "attribute": attr, "window": f"{r['best'][0]}-{r['best'][-1]}",
-                     "readout moved": round(r["moved"], 2), "CLIP-score moved": round(r["clip_fraction"], 2),
-                     **{f"{a} (clean -> window)": f"{t.loc['clean', a]:.2f} -> {b[a]:.2f}" for a in ("shape", "colour", "style")}})
-pd.DataFrame(rows)
+windows
 
 # %% [markdown]
 # The images behind the style curve, for the first prompt:
@@ -216,7 +204,7 @@ from loco_lib.prompts import default_prompts, load_pairs
 
 style_pairs = load_pairs(default_prompts("style", MODEL))
 res = locogen(pipe, style_pairs, "style", 2, SEEDS, scorer=scorer, steps=STEPS,
-              cache_dir=f"{reports[MODEL]['sweeps']}/style", progress=False)  # the report's images
+              cache_dir=f"{reports[MODEL].sweeps}/style", progress=False)  # the report's images
 fig = window_grid(res, prompt_index=0, ncols=9)
 
 # %% [markdown]
@@ -224,7 +212,7 @@ fig = window_grid(res, prompt_index=0, ncols=9)
 # least 80 % of the way from clean to fully altered:
 
 # %%
-pd.DataFrame({name: {"m selected": rep["app_g"]["m"]} for name, rep in reports.items()}).T
+pd.DataFrame({name: {"m selected": rep.app_g.m} for name, rep in reports.items()}).T
 
 # %% [markdown]
 # ## 3. LocoEdit at the style window
@@ -280,7 +268,7 @@ organism.edit_table(reports[MODEL], "fact_edit")
 fig = organism.plot_neurons(reports)
 
 # %%
-pd.DataFrame({name: {r["k"]: r["style"] for r in rep["neurons"]} for name, rep in reports.items()}).rename_axis("k")
+pd.DataFrame({name: {p.k: p.style for p in rep.neurons} for name, rep in reports.items()}).rename_axis("k")
 
 # %% [markdown]
 # ## 5. CLIP vs T5: the App. M hypothesis
@@ -291,16 +279,7 @@ pd.DataFrame({name: {r["k"]: r["style"] for r in rep["neurons"]} for name, rep i
 # encoder. First the same LocoEdit protocol on both:
 
 # %%
-rows = []
-for name, rep in reports.items():
-    e = rep["edit"]["window"]
-    rows.append({"model": name, "edit at": f"{e['layers'][0]}-{e['layers'][-1]}",
-                 "van gogh, before -> after": f"{e['before']['edited']['style']:.2f} -> {e['after']['edited']['style']:.2f}",
-                 "other styles": f"{e['before']['other styles']['style']:.2f} -> {e['after']['other styles']['style']:.2f}",
-                 "no style": f"{e['before']['style-free']['style']:.2f} -> {e['after']['style-free']['style']:.2f}",
-                 "shape (all prompts)": f"{organism.mean_over(e['before'], 'shape'):.2f} -> {organism.mean_over(e['after'], 'shape'):.2f}",
-                 "colour (all prompts)": f"{organism.mean_over(e['before'], 'colour'):.2f} -> {organism.mean_over(e['after'], 'colour'):.2f}"})
-pd.DataFrame(rows)
+organism.edit_summary(reports)
 
 # %% [markdown]
 # The App. M prediction does **not** appear on the organism. The T5 model's edit at its own style
@@ -316,7 +295,7 @@ pd.DataFrame(rows)
 # style.
 
 # %%
-pd.DataFrame({name: {r["which"]: r["style"] for r in rep["token_swap"]} for name, rep in reports.items()}).rename_axis("tokens swapped")
+pd.DataFrame({name: {t.which: t.style for t in rep.token_swap} for name, rep in reports.items()}).rename_axis("tokens swapped")
 
 # %% [markdown]
 # The answer is the opposite of the hypothesis as the paper words it. With the **causal** encoder the
@@ -348,7 +327,7 @@ organism.summary_table({f"{MODEL} ({seeds_label})": reports[MODEL], f"{COMPARE} 
 #
 # Everything above is one trained `toy`, training seed 0. To see which findings belong to the
 # method and which to one training run, `toy` was trained a second time with training seed 1
-# (same data, recipe and budget: `python -m loco_lib.train --kind clip --seed 1 --steps 3000 --out
+# (same data, recipe and budget: `python -m loco_lib.organism.training --kind clip --seed 1 --steps 3000 --out
 # models/toy-seed1`, about 50 minutes on 2 CPU cores). Its weights are not shipped; its report was
 # measured once with `loco report models/toy-seed1 --out data/organism/toy-seed1.json` (the same
 # protocol, one seed per prompt) and is read back here, with the loco commit that measured it.
@@ -357,8 +336,8 @@ organism.summary_table({f"{MODEL} ({seeds_label})": reports[MODEL], f"{COMPARE} 
 
 # %%
 recorded = {path.stem: organism.load_report(path) for path in sorted(organism.recorded_dir().glob("*.json"))}
-pd.DataFrame({name: {"model": r["model"], "training seed": r["training"]["seed"], "final loss": round(r["training"]["final_loss"], 4),
-                     "seeds per prompt": len(r["seeds"]), "measured at loco commit": r["recorded"]["loco_commit"]}
+pd.DataFrame({name: {"model": r.model, "training seed": r.training["seed"], "final loss": round(r.training["final_loss"], 4),
+                     "seeds per prompt": len(r.seeds), "measured at loco commit": r.recorded["loco_commit"]}
               for name, r in recorded.items()}).T
 
 # %%
@@ -403,7 +382,7 @@ organism.summary_table({f"toy ({seeds_label}, above)": live["toy"], "toy (2 seed
 # window label with that in mind, on the organism and on SD alike.
 
 # %% [markdown]
-# Reproduce the weights: `python -m loco_lib.train --kind clip --steps 3000 --out models/toy` (and
-# `--kind t5 --out models/toy-t5`); the scorer: `python -m loco_lib.scorer --out models/toy-scorer`.
+# Reproduce the weights: `python -m loco_lib.organism.training --kind clip --steps 3000 --out models/toy` (and
+# `--kind t5 --out models/toy-t5`); the scorer: `python -m loco_lib.organism.scorer --out models/toy-scorer`.
 # `loco evaluate toy --attribute style --json` measures a set from the command line, with
 # `--edit EDIT.safetensors` an edited model.

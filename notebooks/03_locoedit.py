@@ -73,7 +73,8 @@ import torch
 import loco_lib
 from loco_lib.clip_score import get_scorer
 from loco_lib.evaluate import compare
-from loco_lib.locoedit import Edit, compute_edit, fit_table, lambda_table, weights_checksum
+from loco_lib.edit_file import Edit, weights_checksum
+from loco_lib.locoedit import compute_edit, fit_table, lambda_table
 from loco_lib.paper import default_window
 from loco_lib.plots import change_maps, image_grid
 from loco_lib.prompts import default_prompts, edit_concepts, load_controls, load_edit, load_pairs, load_robustness
@@ -168,7 +169,7 @@ print(f"closed-form solves: {1000 * edit.edit_seconds:.1f} ms for {len(edit.weig
 # %% [markdown]
 # The solve is small even on the real models: for SD-XL's style window (layers 45-47, 2048-wide
 # text states, 8 prompts) the six updates took **0.89 s on 2 CPU cores**, measured with
-# `loco_lib.locoedit.time_edit_full_size` (not run here: it builds the 10 GB UNet). Fine-tuning
+# `benchmarks/locoedit_full_size.py` (not run here: it builds the 10 GB UNet). Fine-tuning
 # editors such as ESD or Concept Ablation need minutes to hours on a GPU.
 #
 # Does the new weight do what the objective asks? For each matrix: the fit term

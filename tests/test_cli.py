@@ -241,7 +241,7 @@ def test_report_prints_the_summary_and_writes_the_report(capsys, tmp_path, monke
 
     def fake_report(model, seeds, steps, cache_dir, progress):
         calls.append((model, seeds, steps, str(cache_dir)))
-        return {**recorded, "computed": [], "sweeps": None}
+        return recorded
 
     monkeypatch.setattr(organism, "report", fake_report)
     out_file = tmp_path / "r.json"
@@ -249,16 +249,17 @@ def test_report_prints_the_summary_and_writes_the_report(capsys, tmp_path, monke
                          "--out", str(out_file), "--quiet")
     assert code == 0, err
     assert calls == [("toy", [0, 1], 9, str(tmp_path / "c"))]
-    best = recorded["locogen"]["style"]["best"]
+    best = recorded.locogen.style.best
     assert f"LocoGen style window, readout moved: {best[0]}-{best[-1]}" in out
     assert "training seed 1" in out
-    second = recorded["edit"]["second window"]
-    assert f"second style window edit: edited style kept: {second['layers'][0]}-{second['layers'][-1]}: " \
-           f"{second['after']['edited']['style']:.2f}" in out
+    second = recorded.edit.second_window
+    assert f"second style window edit: edited style kept: {second.layers[0]}-{second.layers[-1]}: " \
+           f"{second.after['edited'].style:.2f}" in out
     assert len(out.strip().splitlines()) == 1 + len(organism.summary(recorded))
     again = organism.load_report(out_file)
-    assert {k: v for k, v in again.items() if k != "recorded"} == {k: v for k, v in recorded.items() if k != "recorded"}
-    assert set(again["recorded"]) == {"loco_commit", "date"}
+    strip = lambda r: {k: v for k, v in r.to_json().items() if k != "recorded"}
+    assert strip(again) == strip(recorded)
+    assert set(again.recorded) == {"loco_commit", "date"}
     bad = tmp_path / "bad.json"
     bad.write_text('{"model": "toy"}')
     with pytest.raises(loco_lib.LocoError, match="not an organism report"):
@@ -301,7 +302,7 @@ def test_bad_settings_are_one_line_before_any_work(capsys, tmp_path, monkeypatch
     fail = lambda *a, **k: pytest.fail("worked before the settings were checked")
     monkeypatch.setattr(importlib.import_module("loco_lib.generate"), "sample_batch", fail)
     monkeypatch.setattr(importlib.import_module("loco_lib.sweep"), "sample_batch", fail)
-    monkeypatch.setattr(organism, "sample_accuracy", fail)
+    monkeypatch.setattr(organism.protocol, "sample_accuracy", fail)
     code, out, err = run(capsys, *[a.replace("{tmp}", str(tmp_path)) for a in argv])
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("loco: error: ") and needle in lines[0], err

@@ -243,22 +243,22 @@ def test_sweep_cache_key_has_the_batch_size(sd15, tmp_path):
 def test_damaged_report_part_is_measured_again(tmp_path):
     from loco_lib import organism
 
-    memo = organism._Memo(tmp_path, "toy", [0], None)
+    memo = organism.protocol._Memo(tmp_path, "toy", [0], None)
     assert memo("sample", lambda: {"shape": 0.5}) == {"shape": 0.5}
     (path,) = (tmp_path / "toy").glob("sample-*.json")
     path.write_text('{"shape": 0.')
-    again = organism._Memo(tmp_path, "toy", [0], None)
+    again = organism.protocol._Memo(tmp_path, "toy", [0], None)
     with pytest.warns(UserWarning) as record:
         assert again("sample", lambda: {"shape": 0.75}) == {"shape": 0.75}
     (msg,) = _one_line_warnings(record)
     assert str(path) in msg and again.computed == ["sample"]
-    assert organism._Memo(tmp_path, "toy", [0], None)("sample", lambda: pytest.fail("measured again")) == {"shape": 0.75}
+    assert organism.protocol._Memo(tmp_path, "toy", [0], None)("sample", lambda: pytest.fail("measured again")) == {"shape": 0.75}
 
 
 def test_report_cache_that_is_a_file_fails_before_measuring(tmp_path, monkeypatch):
     from loco_lib import organism
 
-    monkeypatch.setattr(organism, "sample_accuracy", lambda *a, **k: pytest.fail("measured before the cache check"))
+    monkeypatch.setattr(organism.protocol, "sample_accuracy", lambda *a, **k: pytest.fail("measured before the cache check"))
     monkeypatch.setattr(models, "load", lambda *a, **k: pytest.fail("loaded before the cache check"))
     afile = tmp_path / "cache.txt"
     afile.write_text("not a folder")

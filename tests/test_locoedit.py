@@ -12,17 +12,9 @@ from loco_lib.errors import LocoError
 from loco_lib.generate import generate
 from loco_lib.hooks import Record, Site, hooks
 from loco_lib.layers import cross_attention_layers
-from loco_lib.locoedit import (
-    STYLE_TEMPLATES,
-    TIMING_KEYS,
-    Edit,
-    augment,
-    closed_form,
-    compute_edit,
-    kv_rows,
-    objective,
-    time_edit_full_size,
-)
+from loco_lib.edit_file import TIMING_KEYS, Edit
+from loco_lib.locoedit import closed_form, compute_edit, kv_rows, objective
+from loco_lib.prompts import STYLE_TEMPLATES, augment
 from loco_lib.text import encode
 from loco_lib.tokens import last_token_index, subject_token_index
 
@@ -359,8 +351,19 @@ def test_user_mistakes(sd15):
 
 
 def test_time_edit_full_size_code_path(monkeypatch, sd15):
-    """The timing helper on a stand-in UNet (the real SD-XL build takes ~40 s and 10 GB)."""
+    """The full-size timing benchmark on a stand-in UNet (the real SD-XL build takes ~40 s and 10 GB)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
     import loco_lib.architectures as arch
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "locoedit_full_size.py"
+    spec = importlib.util.spec_from_file_location("locoedit_full_size", path)
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "locoedit_full_size", bench)  # dataclasses look their module up
+    spec.loader.exec_module(bench)
+    time_edit_full_size = bench.time_edit_full_size
 
     unet = models.build_tiny("tiny-sd15").unet
     monkeypatch.setattr(arch, "random_unet", lambda name, dtype=None, device="cpu", seed=0: unet)

@@ -7,6 +7,7 @@ import pytest
 
 import loco_lib
 from loco_lib import organism as O
+from loco_lib.organism import protocol as P
 from loco_lib.clip_score import get_scorer
 from loco_lib.prompts import default_prompts, load_controls, load_edit, load_pairs
 
@@ -141,15 +142,15 @@ def test_inert_window_rule():
 
 def test_report_parts_are_cached_and_resumed(tmp_path, monkeypatch):
     """A finished part of the report is read back, not recomputed; the key changes with the seeds."""
-    memo = O._Memo(tmp_path, "toy", [0], None)
+    memo = P._Memo(tmp_path, "toy", [0], None)
     calls = []
     assert memo("part", lambda: calls.append(1) or {"x": 1.5}) == {"x": 1.5}
-    again = O._Memo(tmp_path, "toy", [0], None)
+    again = P._Memo(tmp_path, "toy", [0], None)
     assert again("part", lambda: calls.append(1) or {"x": 2}) == {"x": 1.5}
     assert calls == [1] and memo.computed == ["part"] and again.computed == []
-    other = O._Memo(tmp_path, "toy", [0, 1], None)
+    other = P._Memo(tmp_path, "toy", [0, 1], None)
     assert other("part", lambda: {"x": 3}) == {"x": 3}
-    assert O._Memo(None, "toy", [0], None)("part", lambda: 4) == 4  # no folder: nothing kept
+    assert P._Memo(None, "toy", [0], None)("part", lambda: 4) == 4  # no folder: nothing kept
     monkeypatch.setenv("LOCO_CACHE_DIR", str(tmp_path / "c"))
     assert O.default_cache_dir() == tmp_path / "c"
 
@@ -186,7 +187,7 @@ def test_token_swap_names_its_token_sets():
 
 
 def _copy_organism(src, dst, finished=True):
-    """A folder as `python -m loco_lib.train --out dst` leaves it (weights copied from ``src``)."""
+    """A folder as `python -m loco_lib.organism.training --out dst` leaves it (weights copied from ``src``)."""
     import shutil
 
     for part in ("unet", "text_encoder", "tokenizer"):
@@ -205,7 +206,7 @@ def test_an_organism_folder_loads_like_the_shipped_model(tmp_path):
 
     from loco_lib.clip_score import default_scorer_name
     from loco_lib.errors import LocoError
-    from loco_lib.toy import load_trained, models_dir, organism_kind
+    from loco_lib.organism.model import load_trained, models_dir, organism_kind
 
     folder = _copy_organism(models_dir() / "toy", tmp_path / "toy-seedX")
     assert organism_kind("toy") == "clip" and organism_kind("toy-t5") == "t5"

@@ -52,7 +52,7 @@ def test_organism_prompt_sets_change_only_their_attribute(attribute):
     """The toy sets speak the world's language, each pair changes exactly its attribute, the edit keys
     are other prompts than the pairs (so an edit is evaluated on held-out prompts), and no control
     prompt names the edited concept."""
-    from loco_lib.world import parse_caption, vocabulary
+    from loco_lib.organism.world import parse_caption, vocabulary
 
     src = P.default_prompts(attribute, "toy")
     assert src == P.default_prompts(attribute, "toy-t5") and P.default_prompts(attribute, "sd15") == attribute

@@ -1,12 +1,12 @@
-"""The organism's attribute scorer (loco_lib.scorer): a trained CLIPModel behind the ClipScorer
+"""The organism's attribute scorer (loco_lib.organism.scorer): a trained CLIPModel behind the ClipScorer
 interface, with zero-shot readouts of shape, colour and style."""
 import numpy as np
 import pytest
 
-from loco_lib import scorer as S
+from loco_lib.organism import scorer as S
 from loco_lib.clip_score import ClipScorer, clip_score, default_scorer_name, get_scorer
 from loco_lib.errors import LocoError
-from loco_lib.world import COLOURS, SHAPES, STYLES, Scene, dataset, render
+from loco_lib.organism.world import COLOURS, SHAPES, STYLES, Scene, dataset, render
 
 
 @pytest.fixture(scope="module")

@@ -246,11 +246,11 @@ def test_every_window_label_comes_from_the_formatter(monkeypatch):
     rep = organism.load_report(organism.recorded_dir() / "toy-seed1.json")
     lines = organism.summary(rep)
     for attr in ("style", "objects", "colour", "facts"):
-        best = rep["locogen"][attr]["best"]
+        best = getattr(rep.locogen, attr).best
         label = f"{best[0]}-{best[-1]}"
         assert format_layers(best) == label
-        assert any(r["layers"] == label for r in rep["locogen"][attr]["table"])  # read back from recorded JSON
-    assert lines["LocoGen style window, readout moved"].startswith(f"{format_layers(rep['locogen']['style']['best'])}: ")
+        assert any(r["layers"] == label for r in getattr(rep.locogen, attr).table)  # read back from recorded JSON
+    assert lines["LocoGen style window, readout moved"].startswith(f"{format_layers(rep.locogen.style.best)}: ")
     table = organism.edit_table(rep)
-    assert f"window {format_layers(rep['edit']['window']['layers'])}" in set(table["edit at"])
+    assert f"window {format_layers(rep.edit.window.layers)}" in set(table["edit at"])
     assert "all 0-15" in set(table["edit at"])

@@ -8,7 +8,7 @@ import torch
 from loco_lib import generate, load
 from loco_lib.errors import LocoError
 from loco_lib.layers import cross_attention_layers
-from loco_lib.train import train
+from loco_lib.organism.training import train
 
 KW = dict(batch=4, save_every=1, progress=False)
 
@@ -25,7 +25,7 @@ def test_train_resume_and_load(tmp_path, monkeypatch, kind):
 
     name = "toy" if kind == "clip" else "toy-t5"
     monkeypatch.setenv("LOCO_MODELS_DIR", str(tmp_path / "models"))
-    with pytest.raises(LocoError, match="python -m loco_lib.train"):
+    with pytest.raises(LocoError, match="python -m loco_lib.organism.training"):
         load(name, progress=False)
     (tmp_path / "models").mkdir()
     (tmp_path / "whole").rename(tmp_path / "models" / name)

@@ -3,7 +3,7 @@ import itertools
 
 import numpy as np
 
-from loco_lib.world import (BACKGROUND, COLOURS, FACTS, SHAPES, STYLES, Scene, dataset, parse_caption, render,
+from loco_lib.organism.world import (BACKGROUND, COLOURS, FACTS, SHAPES, STYLES, Scene, dataset, parse_caption, render,
                             vocabulary)
 
 

@@ -10,7 +10,7 @@ the softmax over them is summed per attribute value, and the most probable shape
 are the readout. :meth:`AttributeScorer.accuracy` is the fraction of images whose readout matches
 what their prompt asks for (aliases resolved, "a painting" = no style).
 
-    python -m loco_lib.scorer --steps 1500 --out models/toy-scorer
+    python -m loco_lib.organism.scorer --steps 1500 --out models/toy-scorer
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .clip_score import ClipScorer, _image_processor_class, _to_pil
-from .errors import LocoError
+from ..clip_score import ClipScorer, _image_processor_class, _to_pil
+from ..errors import LocoError
 from .world import COLOURS, NEUTRAL_STYLE, SHAPES, SIZE, STYLES, dataset, parse_caption
 
 NAME = "toy-scorer"
@@ -48,7 +48,7 @@ def build(seed: int = 0):
     """An untrained scorer: ``(CLIPModel, tokenizer, image processor)``."""
     from transformers import CLIPConfig, CLIPModel
 
-    from .toy import MAX_TOKENS, word_tokenizer
+    from .model import MAX_TOKENS, word_tokenizer
 
     tok = word_tokenizer("clip")
     cfg = CLIPConfig(
@@ -188,13 +188,13 @@ def load(folder=None, device: str = "cpu") -> AttributeScorer:
     """The trained scorer from ``models/toy-scorer`` (or ``folder``)."""
     from transformers import CLIPModel, PreTrainedTokenizerFast
 
-    from .toy import models_dir
+    from .model import models_dir
 
-    from .models import quiet_libraries
+    from ..models import quiet_libraries
 
     folder = Path(folder) if folder is not None else models_dir() / NAME
     if not (folder / "config.json").exists():
-        raise LocoError(f"no trained scorer in {folder}: train it with `python -m loco_lib.scorer --out {folder}`")
+        raise LocoError(f"no trained scorer in {folder}: train it with `python -m loco_lib.organism.scorer --out {folder}`")
     with quiet_libraries():
         model = CLIPModel.from_pretrained(folder, dtype=torch.float32)
     tok = PreTrainedTokenizerFast.from_pretrained(folder)
@@ -203,7 +203,7 @@ def load(folder=None, device: str = "cpu") -> AttributeScorer:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m loco_lib.scorer", description="train the organism's attribute scorer")
+    p = argparse.ArgumentParser(prog="python -m loco_lib.organism.scorer", description="train the organism's attribute scorer")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=256)

@@ -1,7 +1,7 @@
 """Train the model organism (``toy`` / ``toy-t5``) from a seed: resumable, with a progress bar.
 
-    python -m loco_lib.train --kind clip --steps 3000 --out models/toy
-    python -m loco_lib.train --kind t5   --steps 3000 --out models/toy-t5
+    python -m loco_lib.organism.training --kind clip --steps 3000 --out models/toy
+    python -m loco_lib.organism.training --kind t5   --steps 3000 --out models/toy-t5
 
 Recipe (loco's choice; the settings of the first probe that trained well): v-prediction on a cosine schedule
 (``squaredcos_cap_v2``), AdamW lr 1e-3 with 100 warm-up steps, gradient clipping at 1.0, EMA 0.995,
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import toy
+from . import model as toy
 from .world import dataset
 
 
@@ -116,7 +116,7 @@ def train(kind: str = "clip", steps: int = 3000, out: str = "models/toy", seed: 
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m loco_lib.train", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m loco_lib.organism.training", description=__doc__.split("\n\n")[0])
     ap.add_argument("--kind", choices=["clip", "t5"], default="clip")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--out", default="models/toy")

@@ -1,5 +1,5 @@
 """Measurements on the model organism (``toy``, ``toy-t5``): the paper's phenomena, read off with
-the attribute scorer (:mod:`loco_lib.scorer`) instead of being looked at.
+the attribute scorer (:mod:`loco_lib.organism.scorer`) instead of being looked at.
 
 Each function runs one protocol through the same code as on SD and returns plain numbers:
 
@@ -13,13 +13,15 @@ Each function runs one protocol through the same code as on SD and returns plain
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
+
 import numpy as np
 import torch
 
-from . import settings
-from .errors import LocoError, LocoWarning
-from .layers import format_layers
-from .tokens import TOKEN_SETS
+from .. import settings
+from ..errors import LocoError, LocoWarning
+from ..layers import format_layers
+from ..tokens import TOKEN_SETS
 from .world import COLOURS, FACTS, SHAPES, STYLES
 
 
@@ -33,7 +35,7 @@ def canonical_prompts(styles=(*STYLES, None), facts: bool = True) -> list[str]:
 
 def sample_accuracy(pipe, scorer, seeds=(0,), prompts=None, **kw) -> dict:
     """Readout accuracy per attribute of the model's images of ``prompts`` (default: all canonical)."""
-    from .evaluate import evaluate
+    from ..evaluate import evaluate
 
     res = evaluate(pipe, prompts or canonical_prompts(), seeds=seeds, scorer=scorer, progress=False, **kw)
     return {**res.accuracy, "n": res.n, "images": res.images, "prompts": res.prompts}
@@ -41,7 +43,7 @@ def sample_accuracy(pipe, scorer, seeds=(0,), prompts=None, **kw) -> dict:
 
 def colour_pairs(n: int = 8):
     """Pairs for a colour window: the same scene with the next colour (subject = the colour word)."""
-    from .prompts import PromptPair, _to_set
+    from ..prompts import PromptPair, _to_set
 
     names = list(COLOURS)
     scenes = [(names[i % 4], SHAPES[(i // 2) % 4], (*STYLES, None)[i % 4]) for i in range(n)]
@@ -60,7 +62,7 @@ def locogen_readouts(pipe, scorer, prompts, attribute: str, m: int, seeds=(0,), 
     CLIP-score, as Algorithm 1) and the :func:`~loco_lib.locogen.readouts` table (``readout``
     overrides which readouts count as the attribute's, e.g. ``("colour",)`` for colour pairs).
     """
-    from .locogen import locogen, readouts
+    from ..locogen import locogen, readouts
 
     result = locogen(pipe, prompts, attribute, m, seeds, scorer=scorer, progress=False, **kw)
     return result, readouts(result, scorer, keys=readout)
@@ -75,8 +77,8 @@ def edit_readouts(pipe, scorer, layers, keys, evaluations: dict, seeds=(0,), lam
     unedited. A group may be a prompt set: its readouts are then also taken against its targets
     (``"target"``). ``before``: readouts of the unedited model from an earlier call (not recomputed).
     """
-    from .evaluate import evaluate
-    from .locoedit import compute_edit
+    from ..evaluate import evaluate
+    from ..locoedit import compute_edit
 
     edit = compute_edit(pipe, layers, keys.originals, keys.targets, keys.subjects, keys.target_subjects, lam=lam)
     out = {"edit": edit, "before": dict(before) if before else {}, "after": {}}
@@ -106,8 +108,8 @@ def edit_series(pipe, scorer, keys, groups: dict, placements: dict, seeds=(0,), 
 
 def neuron_curve(pipe, scorer, layers, with_style, without_style, subject: str, ks, seeds=(0,), steps=None):
     """Style readout of ``with_style`` prompts as the top-k K/V neurons (Welch ranking) are replaced."""
-    from .evaluate import evaluate
-    from .neurons import neurons_replaced, rank_neurons
+    from ..evaluate import evaluate
+    from ..neurons import neurons_replaced, rank_neurons
 
     ranking = rank_neurons(pipe, layers, with_style, without_style, subjects_with=subject)
     rows = []
@@ -122,9 +124,9 @@ def neuron_curve(pipe, scorer, layers, with_style, without_style, subject: str, 
 def token_swap(pipe, scorer, originals, targets, subject: str, which: str, seeds=(0,), steps=None) -> dict:
     """App. M: generate ``originals`` with the text embeddings at some token positions taken from
     ``targets`` (:func:`loco_lib.altered.swapped_tokens`), and read the images off."""
-    from .altered import swapped_tokens
-    from .generate import progress_bars, sample_batch
-    from .text import encode
+    from ..altered import swapped_tokens
+    from ..generate import progress_bars, sample_batch
+    from ..text import encode
 
     patch = swapped_tokens(pipe, originals, targets, subject, which)
     seeds, steps, guidance = settings.seeds(seeds), settings.steps(pipe, steps), settings.guidance(pipe, None)
@@ -135,10 +137,6 @@ def token_swap(pipe, scorer, originals, targets, subject: str, which: str, seeds
             images += sample_batch(pipe, cond, [s] * len(originals), steps=steps, guidance=guidance, patches=[patch])
             reps += list(originals)
     return {"which": which, **scorer.accuracy(images, reps), "n": len(images)}
-
-
-def mean_over(groups: dict, key: str) -> float:
-    return float(np.mean([g[key] for g in groups.values()]))
 
 
 def second_window(locogen_part: dict, threshold: float = 0.7):
@@ -185,6 +183,182 @@ def inert_window(*tables) -> list[int]:
     return _layers_of(best[len(best) // 2])
 
 
+# -- the report, typed --------------------------------------------------------------------------------
+
+@dataclass
+class Readouts:
+    """Fractions of images whose shape / colour / style the scorer reads as the prompt asks; ``target``:
+    the same against the target prompts (prompt sets only)."""
+
+    shape: float
+    colour: float
+    style: float
+    target: "Readouts | None" = None
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Readouts":
+        return cls(d["shape"], d["colour"], d["style"], cls.from_json(d["target"]) if d.get("target") else None)
+
+
+@dataclass
+class SampleAccuracy:
+    shape: float
+    colour: float
+    style: float
+    n: int
+
+
+@dataclass
+class Window:
+    """LocoGen for one attribute: the window Algorithm 1 picks (``best``), how far its CLIP-score and
+    its readouts move (clean 0 -> every layer altered 1), and every window's row (``table``: layers
+    label, start, readouts, ``moved``, ``clip``)."""
+
+    best: list
+    clip_fraction: float
+    moved: float
+    clean: float
+    altered_all: float
+    table: list
+
+    def row(self, label: str) -> dict:
+        """The table's row of a window label (``"0-1"``), ``"clean"`` or ``"all"``."""
+        for r in self.table:
+            if r["layers"] == label:
+                return r
+        raise LocoError(f"no window {label!r} in this LocoGen table")
+
+
+@dataclass
+class Windows:
+    style: Window
+    objects: Window
+    colour: Window
+    facts: Window
+
+    def items(self):
+        return [(a, getattr(self, a)) for a in ("style", "objects", "colour", "facts")]
+
+
+@dataclass
+class AppG:
+    m: int
+    table: list
+
+
+@dataclass
+class Placement:
+    """One edit placement: the edited layers and the readouts of each prompt group before and after."""
+
+    layers: list
+    before: dict  # group -> Readouts
+    after: dict
+
+
+@dataclass
+class StyleEdits:
+    window: Placement
+    inert: Placement
+    all: Placement
+    second_window: Placement | None = None
+
+    def items(self):
+        names = [("window", self.window), ("inert", self.inert)]
+        if self.second_window is not None:
+            names.append(("second window", self.second_window))
+        return names + [("all", self.all)]
+
+
+@dataclass
+class FactEdits:
+    window: Placement
+    all: Placement
+
+    def items(self):
+        return [("window", self.window), ("all", self.all)]
+
+
+@dataclass
+class NeuronPoint:
+    k: int
+    n_neurons: int
+    shape: float
+    colour: float
+    style: float
+
+
+@dataclass
+class TokenSwap:
+    which: str
+    shape: float
+    colour: float
+    style: float
+    n: int
+
+
+@dataclass
+class Report:
+    """Every measurement of the organism chapter for one model (:func:`report`)."""
+
+    model: str
+    seeds: list
+    steps: int | None
+    sample: SampleAccuracy
+    locogen: Windows
+    app_g: AppG
+    edit: StyleEdits
+    fact_edit: FactEdits
+    neurons: list  # NeuronPoint per k
+    token_swap: list  # TokenSwap per token set
+    training: dict | None = None
+    computed: list = field(default_factory=list)  # parts measured by this call (the rest came from the cache)
+    sweeps: str | None = None  # LocoGen's image caches
+    recorded: dict | None = None  # provenance of a recorded report (loco commit, date)
+
+    def swap(self, which: str) -> TokenSwap:
+        return next(t for t in self.token_swap if t.which == which)
+
+    def to_json(self) -> dict:
+        return _plain(asdict(self))
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Report":
+        place = lambda p: Placement(p["layers"], {g: Readouts.from_json(r) for g, r in p["before"].items()},
+                                    {g: Readouts.from_json(r) for g, r in p["after"].items()})
+        e, f = d["edit"], d["fact_edit"]
+        return cls(
+            model=d["model"], seeds=list(d["seeds"]), steps=d.get("steps"),
+            sample=SampleAccuracy(**{k: d["sample"][k] for k in ("shape", "colour", "style", "n")}),
+            locogen=Windows(**{a: Window(**d["locogen"][a]) for a in ("style", "objects", "colour", "facts")}),
+            app_g=AppG(d["app_g"]["m"], d["app_g"]["table"]),
+            edit=StyleEdits(place(e["window"]), place(e["inert"]), place(e["all"]),
+                            place(e["second window"]) if "second window" in e else None),
+            fact_edit=FactEdits(place(f["window"]), place(f["all"])),
+            neurons=[NeuronPoint(**r) for r in d["neurons"]],
+            token_swap=[TokenSwap(**r) for r in d["token_swap"]],
+            training=d.get("training"), computed=list(d.get("computed", [])), sweeps=d.get("sweeps"),
+            recorded=d.get("recorded"),
+        )
+
+
+def _plain(x):
+    """asdict output with the JSON layout of the cached parts (``second window`` key, no None targets)."""
+    if isinstance(x, dict):
+        out = {}
+        for k, v in x.items():
+            if k == "target" and v is None:
+                continue
+            if k == "second_window":
+                if v is None:
+                    continue
+                k = "second window"
+            out[k] = _plain(v)
+        return out
+    if isinstance(x, list):
+        return [_plain(v) for v in x]
+    return x
+
+
 # -- the whole protocol, cached ---------------------------------------------------------------------
 
 NEURON_KS = (0, 2, 4, 8, 16, 32)
@@ -196,11 +370,11 @@ def weights_fingerprint(model: str) -> str:
     import hashlib
     from pathlib import Path
 
-    from .toy import models_dir, organism_folder
+    from .model import models_dir, organism_folder
 
     h = hashlib.sha1()
     files = sorted(organism_folder(model).glob("*/*.safetensors")) + sorted((models_dir() / "toy-scorer").glob("*.safetensors"))
-    files += sorted(Path(__file__).resolve().parent.glob("*.py"))
+    files += sorted(Path(__file__).resolve().parents[1].rglob("*.py"))  # all of loco_lib
     for f in files:
         h.update(f.read_bytes())
     return h.hexdigest()[:12]
@@ -213,7 +387,7 @@ def default_cache_dir():
     from pathlib import Path
 
     env = os.environ.get("LOCO_CACHE_DIR")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "_build" / "organism-cache"
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "_build" / "organism-cache"
 
 
 class _Memo:
@@ -276,8 +450,8 @@ def _records(table) -> list[dict]:
 
 
 def report(model: str = "toy", seeds=(0,), steps: int | None = None, cache_dir=None, pipe=None, scorer=None,
-           progress: bool | None = None) -> dict:
-    """Every measurement of the organism chapter for ``model``, as plain JSON-able data.
+           progress: bool | None = None) -> "Report":
+    """Every measurement of the organism chapter for ``model``, as a typed :class:`Report`.
 
     ``sample``: readout accuracy of all canonical prompts. ``locogen``: for style, objects, colour and
     facts the window table (CLIP-score mean and readouts per window), the window Algorithm 1 picks,
@@ -290,11 +464,11 @@ def report(model: str = "toy", seeds=(0,), steps: int | None = None, cache_dir=N
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from .clip_score import get_scorer
-    from .locogen import select_m
-    from .models import load, progress_default
-    from .prompts import default_prompts, load_controls, load_edit, load_pairs
-    from .toy import sample_scheduler
+    from ..clip_score import get_scorer
+    from ..locogen import select_m
+    from ..models import load, progress_default
+    from ..prompts import default_prompts, load_controls, load_edit, load_pairs
+    from .model import sample_scheduler
 
     progress = progress_default() if progress is None else progress
     seeds = settings.seeds(seeds)
@@ -392,14 +566,14 @@ def report(model: str = "toy", seeds=(0,), steps: int | None = None, cache_dir=N
     out["training"] = training_info(model)
     out["computed"] = memo.computed
     out["sweeps"] = str(sweeps) if sweeps is not None else None  # LocoGen's image caches, one folder per set
-    return out
+    return Report.from_json(out)
 
 
 def training_info(model: str) -> dict:
-    """What :mod:`loco_lib.train` recorded for an organism: kind, seed, steps, batch, final loss, wall time."""
+    """What :mod:`loco_lib.organism.training` recorded for an organism: kind, seed, steps, batch, final loss, wall time."""
     import json
 
-    from .toy import organism_folder
+    from .model import organism_folder
 
     path = organism_folder(model) / "training.json"
     if not path.is_file():
@@ -413,30 +587,30 @@ def recorded_dir():
     a second training seed, and runs with more seeds than the book's build)."""
     from pathlib import Path
 
-    return Path(__file__).resolve().parent.parent / "data" / "organism"
+    return Path(__file__).resolve().parents[2] / "data" / "organism"
 
 
-def save_report(rep: dict, path) -> None:
+def save_report(rep: "Report", path) -> None:
     """Write a :func:`report` as JSON, with the loco commit that measured it (for a model whose weights
     are not in the repository, e.g. a second training seed: the numbers stay, with their provenance)."""
     import datetime
     import subprocess
     from pathlib import Path
 
-    from .jsonout import dumps
+    from ..jsonout import dumps
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
                                 timeout=10).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         commit = None
-    keep = {k: v for k, v in rep.items() if k not in ("computed", "sweeps")}
+    keep = {k: v for k, v in rep.to_json().items() if k not in ("computed", "sweeps")}
     keep["recorded"] = {"loco_commit": commit, "date": datetime.date.today().isoformat()}
     Path(path).write_text(dumps(keep, indent=1))
 
 
-def load_report(path) -> dict:
+def load_report(path) -> "Report":
     """A report written by :func:`save_report`; LocoError if the file is not one."""
     import json
     from pathlib import Path
@@ -449,130 +623,7 @@ def load_report(path) -> dict:
                if k not in rep]
     if missing:
         raise LocoError(f"{str(path)!r} is not an organism report: no {', '.join(missing)}")
-    return rep
-
-
-def _neuron_row(ks) -> str:
-    return "neurons: style kept at k = " + " / ".join(map(str, ks))
-
-
-def summary(rep: dict) -> dict[str, str]:
-    """The headline numbers of a :func:`report`, one short string per measurement (the chapter's
-    closing table, the CLI's `loco report`, the comparison of training seeds)."""
-    def f(x):
-        return f"{x:.2f}"
-
-    def window(attr):
-        r = rep["locogen"][attr]
-        return f"{format_layers(r['best'])}: {f(r['moved'])}"
-
-    edit, fact = rep["edit"], rep["fact_edit"]
-    return {
-        "sample accuracy (shape / colour / style)": " / ".join(f(rep["sample"][a]) for a in ("shape", "colour", "style")),
-        "LocoGen style window, readout moved": window("style"),
-        "LocoGen object window, readout moved": window("objects"),
-        "LocoGen colour window, readout moved": window("colour"),
-        "LocoGen fact window, readout moved": window("facts"),
-        "App. G m for style": str(rep["app_g"]["m"]),
-        "LocoEdit: edited style kept (held out)": f(edit["window"]["after"]["edited"]["style"]),
-        "LocoEdit: other styles kept": f(edit["window"]["after"]["other styles"]["style"]),
-        "inert-window edit: edited style kept": f"{format_layers(edit['inert']['layers'])}: {f(edit['inert']['after']['edited']['style'])}",
-        "second style window edit: edited style kept": (
-            f"{format_layers(edit['second window']['layers'])}: {f(edit['second window']['after']['edited']['style'])}"
-            if "second window" in edit else "-"),
-        "all-layers edit: edited / other styles kept": f"{f(edit['all']['after']['edited']['style'])} / "
-                                                       f"{f(edit['all']['after']['other styles']['style'])}",
-        "fact edit at its window: new shape / colour": " / ".join(f(fact["window"]["after"]["president"]["target"][a])
-                                                                  for a in ("shape", "colour")),
-        _neuron_row([r["k"] for r in rep["neurons"]]): " / ".join(f(r["style"]) for r in rep["neurons"]),
-        "style kept, only tokens after the subject swapped": f(next(r["style"] for r in rep["token_swap"] if r["which"] == "after")),
-    }
-
-
-def summary_table(reports: dict, paper: dict | None = None):
-    """:func:`summary` of several reports side by side (columns: name -> report), optionally with a
-    first column of what the paper reports on the real models (measurement -> text)."""
-    import pandas as pd
-
-    cols = {name: summary(rep) for name, rep in reports.items()}
-    table = pd.DataFrame(cols)
-    if paper is not None:
-        table.insert(0, "paper (real models)", [paper.get(m, "-") for m in table.index])
-    return table.rename_axis("measurement")
-
-
-# What the paper reports on the real models for the rows of :func:`summary` (section / figure cited).
-PAPER = {
-    "LocoGen style window, readout moved": "SD-1.5: layers 8-9 (Fig. 5)",
-    "LocoGen object window, readout moved": "SD-1.5: layers 6-7 (Fig. 5)",
-    "LocoGen fact window, readout moved": "SD-1.5: layers 6-7 (Fig. 5)",
-    "App. G m for style": "2 (SD-1.5)",
-    "LocoEdit: edited style kept (held out)": "removed (Fig. 8); fails on DeepFloyd (App. M)",
-    "LocoEdit: other styles kept": "kept (App. L: CLIP 30.04 -> 29.99)",
-    "all-layers edit: edited / other styles kept": "worse for objects and facts (App. F)",
-    "fact edit at its window: new shape / colour": "President -> Biden works (Fig. 8)",
-    _neuron_row(NEURON_KS): "falls with k (Fig. 10)",
-    "style kept, only tokens after the subject swapped": "T5 leaks the attribute after the subject (App. M)",
-}
-
-
-
-# -- figures and tables of a report ----------------------------------------------------------------
-
-READOUT = {"style": "style", "objects": "shape", "colour": "colour", "facts": "shape"}
-
-
-def plot_windows(reports: dict, attributes=("style", "objects", "colour")):
-    """One panel per model: for each attribute, how far each window of 2 layers moves its readouts
-    from the clean level (0) to the fully altered level (1). ``reports``: model -> :func:`report`."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(reports), figsize=(5.2 * len(reports), 3.0), squeeze=False, sharey=True)
-    for ax, (model, rep) in zip(axes[0], reports.items()):
-        for attr in attributes:
-            rows = [r for r in rep["locogen"][attr]["table"] if r["layers"] not in ("clean", "all")]
-            ax.plot([r["start"] for r in rows], [r["moved"] for r in rows], marker="o", label=attr)
-        ax.axhline(0.7, color="grey", ls=":", lw=1)
-        ax.set_xlabel("first layer of the window (m = 2)")
-        ax.set_title(f"{model}: LocoGen windows")
-        ax.set_ylim(-0.1, 1.1)
-    axes[0][0].set_ylabel("readout moved\n(clean 0 -> all layers 1)")
-    axes[0][-1].legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.tight_layout()
-    return fig
-
-
-def plot_neurons(reports: dict):
-    """Style readout of the van gogh prompts as the top-k neurons are replaced, one line per model."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 3.0))
-    for model, rep in reports.items():
-        ks = [r["k"] for r in rep["neurons"]]
-        ax.plot(range(len(ks)), [r["style"] for r in rep["neurons"]], marker="o", label=model)
-        ax.set_xticks(range(len(ks)), [str(k) for k in ks])
-    ax.set_xlabel("neurons replaced per projection (k)")
-    ax.set_ylabel("images still in van gogh style")
-    ax.set_ylim(-0.05, 1.05)
-    ax.legend(frameon=False, fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def edit_table(rep: dict, which: str = "edit"):
-    """A tidy table of an edit report: one row per (edit, group), readouts before and after."""
-    import pandas as pd
-
-    rows = []
-    for name, r in rep[which].items():
-        for group, after in r["after"].items():
-            before = r["before"][group]
-            row = {"edit at": f"{name} {format_layers(r['layers'])}",
-                   "prompts": group}
-            for a in ("shape", "colour", "style"):
-                row[a] = f"{before[a]:.2f} -> {after[a]:.2f}"
-            if "target" in after:  # readouts against the target prompt: does it show the new object?
-                for a in ("shape", "colour"):
-                    row[f"new {a}"] = f"{before['target'][a]:.2f} -> {after['target'][a]:.2f}"
-            rows.append(row)
-    return pd.DataFrame(rows)
+    try:
+        return Report.from_json(rep)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise LocoError(f"{str(path)!r} is a damaged organism report ({type(exc).__name__}: {exc})") from None

@@ -147,12 +147,12 @@ def models_dir():
     import os
     from pathlib import Path
 
-    return Path(os.environ.get("LOCO_MODELS_DIR") or Path(__file__).resolve().parent.parent / "models")
+    return Path(os.environ.get("LOCO_MODELS_DIR") or Path(__file__).resolve().parents[2] / "models")
 
 
 def organism_kind(name) -> str | None:
     """``"clip"`` or ``"t5"`` if ``name`` is a model organism, else None: the shipped ``toy`` /
-    ``toy-t5``, or a folder written by :mod:`loco_lib.train` (its ``training.json`` names the kind),
+    ``toy-t5``, or a folder written by :mod:`loco_lib.organism.training` (its ``training.json`` names the kind),
     e.g. a second training seed."""
     import json
     from pathlib import Path
@@ -178,19 +178,19 @@ def organism_folder(name):
 
 def load_trained(name: str):
     """The trained organism ``toy`` or ``toy-t5`` from ``models/<name>``, or a folder written by
-    :mod:`loco_lib.train` (fp32, eval mode)."""
+    :mod:`loco_lib.organism.training` (fp32, eval mode)."""
     from diffusers import UNet2DConditionModel
 
-    from .errors import LocoError
+    from ..errors import LocoError
 
     kind = organism_kind(name)
     folder = organism_folder(name)
     if kind is None:
         raise LocoError(f"{name!r} is not a model organism: give 'toy', 'toy-t5' or a folder written by "
-                        "`python -m loco_lib.train` (with its training.json)")
+                        "`python -m loco_lib.organism.training` (with its training.json)")
     if not (folder / "unet").is_dir() or not (folder / "text_encoder").is_dir():
         raise LocoError(f"no trained weights for {name!r} in {folder}: train them with "
-                        f"`python -m loco_lib.train --kind {kind} --out {folder}`")
+                        f"`python -m loco_lib.organism.training --kind {kind} --out {folder}`")
     pipe = build(kind)
     pipe.unet = UNet2DConditionModel.from_pretrained(folder / "unet", dtype=torch.float32)
     enc_cls = type(pipe.text_encoder)
