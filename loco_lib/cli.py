@@ -10,6 +10,10 @@
     loco evaluate MODEL --attribute A [--edit EDIT.safetensors] [--prompts FILE] [--seeds 0,1] [--steps N]
                   [--controls] --json
     loco report MODEL [--seeds 0,1] [--steps N] [--cache DIR] [--out REPORT.json] [--json]
+    loco trace MODEL --where unet|text [--encoder 1|2] [--prompt P --subject S | --attribute A [--limit N]]
+                  [--tokens last|subject] [--window W] [--bands B] [--seeds 0,1] [--steps N] [--noise X]
+                  [--cache DIR] --json
+    loco edit MODEL --method diffquickfix --attribute A [--layer 0] [--encoder 1|2] --out EDIT.safetensors
 
 Bad input ends with exit status 2 and one line on stderr (``loco: error: ...``), never a traceback;
 settings are checked (:mod:`loco_lib.settings`) before a model is loaded. A problem loco recovers
@@ -73,10 +77,14 @@ def _parser() -> argparse.ArgumentParser:
     loc.add_argument("--device", default=None)
     loc.add_argument("--json", action="store_true", help="print the result as JSON")
     loc.add_argument("--quiet", action="store_true", help="no progress bar")
-    ed = sub.add_parser("edit", help="LocoEdit: closed-form update of the K/V projections of chosen layers")
+    ed = sub.add_parser("edit", help="LocoEdit (K/V projections of chosen UNet layers) or DiffQuickFix (the text encoder's causal state)")
     ed.add_argument("model")
+    ed.add_argument("--method", default="locoedit", choices=("locoedit", "diffquickfix"),
+                    help="locoedit (Sec. 6, needs --layers) or diffquickfix (App. I: first self-attention of the text encoder)")
     ed.add_argument("--attribute", required=True, help="style, objects or facts")
-    ed.add_argument("--layers", required=True, help="the localized layers, e.g. 8,9")
+    ed.add_argument("--layers", default=None, help="LocoEdit: the localized layers, e.g. 8,9")
+    ed.add_argument("--layer", type=int, default=0, help="DiffQuickFix: the text encoder's self-attention layer (default 0)")
+    ed.add_argument("--encoder", type=int, default=1, help="DiffQuickFix on SD-XL: which text encoder (1 or 2)")
     ed.add_argument("--prompts", default=None, help="a prompt-pair YAML/JSON file with an `edits` block (default: the bundled set)")
     ed.add_argument("--concept", default=None, help="which edit block of the file (default: its first)")
     ed.add_argument("--lam", type=float, default=0.01, help="lambda_K = lambda_V (App. H: 0.01)")
@@ -105,6 +113,29 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default=None, help="also write the whole report to this .json file")
     rep.add_argument("--json", action="store_true", help="print the whole report as JSON")
     rep.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr = sub.add_parser("trace", help="causal tracing (Sec. 4): restore one clean state at a time into a corrupted run")
+    tr.add_argument("model")
+    tr.add_argument("--where", required=True, choices=("unet", "text"), help="trace the UNet's states or a text encoder's")
+    tr.add_argument("--encoder", type=int, default=1, help="with --where text: which text encoder (2: SD-XL's second)")
+    tr.add_argument("--prompt", default=None, help="the prompt to trace (default: the attribute's bundled prompts)")
+    tr.add_argument("--subject", default=None, help="the words of --prompt whose token embeddings are corrupted")
+    tr.add_argument("--attribute", default="style", help="without --prompt: style, objects or facts (bundled prompts and subjects)")
+    tr.add_argument("--prompts", default=None, help="without --prompt: a prompt-pair YAML/JSON file (its originals and subjects)")
+    tr.add_argument("--limit", type=int, default=None, help="without --prompt: use only the first N prompts")
+    tr.add_argument("--tokens", default="last", choices=("last", "subject"), help="with --where text: restore at the subject's last token or all its tokens")
+    tr.add_argument("--window", type=int, default=1, help="restore this many adjacent states together")
+    tr.add_argument("--bands", type=int, default=1, help="with --where unet: restore in each of this many bands of denoising steps")
+    tr.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1")
+    tr.add_argument("--steps", type=int, default=None)
+    tr.add_argument("--guidance", type=float, default=None)
+    tr.add_argument("--size", type=int, default=None)
+    tr.add_argument("--noise", type=float, default=3.0, help="noise = this many standard deviations of the token embeddings (default 3)")
+    tr.add_argument("--cache", default=None, help="folder for resumable results (images and scores)")
+    tr.add_argument("--scorer", default=None, help="CLIP model id, 'toy-scorer' or 'tiny' (default: the model's own)")
+    tr.add_argument("--batch-size", type=int, default=None)
+    tr.add_argument("--device", default=None)
+    tr.add_argument("--json", action="store_true", help="print the result as JSON")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
@@ -229,12 +260,12 @@ def _load(args, progress: bool = False):
 
 def _apply_edit(edit, pipe, args) -> None:
     """Apply ``--edit``; an edit computed from other weights is refused with what a command-line user can do."""
-    from .locoedit import _fingerprint
+    from .edit_file import _component, _fingerprint
 
     try:
         edit.apply(pipe)
     except LocoError:
-        params = dict(pipe.unet.named_parameters())
+        params = dict(_component(pipe, edit.component).named_parameters())
         if all(n in params and params[n].shape == w.shape for n, w in edit.weights.items()) and any(
                 _fingerprint(params[n]) != fp for n, fp in edit.fingerprints.items()):
             raise LocoError(f"{args.edit!r} was computed from other weights than those of {args.model!r} (it was made "
@@ -310,7 +341,6 @@ def _check_prompts(pipe, prompts, controls=None) -> None:
 
 def cmd_edit(args) -> int:
     from .layers import parse_layers
-    from .locoedit import compute_edit
     from .locogen import check_attribute
     from .models import check_model_name, load
     from .prompts import default_prompts, edit_concepts, load_edit
@@ -320,9 +350,16 @@ def cmd_edit(args) -> int:
     settings.lam(args.lam, "--lam")
     if args.device is not None:
         settings.device(args.device, "--device")
-    n_known = _known_layer_count(args.model)
-    if n_known is not None:
-        parse_layers(args.layers, n_known)
+    if args.method == "locoedit":
+        if args.layers is None:
+            raise LocoError("LocoEdit needs the localized layers: --layers 8,9 (or --method diffquickfix)")
+        n_known = _known_layer_count(args.model)
+        if n_known is not None:
+            parse_layers(args.layers, n_known)
+    elif args.layers is not None:
+        raise LocoError("--layers chooses UNet layers for LocoEdit; DiffQuickFix edits the text encoder (--layer, default 0)")
+    if args.encoder not in (1, 2):
+        raise LocoError(f"--encoder is 1 or 2, got {args.encoder}")
     _check_output_path(args.out, suffixes=(".safetensors",))
     source = args.prompts or default_prompts(args.attribute, args.model)
     concepts = edit_concepts(source)
@@ -333,10 +370,63 @@ def cmd_edit(args) -> int:
         raise LocoError(f"{args.prompts} holds {prompts.attribute} prompts, not {args.attribute}")
     pipe = load(args.model, device=args.device, progress=False)
     _check_prompts(pipe, prompts)
-    edit = compute_edit(pipe, args.layers, prompts.originals, prompts.targets, prompts.subjects,
-                        prompts.target_subjects, lam=args.lam)
+    if args.method == "locoedit":
+        from .locoedit import compute_edit
+
+        edit = compute_edit(pipe, args.layers, prompts.originals, prompts.targets, prompts.subjects,
+                            prompts.target_subjects, lam=args.lam)
+        where = f"layers {edit.layers}"
+    else:
+        from .diffquickfix import compute_edit
+
+        edit = compute_edit(pipe, prompts.originals, prompts.targets, prompts.subjects, prompts.target_subjects,
+                            lam=args.lam, layer=args.layer, encoder=args.encoder)
+        where = f"{edit.component} self-attention layer {args.layer}"
     edit.save(args.out)
-    print(f"wrote {args.out}: layers {edit.layers}, {len(prompts)} prompt rows, {edit.edit_seconds:.3f} s")
+    print(f"wrote {args.out}: {args.method}, {where}, {len(prompts)} prompt rows, {edit.edit_seconds:.3f} s")
+    return 0
+
+
+def cmd_trace(args) -> int:
+    from .clip_score import get_scorer
+    from .trace import trace
+
+    seeds = _check_run_args(args)
+    if args.window < 1:
+        raise LocoError(f"--window must be at least 1 (got {args.window})")
+    if args.bands < 1:
+        raise LocoError(f"--bands must be at least 1 (got {args.bands})")
+    if args.where == "unet" and args.encoder != 1:
+        raise LocoError("--encoder chooses a text encoder: it goes with --where text")
+    if args.where == "text" and args.bands != 1:
+        raise LocoError("--bands splits the denoising steps: it goes with --where unet")
+    if args.encoder not in (1, 2):
+        raise LocoError(f"--encoder is 1 or 2, got {args.encoder}")
+    if not (args.noise >= 0 and args.noise != float("inf")):
+        raise LocoError(f"--noise must be a finite number >= 0, got {args.noise}")
+    if args.prompt is not None:
+        if args.subject is None:
+            raise LocoError("--prompt needs --subject: the words whose token embeddings are corrupted")
+        prompts, subjects = [args.prompt], [args.subject]
+    else:
+        if args.subject is not None:
+            raise LocoError("--subject goes with --prompt (the bundled prompts carry their own subjects)")
+        _check_set_args(args)
+        _, pairs = _pair_set(args)
+        prompts, subjects = list(pairs.originals), list(pairs.subjects)
+    pipe = _load(args)
+    result = trace(pipe, prompts, subjects, where=args.where, encoder=args.encoder, tokens=args.tokens,
+                   window=args.window, bands=args.bands, seeds=seeds, factor=args.noise, steps=args.steps,
+                   guidance=args.guidance, size=args.size, scorer=get_scorer(args.scorer, args.model),
+                   cache_dir=args.cache, batch_size=args.batch_size, progress=not args.quiet)
+    if args.json:
+        print(dumps(result.to_json(), indent=1))
+    else:
+        t = result.table()
+        print(t[["index", "label", "kind", "band", "score", "restored"]].to_string(index=False))
+        best = t.loc[t["score"].idxmax()]
+        print(f"clean {result.clean:.3f}, corrupted {result.corrupted:.3f}; strongest: {best['name']} "
+              f"(restores {100 * best['restored']:.0f}% of the gap); {len(result.computed)} images in {result.seconds:.1f} s")
     return 0
 
 
@@ -418,7 +508,7 @@ def main(argv=None) -> int:
     try:
         args = _parser().parse_args(argv)
         commands = {"layers": cmd_layers, "generate": cmd_generate, "locogen": cmd_locogen, "edit": cmd_edit, "evaluate": cmd_evaluate,
-                    "report": cmd_report}
+                    "report": cmd_report, "trace": cmd_trace}
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warnings(warnings.showwarning)
             return commands[args.command](args)

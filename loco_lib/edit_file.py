@@ -1,6 +1,8 @@
 """The saved edit (paper Sec. 6): an :class:`Edit` is the artefact a LocoEdit produces.
 
-It holds only the new K/V weights of the edited layers, a fingerprint of the weights it was computed
+The same artefact carries a DiffQuickFix edit (App. I; :mod:`loco_lib.diffquickfix`), whose weights
+live in a text encoder: ``component`` names the pipeline component the weights belong to
+(``"unet"``, ``"text_encoder"``, ``"text_encoder_2"``). It holds only the new weights of the edited layers, a fingerprint of the weights it was computed
 from (so it refuses another model, or an edit already in place), and its metadata. ``apply`` /
 ``revert`` (bit-for-bit, also after exceptions and in fp16) / ``applied`` (a context manager)
 change a pipeline in place; ``save`` / ``Edit.load`` use a safetensors file whose bytes depend only
@@ -28,6 +30,16 @@ def _unet(pipe_or_unet):
     return getattr(pipe_or_unet, "unet", pipe_or_unet)
 
 
+def _component(pipe, component: str):
+    """The module of ``pipe`` an edit changes (a bare UNet stands for itself)."""
+    if component == "unet":
+        return _unet(pipe)
+    module = getattr(pipe, component, None)
+    if not isinstance(module, torch.nn.Module):
+        raise LocoError(f"the edit changes the {component} of a pipeline; this model has none (give the whole pipeline)")
+    return module
+
+
 def _fingerprint(t: torch.Tensor) -> str:
     """sha256 of the weight rounded to float16 (so fp32 and fp16 copies of a checkpoint agree)."""
     data = t.detach().to("cpu", torch.float16).contiguous()
@@ -51,6 +63,12 @@ class Edit:
     layer_names: dict[int, str]  # layer index -> attention module name
     meta: dict = field(default_factory=dict)  # model, prompts, lambda, version, timings, ...
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)
+    component: str = "unet"  # the pipeline component holding the weights
+
+    @property
+    def method(self) -> str:
+        """``"locoedit"`` or ``"diffquickfix"``."""
+        return str(self.meta.get("method", "locoedit"))
 
     # -- information ----------------------------------------------------------------------------
     @property
@@ -77,7 +95,7 @@ class Edit:
         return h.hexdigest()[:32]
 
     def __repr__(self) -> str:
-        return (f"Edit(model={self.model!r}, layers={self.layers}, lambda={self.lam}, "
+        return (f"Edit(method={self.method!r}, model={self.model!r}, {self.component} layers={self.layers}, lambda={self.lam}, "
                 f"rows={self.meta.get('n_rows')}, params={len(self.weights)}, edit_seconds={self.edit_seconds:.4f})")
 
     def _layer_of(self, name: str) -> str:
@@ -88,7 +106,7 @@ class Edit:
 
     # -- apply / revert -----------------------------------------------------------------------
     def _params(self, pipe, force: bool) -> dict[str, torch.nn.Parameter]:
-        unet = _unet(pipe)
+        unet = _component(pipe, self.component)
         params = {}
         for name, new in self.weights.items():
             try:
@@ -115,7 +133,7 @@ class Edit:
         """Copy the new weights into ``pipe`` (a pipeline or its UNet), keeping the originals for
         :meth:`revert`. Applying an edit that is already applied is an error; so is applying onto
         weights that differ from the ones it was computed from (``force=True`` skips that check)."""
-        unet = _unet(pipe)
+        unet = _component(pipe, self.component)
         state = _APPLIED.setdefault(unet, {"edits": {}, "owner": {}})
         if self.uid in state["edits"]:
             raise LocoError("this edit is already applied to this pipeline; revert it first")
@@ -134,7 +152,7 @@ class Edit:
     @torch.no_grad()
     def revert(self, pipe):
         """Restore the weights this edit replaced in ``pipe``, bit for bit."""
-        unet = _unet(pipe)
+        unet = _component(pipe, self.component)
         state = _APPLIED.get(unet)
         if state is None or self.uid not in state["edits"]:
             raise LocoError("this edit is not applied to this pipeline: nothing to revert")
@@ -145,7 +163,7 @@ class Edit:
         return pipe
 
     def is_applied(self, pipe) -> bool:
-        state = _APPLIED.get(_unet(pipe))
+        state = _APPLIED.get(_component(pipe, self.component))
         return state is not None and self.uid in state["edits"]
 
     @contextmanager
@@ -177,6 +195,8 @@ class Edit:
             "fingerprint": self.fingerprint,
             "meta": json.dumps(kept, sort_keys=True),
         }
+        if self.component != "unet":  # files of UNet edits stay as they were
+            meta["component"] = self.component
         for key in ("model", "lambda", "loco_lib_version"):
             meta[key] = str(self.meta.get(key))
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.weights.items()}
@@ -214,7 +234,11 @@ class Edit:
             raise LocoError(f"{path!r} has damaged LocoEdit metadata") from None
         if set(fingerprints) != set(weights) or not weights:
             raise LocoError(f"{path!r} has damaged LocoEdit metadata (weights and fingerprints do not match)")
-        return cls(weights=weights, fingerprints=fingerprints, layers=layers, layer_names=layer_names, meta=extra)
+        component = meta.get("component", "unet")
+        if component not in ("unet", "text_encoder", "text_encoder_2"):
+            raise LocoError(f"{path!r} has damaged LocoEdit metadata (unknown component {component!r})")
+        return cls(weights=weights, fingerprints=fingerprints, layers=layers, layer_names=layer_names, meta=extra,
+                   component=component)
 
 
 TIMING_KEYS = ("edit_seconds", "encode_seconds")  # in memory only: files of the same edit are identical

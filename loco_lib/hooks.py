@@ -10,8 +10,10 @@ duration of one ``with hooks(pipe, ...)`` block:
   "mid_block.attentions.0")``), its ``"output"`` or one ``"input"`` argument, or ``"text"``: the
   text states a cross-attention layer reads (the ``encoder_hidden_states`` its attention processor
   gets; for DeepFloyd IF after ``encoder_hid_proj``, before the layer's GroupNorm);
-* a patch replaces the value there by a tensor (one row per sample, or one row for all) or by a
-  function of the clean rows, only in the rows it selects: samples, classifier-free-guidance branch
+* a patch replaces the value there by a tensor (one row per sample, or one row for all), by a
+  function of the clean rows, or by the value another sample of the same call has there
+  (:class:`FromSample`: causal tracing restores a clean run's state into the corrupted runs riding
+  in the same batch), only in the rows it selects: samples, classifier-free-guidance branch
   (diffusers lays the UNet batch out as ``[uncond, cond]``), denoising steps (UNet calls counted
   from 0), and optionally token positions;
 * a record keeps the value (after the patches at its site) of the rows it selects, per call.
@@ -103,12 +105,25 @@ def unet_input(arg: str | int = "encoder_hidden_states") -> Site:
 
 # -- what to do ---------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class FromSample:
+    """A patch value: what sample ``sample`` of the same call has at the site (same guidance branch,
+    same step), read before any patch of this site changes it. That sample must be in the batch."""
+
+    sample: int = 0
+
+    def __post_init__(self):
+        if isinstance(self.sample, bool) or not isinstance(self.sample, int) or self.sample < 0:
+            raise LocoError(f"FromSample takes a sample index (a non-negative integer), got {self.sample!r}")
+
+
 @dataclass
 class Patch:
     """Replace the value at ``site`` in the selected rows.
 
-    ``value``: a tensor with one row per sample of the pipeline call (or a single row for all), or a
-    function ``fn(clean_rows, call) -> new_rows`` (``call`` is the current :class:`Call`).
+    ``value``: a tensor with one row per sample of the pipeline call (or a single row for all), a
+    function ``fn(clean_rows, call) -> new_rows`` (``call`` is the current :class:`Call`; its
+    ``selected`` lists the sample of each row handed over), or :class:`FromSample`.
     ``samples``: sample indices (None: all). ``branch``: ``"cond"`` (default on the UNet),
     ``"uncond"`` or ``"all"``; text-encoder sites have no branches. ``steps``: UNet call indices
     (None: every call). ``tokens``: a boolean ``[n_samples, L]`` (or ``[L]``) mask; only these
@@ -125,8 +140,8 @@ class Patch:
     def __post_init__(self):
         self.site = Site.parse(self.site)
         self.branch = _check_branch(self.site, self.branch)
-        if not (torch.is_tensor(self.value) or callable(self.value)):
-            raise LocoError(f"a patch value is a tensor or a function of the clean value, got {type(self.value).__name__}")
+        if not (torch.is_tensor(self.value) or callable(self.value) or isinstance(self.value, FromSample)):
+            raise LocoError(f"a patch value is a tensor, a function of the clean value or FromSample, got {type(self.value).__name__}")
         if self.tokens is not None:
             self.tokens = torch.as_tensor(self.tokens, dtype=torch.bool)
             if self.tokens.dim() not in (1, 2):
@@ -171,6 +186,14 @@ class Call:
     cond: torch.Tensor  # bool per original row: conditional branch
     sample: list[int]  # sample index of each original row
     inverse: list[int] | None = None  # after row sharing: the evaluated row that stands for each original row
+    selected: list[int] | None = None  # for a function patch: the sample of each row it is handed
+
+    def position_of(self, sample: int, like_row: int) -> int:
+        """Where (in the evaluated batch) sample ``sample`` sits, in the branch of original row ``like_row``."""
+        for r in range(self.n_rows):
+            if self.sample[r] == sample and bool(self.cond[r]) == bool(self.cond[like_row]):
+                return r if self.inverse is None else self.inverse[r]
+        raise LocoError(f"FromSample({sample}): this {self.component} call has no sample {sample}")
 
 
 @dataclass
@@ -337,7 +360,7 @@ class _Session:
             pos = a.rows(call)
             touched[pos] = 1.0
             keys.append(touched)
-            if callable(a.spec.value) or a.spec.tokens is not None:
+            if callable(a.spec.value) or isinstance(a.spec.value, FromSample) or a.spec.tokens is not None:
                 marker = torch.full((n,), -1.0, dtype=torch.float64)
                 marker[pos] = torch.tensor([float(p) for p in pos], dtype=torch.float64)
                 keys.append(marker)
@@ -361,22 +384,27 @@ class _Session:
             return value
         if value.shape[0] != len(call.rows):
             raise LocoError(f"site {site} has {value.shape[0]} rows, its {component} call {len(call.rows)}")
+        original = value
         for a in self.by_site.get(site, ()):
             pos = a.rows(call)
             if not pos:
                 continue
             if a.is_patch:
-                value = self.patch(a, call, pos, value)
+                value = self.patch(a, call, pos, value, original)
             else:
                 kept = value[torch.tensor(pos, device=value.device)].detach().clone()
                 self.trace.values[site].append(kept.cpu() if a.spec.to_cpu else kept)
         return value
 
-    def patch(self, a: _Action, call: Call, pos: list[int], value: torch.Tensor) -> torch.Tensor:
+    def patch(self, a: _Action, call: Call, pos: list[int], value: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
         idx = torch.tensor(pos, device=value.device)
         clean = value[idx]
         spec = a.spec
-        if callable(spec.value):
+        if isinstance(spec.value, FromSample):
+            src = [call.position_of(spec.value.sample, call.rows[p]) for p in pos]
+            new = original[torch.tensor(src, device=value.device)]
+        elif callable(spec.value):
+            call.selected = [call.sample[call.rows[p]] for p in pos]
             new = spec.value(clean, call)
         else:
             v = spec.value

@@ -173,7 +173,7 @@ def test_bad_sites_and_patches_are_one_line_errors(sd15):
     with pytest.raises(LocoError, match="no 'vae_2'"):
         with hooks(sd15, records=[Record(Site("vae_2", "x"))]):
             pass
-    with pytest.raises(LocoError, match="tensor or a function"):
+    with pytest.raises(LocoError, match="a tensor, a function"):
         Patch(Site("unet", "conv_in"), [1, 2, 3])
     with pytest.raises(LocoError, match="shape"):
         with hooks(sd15, patches=[Patch(Site("unet", "conv_in"), torch.zeros(1, 3))], n_samples=1, guidance=True):

@@ -1,0 +1,548 @@
+"""Causal tracing (paper Sec. 4, App. A, Figs. 2, 3, 11-13): which internal states carry the subject.
+
+The paper revisits the causal tracing of Basu et al. 2023 ("Localizing and Editing Knowledge in
+Text-to-Image Generative Models", https://arxiv.org/abs/2310.13730), itself after ROME's (Meng et
+al. 2022, https://github.com/kmeng01/rome, ``experiments/causal_trace.py``). Three runs per prompt
+and seed:
+
+* **clean**: the prompt as it is;
+* **corrupted**: Gaussian noise added to the input token embeddings of the subject's tokens, in
+  every text encoder the pipeline has (SD-XL: both). The noise has ``factor`` (default 3, as ROME)
+  times the standard deviation of that encoder's token-embedding table, and is drawn from a CPU
+  generator seeded with ``CORRUPTION_SEED + seed``, so a trace is reproducible;
+* **restored**: the corrupted run with one state (or a window of adjacent states) set back to the
+  value it has in the clean run.
+
+A state's *effect* is the CLIP-score of the restored image against the original prompt, and the
+fraction of the clean-corrupted gap it restores, ``(mean restored - mean corrupted) / (mean clean
+- mean corrupted)`` (means over prompts and seeds; loco's choice: a ratio of means, so that a
+prompt whose gap is near zero does not blow up the average).
+
+Where (``where``):
+
+* ``"unet"``: every ResNet block, every transformer block and its cross-attention (IF: its
+  added-K/V attention modules), in execution order (:func:`unet_states`), restored at every
+  denoising step, or only in a band of steps (``bands``). loco restores the conditional branch only
+  (loco's choice): the unconditional branch never reads the prompt, and it must run on the
+  restored run's own latent for the guidance formula to hold (the argument of Sec. 5.1.1).
+* ``"text"``: one text-encoder layer's self-attention output or MLP output (or the whole layer's
+  output) at the subject's last token (``tokens="last"``) or all its tokens (``"subject"``),
+  :func:`encoder_states`; CLIP (SD-1.x/2.x, each of SD-XL's two encoders with ``encoder=1|2``) and
+  T5 (DeepFloyd IF). The restore applies to the prompt's encoding only (the first call of each
+  encoder in a pipeline call), never to the negative prompt's.
+
+How. Every restored run is a set of :class:`~loco_lib.hooks.Patch` es on the one record/patch
+mechanism (:mod:`loco_lib.hooks`): the clean run rides as sample 0 of each batch and every restored
+run copies its state from there (:class:`~loco_lib.hooks.FromSample`), so no activation is ever
+stored, at any model size. Many restored runs share one UNet batch, and bitwise-identical rows are
+evaluated once (the unconditional rows at the first step; restored runs that equal the corrupted
+one). ``batched=False`` runs one pipeline call per restored state instead (ROME's loop), for
+comparison; both agree to float rounding (tested). Finished runs are cached on disk (image and
+score per run, :class:`~loco_lib.sweep.SweepCache`), so an interrupted trace resumes.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from . import settings
+from .errors import LocoError
+from .hooks import FromSample, Patch, Site, hooks
+
+WHERE = ("unet", "text")
+UNET_KINDS = ("resnet", "transformer", "cross-attention", "attention")
+TEXT_KINDS = ("self-attention", "mlp", "layer")
+TOKEN_MODES = ("last", "subject", "all")
+NOISE_FACTOR = 3.0  # ROME's choice, kept by Basu et al. 2023: 3 x the std of the token embeddings
+CORRUPTION_SEED = 10_000_019  # the corruption of seed s is drawn with seed CORRUPTION_SEED + s
+CACHE_FORMAT = 1
+
+
+# -- states -------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class State:
+    """One restorable state: the output of module ``name`` of ``component``."""
+
+    index: int  # position in execution order (within its list)
+    name: str  # dotted module path inside the component
+    kind: str  # resnet / transformer / cross-attention / attention; self-attention / mlp / layer
+    component: str = "unet"
+    block: str = ""  # "down 0", "mid", "up 2"; "layer 0" in a text encoder
+
+    @property
+    def site(self) -> Site:
+        return Site(self.component, self.name, "output")
+
+    @property
+    def label(self) -> str:
+        short = {"resnet": "res", "transformer": "tb", "cross-attention": "xattn", "attention": "attn",
+                 "self-attention": "attn", "mlp": "mlp", "layer": "out"}[self.kind]
+        return f"{self.block} {short}"
+
+
+def _unet_groups(unet):
+    groups = [(f"down_blocks.{i}", b, f"down {i}") for i, b in enumerate(unet.down_blocks)]
+    if unet.mid_block is not None:
+        groups.append(("mid_block", unet.mid_block, "mid"))
+    groups += [(f"up_blocks.{i}", b, f"up {i}") for i, b in enumerate(unet.up_blocks)]
+    return groups
+
+
+def unet_states(unet, kinds=None) -> list[State]:
+    """The UNet's restorable states in execution order: in each block, its ResNet blocks and
+    attention modules as its forward interleaves them (the mid block starts with a ResNet block);
+    inside an attention module each transformer block, then its cross-attention (``attn2``). IF's
+    attention modules read the text themselves (added K/V) and are one state each (``"attention"``).
+    ``kinds`` keeps only some kinds."""
+    from diffusers.models.attention_processor import Attention
+
+    kinds = _check_kinds(kinds, UNET_KINDS)
+    out: list[State] = []
+
+    def add(name, kind, block):
+        if kind in kinds:
+            out.append(State(len(out), name, kind, "unet", block))
+
+    for prefix, block, label in _unet_groups(unet):
+        resnets = list(getattr(block, "resnets", None) or [])
+        attns = list(getattr(block, "attentions", None) or [])
+        order: list[tuple[str, int]] = []
+        if prefix == "mid_block" and resnets:
+            order.append(("resnets", 0))
+            for i in range(max(len(attns), len(resnets) - 1)):
+                if i < len(attns):
+                    order.append(("attentions", i))
+                if i + 1 < len(resnets):
+                    order.append(("resnets", i + 1))
+        else:
+            for i in range(max(len(resnets), len(attns))):
+                if i < len(resnets):
+                    order.append(("resnets", i))
+                if i < len(attns):
+                    order.append(("attentions", i))
+        for group, i in order:
+            name = f"{prefix}.{group}.{i}"
+            if group == "resnets":
+                add(name, "resnet", label)
+                continue
+            module = block.get_submodule(f"{group}.{i}")
+            if isinstance(module, Attention):
+                add(name, "attention", label)
+                continue
+            for j, tb in enumerate(getattr(module, "transformer_blocks", None) or []):
+                add(f"{name}.transformer_blocks.{j}", "transformer", label)
+                if getattr(getattr(tb, "attn2", None), "is_cross_attention", False):
+                    add(f"{name}.transformer_blocks.{j}.attn2", "cross-attention", label)
+    return out
+
+
+def encoder_component(pipe, encoder: int = 1) -> str:
+    """``"text_encoder"`` (``encoder=1``) or ``"text_encoder_2"`` (SD-XL's second encoder)."""
+    if isinstance(encoder, bool) or encoder not in (1, 2):
+        raise LocoError(f"encoder is 1 or 2, got {encoder!r}")
+    name = "text_encoder" if encoder == 1 else "text_encoder_2"
+    if not isinstance(getattr(pipe, name, None), torch.nn.Module):
+        raise LocoError(f"this model has one text encoder: there is no encoder {encoder}" if encoder == 2
+                        else "this pipeline has no text encoder")
+    return name
+
+
+def encoder_states(pipe, encoder: int = 1, kinds=("self-attention", "mlp")) -> list[State]:
+    """The text encoder's restorable states, layer by layer: its self-attention output, its MLP
+    output, and (``"layer"``) the layer's whole output (the residual stream). CLIP and T5."""
+    kinds = _check_kinds(kinds, TEXT_KINDS)
+    component = encoder_component(pipe, encoder)
+    enc = getattr(pipe, component)
+    names = {name: m for name, m in enc.named_modules()}
+    clip = [n for n, m in names.items() if n.endswith("encoder.layers") and isinstance(m, torch.nn.ModuleList)]
+    t5 = [n for n, m in names.items() if n.endswith("encoder.block") and isinstance(m, torch.nn.ModuleList)]
+    if clip:  # CLIPTextModel / CLIPTextModelWithProjection (with or without the text_model level)
+        n = len(names[clip[0]])
+        base, parts = clip[0] + ".{}", {"self-attention": ".self_attn", "mlp": ".mlp", "layer": ""}
+    elif t5:  # T5EncoderModel
+        n = len(names[t5[0]])
+        base, parts = t5[0] + ".{}", {"self-attention": ".layer.0.SelfAttention", "mlp": ".layer.1.DenseReluDense", "layer": ""}
+    else:
+        raise LocoError(f"tracing knows CLIP and T5 text encoders, not {type(enc).__name__}")
+    out = []
+    for i in range(n):
+        for kind in TEXT_KINDS:
+            if kind in kinds:
+                out.append(State(len(out), base.format(i) + parts[kind], kind, component, f"layer {i}"))
+    return out
+
+
+def _check_kinds(kinds, allowed) -> tuple:
+    if kinds is None:
+        return tuple(allowed)
+    kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
+    bad = [k for k in kinds if k not in allowed]
+    if bad or not kinds:
+        raise LocoError(f"unknown state kind(s) {', '.join(map(repr, bad)) or '(none)'}: use {', '.join(allowed)}")
+    return kinds
+
+
+def windows(n: int, window: int) -> list[tuple[int, ...]]:
+    """ROME's windows: for each state i, the ``window`` adjacent states centred on it (cut at the ends)."""
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise LocoError(f"window must be a positive integer, got {window!r}")
+    return [tuple(range(max(0, i - window // 2), min(n, i - (-window // 2)))) for i in range(n)]
+
+
+def step_bands(steps: int, bands: int) -> list[tuple[int, ...]]:
+    """``bands`` contiguous, nearly equal bands of the denoising steps 0..steps-1 (early to late)."""
+    if isinstance(bands, bool) or not isinstance(bands, int) or not 1 <= bands <= steps:
+        raise LocoError(f"bands must be an integer from 1 to the number of steps ({steps}), got {bands!r}")
+    edges = np.linspace(0, steps, bands + 1).round().astype(int)
+    return [tuple(range(edges[b], edges[b + 1])) for b in range(bands)]
+
+
+# -- the corruption -----------------------------------------------------------------------------------
+
+def _encoders(pipe) -> list[tuple[str, object]]:
+    """(component, tokenizer) of every text encoder the pipeline uses."""
+    out = [("text_encoder", pipe.tokenizer)]
+    if isinstance(getattr(pipe, "text_encoder_2", None), torch.nn.Module):
+        out.append(("text_encoder_2", pipe.tokenizer_2))
+    return out
+
+
+def embedding_site(pipe, component: str = "text_encoder") -> Site:
+    """The output of ``component``'s input token-embedding table (before position embeddings)."""
+    enc = getattr(pipe, component)
+    table = enc.get_input_embeddings()
+    for name, module in enc.named_modules():
+        if module is table:
+            return Site(component, name, "output")
+    raise LocoError(f"cannot find the token embeddings of {component}")  # pragma: no cover
+
+
+def noise_scale(pipe, component: str = "text_encoder", factor: float = NOISE_FACTOR) -> float:
+    """``factor`` x the standard deviation of the entries of ``component``'s token-embedding table."""
+    w = getattr(pipe, component).get_input_embeddings().weight
+    return float(factor) * float(w.detach().float().std())
+
+
+def _check_factor(factor) -> float:
+    try:
+        factor = float(factor)
+    except (TypeError, ValueError):
+        raise LocoError(f"the noise factor must be a number, got {factor!r}") from None
+    if not (factor >= 0 and np.isfinite(factor)):
+        raise LocoError(f"the noise factor must be a finite number >= 0, got {factor}")
+    return factor
+
+
+def corruption(pipe, prompt: str, subject: str, seed: int, samples, factor: float = NOISE_FACTOR) -> list[Patch]:
+    """Patches adding the seeded noise to the subject's token embeddings of ``prompt`` in each text
+    encoder, for ``samples`` of the next encoding (the prompt's encoding only: the first call of
+    each encoder)."""
+    from .tokens import subject_tokens
+
+    gen = torch.Generator("cpu").manual_seed(CORRUPTION_SEED + int(seed))
+    patches = []
+    for component, tok in _encoders(pipe):
+        positions = subject_tokens(tok if component != "text_encoder" else pipe, prompt, subject)
+        dim = getattr(pipe, component).get_input_embeddings().weight.shape[1]
+        noise = torch.randn(len(positions), dim, generator=gen) * noise_scale(pipe, component, factor)
+
+        def add(clean, call, positions=positions, noise=noise):
+            out = clean.clone()
+            out[:, positions] = clean[:, positions] + noise.to(clean.device, clean.dtype)
+            return out
+
+        patches.append(Patch(embedding_site(pipe, component), add, samples=samples, steps=[0]))
+    return patches
+
+
+def token_positions(pipe, prompt: str, subject: str, tokens, component: str = "text_encoder") -> list[int] | None:
+    """The token positions a text-encoder restore touches: the subject's last token (``"last"``),
+    all its tokens (``"subject"``), every position (``"all"``: None) or a list of positions."""
+    from .tokens import subject_tokens
+
+    if isinstance(tokens, str):
+        if tokens not in TOKEN_MODES:
+            raise LocoError(f"unknown token choice {tokens!r}: use one of {', '.join(TOKEN_MODES)} or a list of positions")
+        if tokens == "all":
+            return None
+        tok = pipe if component == "text_encoder" else pipe.tokenizer_2
+        inside = subject_tokens(tok, prompt, subject)
+        return inside[-1:] if tokens == "last" else inside
+    positions = [int(p) for p in tokens]
+    if not positions or min(positions) < 0:
+        raise LocoError(f"token positions are non-negative integers, got {tokens!r}")
+    return positions
+
+
+# -- runs ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Run:
+    """One image of a trace: prompt, seed, and which states are restored (None: the clean run,
+    (): the corrupted run) in which band of steps (index into the trace's bands)."""
+
+    prompt_index: int
+    seed: int
+    restore: tuple | None
+    band: int = 0
+
+
+@dataclass
+class TraceResult:
+    """Scores of the clean, corrupted and restored runs of a trace, with everything needed to read them."""
+
+    where: str
+    encoder: int
+    prompts: list
+    subjects: list
+    seeds: list
+    states: list  # State
+    sets: list  # tuples of state indices restored together (one per traced entry)
+    bands: list  # tuples of steps (the UNet's bands; one band of every step for text traces)
+    tokens: object
+    scores: dict  # Run -> float
+    images: dict = field(default_factory=dict, repr=False)  # Run -> PIL image
+    settings: dict = field(default_factory=dict)
+    counter: dict = field(default_factory=dict)  # UNet calls / rows evaluated in this run
+    seconds: float = 0.0
+    computed: list = field(default_factory=list)  # runs generated now (the rest came from the cache)
+
+    def _mean(self, restore, band: int = 0) -> float:
+        vals = [self.scores[Run(p, s, restore, band if restore else 0)] for p in range(len(self.prompts)) for s in self.seeds]
+        return float(np.mean(vals))
+
+    @property
+    def clean(self) -> float:
+        return self._mean(None)
+
+    @property
+    def corrupted(self) -> float:
+        return self._mean(())
+
+    def restored(self, score: float) -> float:
+        gap = self.clean - self.corrupted
+        return float("nan") if abs(gap) < 1e-12 else (score - self.corrupted) / gap
+
+    def set_name(self, k: int) -> str:
+        names = [self.states[i].name for i in self.sets[k]]
+        return names[0] if len(names) == 1 else f"{names[0]} .. {names[-1]}"
+
+    def table(self):
+        """One row per traced entry (and band): its states, mean score and restored fraction."""
+        import pandas as pd
+
+        rows = []
+        for b, band in enumerate(self.bands):
+            for k, st in enumerate(self.sets):
+                first = self.states[st[0]]
+                score = self._mean(st, b)
+                rows.append({"index": k, "name": self.set_name(k), "label": first.label, "kind": first.kind,
+                             "block": first.block, "band": f"{band[0]}-{band[-1]}", "states": len(st),
+                             "score": score, "restored": self.restored(score)})
+        return pd.DataFrame(rows)
+
+    def to_json(self) -> dict:
+        t = self.table()
+        t = t[t["band"] == t["band"].iloc[0]] if len(self.bands) == 1 else t
+        layers = [{"index": int(r["index"]), "name": r["name"], "kind": r["kind"], "score": float(r["score"]),
+                   "restored": float(r["restored"]), **({"steps": r["band"]} if len(self.bands) > 1 else {})}
+                  for _, r in t.iterrows()]
+        return {"where": self.where, "encoder": self.encoder, "prompts": self.prompts, "subjects": self.subjects,
+                "seeds": self.seeds, "clean": self.clean, "corrupted": self.corrupted, "layers": layers,
+                "settings": self.settings, "unet_rows": self.counter.get("rows"), "seconds": self.seconds}
+
+    def ranking(self, band: int = 0) -> list[int]:
+        """Traced entries from the strongest restorer to the weakest."""
+        return sorted(range(len(self.sets)), key=lambda k: -self._mean(self.sets[k], band))
+
+
+def _run_key(base: dict, prompt: str, subject: str, run: Run, states: list, bands: list) -> str:
+    from .sweep import _key
+
+    restore = None if run.restore is None else [states[i].name for i in run.restore]
+    band = list(bands[run.band]) if run.restore else None
+    return _key({**base, "prompt": prompt, "subject": subject, "seed": run.seed, "restore": restore, "steps_restored": band})
+
+
+def trace(pipe, prompts, subjects=None, *, where: str = "unet", encoder: int = 1, kinds=None, window: int = 1,
+          tokens="last", bands: int = 1, sets=None, seeds=(0,), factor: float = NOISE_FACTOR, steps: int | None = None,
+          guidance: float | None = None, size: int | None = None, scorer=None, cache_dir=None,
+          batch_size: int | None = None, batched: bool = True, progress: bool | None = None) -> TraceResult:
+    """Causally trace ``prompts`` (one subject each, or one for all; a PromptSet gives both).
+
+    ``where``: ``"unet"`` or ``"text"`` (with ``encoder`` 1 or 2 and ``tokens`` ``"last"`` /
+    ``"subject"`` / ``"all"`` / positions). ``kinds``: which states (default: every UNet kind; the
+    text encoder's self-attention and MLP outputs). ``window``: restore that many adjacent states
+    together. ``bands``: split the denoising steps into that many bands and restore in each band
+    separately (UNet only). ``sets``: explicit lists of state indices to restore together (instead
+    of the windows). ``scorer``: a :class:`~loco_lib.clip_score.ClipScorer` (default: the model's
+    own). ``batch_size``: runs per pipeline call (default 16 on GPU, 32 on CPU), the clean source
+    included. ``batched=False``: one pipeline call per restored run (ROME's loop).
+    """
+    from .clip_score import get_scorer
+    from .generate import progress_bars, sample_batch
+    from .models import progress_default
+    from .sweep import SweepCache, model_id
+    from .text import encode
+    from .tokens import subject_tokens
+
+    settings.pipeline_family(pipe)  # refuses unsupported pipelines
+    if where not in WHERE:
+        raise LocoError(f"unknown place to trace {where!r}: use 'unet' or 'text'")
+    if hasattr(prompts, "originals"):
+        subjects = list(prompts.subjects) if subjects is None else subjects
+        prompts = list(prompts.originals)
+    prompts = settings.prompts(pipe, prompts)
+    if subjects is None:
+        raise LocoError("causal tracing corrupts the subject: give subjects= (one per prompt, or one for all)")
+    subjects = [subjects] * len(prompts) if isinstance(subjects, str) else list(subjects)
+    if len(subjects) == 1 and len(prompts) > 1:
+        subjects = subjects * len(prompts)
+    if len(subjects) != len(prompts):
+        raise LocoError(f"{len(subjects)} subjects given for {len(prompts)} prompts")
+    for p, s in zip(prompts, subjects):
+        if not isinstance(s, str):
+            raise LocoError(f"a subject is text, got {s!r}")
+        subject_tokens(pipe, p, s)  # the subject must occur in the prompt
+    factor = _check_factor(factor)
+    steps = settings.steps(pipe, steps)
+    guidance = settings.guidance(pipe, guidance)
+    size = settings.size(size)
+    seeds = settings.seeds(seeds)
+    on_gpu = str(pipe.unet.device).startswith("cuda")
+    batch = settings.batch_size(batch_size, 16 if on_gpu else 32)
+    if batch < 2:
+        raise LocoError("a trace batch holds the clean run and at least one restored run: batch_size >= 2")
+    progress = progress_default() if progress is None else progress
+    if where == "unet":
+        if encoder != 1:
+            raise LocoError("encoder= chooses a text encoder to trace: it goes with where='text'")
+        states = unet_states(pipe.unet, kinds)
+        band_list = step_bands(steps, bands)
+        component = None
+    else:
+        component = encoder_component(pipe, encoder)
+        states = encoder_states(pipe, encoder, ("self-attention", "mlp") if kinds is None else kinds)
+        if bands != 1:
+            raise LocoError("bands split the denoising steps: they go with where='unet'")
+        band_list = [tuple(range(steps))]
+        for p, s in zip(prompts, subjects):
+            token_positions(pipe, p, s, tokens, component)
+    if sets is None:
+        sets = windows(len(states), window)
+    else:
+        sets = [tuple(int(i) for i in st) for st in sets]
+        bad = [st for st in sets if not st or min(st) < 0 or max(st) >= len(states)]
+        if bad:
+            raise LocoError(f"a restored set names states 0..{len(states) - 1}, got {list(bad[0])}")
+    scorer = get_scorer(None, getattr(pipe, "loco_name", None)) if scorer is None else scorer
+    scorer_id = getattr(scorer, "name", None) or type(scorer).__name__
+
+    base = {"format": CACHE_FORMAT, "kind": "trace", "model": model_id(pipe), "where": where,
+            "encoder": encoder, "tokens": tokens if isinstance(tokens, str) else [int(t) for t in tokens],
+            "factor": factor, "steps": steps, "guidance": guidance, "size": size,
+            "scheduler": type(pipe.scheduler).__name__, "batch_size": batch, "batched": bool(batched)}
+    cache = SweepCache(cache_dir)
+    runs_by_group: dict = {}
+    for p in range(len(prompts)):
+        for s in seeds:
+            group = [Run(p, s, None), Run(p, s, ())]
+            group += [Run(p, s, st, b) for b in range(len(band_list)) for st in sets]
+            runs_by_group[(p, s)] = list(dict.fromkeys(group))
+    keys = {r: _run_key(base, prompts[r.prompt_index], subjects[r.prompt_index], r, states, band_list)
+            for group in runs_by_group.values() for r in group}
+    result = TraceResult(where, encoder, prompts, subjects, seeds, states, sets, band_list, tokens, {},
+                         settings={k: base[k] for k in ("factor", "steps", "guidance", "size", "tokens", "batch_size", "batched")})
+    pending: dict = {}
+    for g, group in runs_by_group.items():
+        for r in group:
+            entry = cache.load(keys[r])
+            if entry is None:
+                pending.setdefault(g, []).append(r)
+                continue
+            result.images[r] = entry[0]
+            if scorer_id in entry[1].get("scores", {}).get("original", {}):
+                result.scores[r] = entry[1]["scores"]["original"][scorer_id]
+
+    start = time.perf_counter()
+    length = _sequence_length(pipe, component, prompts[0]) if where == "text" and pending else None
+    total = sum(len(v) for v in pending.values())
+    bar = tqdm(total=total, desc=f"trace {where} (images)", disable=not progress or total == 0, leave=False)
+    with progress_bars(pipe, False):
+        for (p, s), todo in pending.items():
+            prompt, subject = prompts[p], subjects[p]
+            restored = [r for r in todo if r.restore is not None]
+            per_call = batch - 1 if batched else 1
+            chunks = [restored[i:i + per_call] for i in range(0, len(restored), per_call)] or [[]]
+            mask = None
+            if where == "text":
+                positions = token_positions(pipe, prompt, subject, tokens, component)
+                if positions is not None:
+                    mask = torch.zeros(length, dtype=torch.bool)
+                    mask[[q for q in positions if q < length]] = True
+            clean_done = Run(p, s, None) not in todo
+            for chunk in chunks:
+                n = len(chunk) + 1
+                samples = list(range(1, n))
+                restore = []
+                for k, r in enumerate(chunk, start=1):
+                    for i in r.restore:
+                        st = states[i]
+                        if where == "unet":
+                            restore.append(Patch(st.site, FromSample(0), samples=[k], branch="cond", steps=band_list[r.band]))
+                        else:
+                            restore.append(Patch(st.site, FromSample(0), samples=[k], steps=[0], tokens=mask))
+                if where == "unet":
+                    with hooks(pipe, patches=corruption(pipe, prompt, subject, s, [1], factor)):
+                        two = encode(pipe, [prompt, prompt])
+                    cond = two.select([0] + [1] * len(chunk))
+                    patches = restore
+                else:
+                    with hooks(pipe, patches=corruption(pipe, prompt, subject, s, samples, factor) + restore):
+                        cond = encode(pipe, [prompt] * n)
+                    patches = []
+                arrays = sample_batch(pipe, cond, [s] * n, steps=steps, guidance=guidance, size=size, output_type="np",
+                                      share_identical_rows=True, counter=result.counter, patches=patches)
+                fresh = ([Run(p, s, None)] if not clean_done else []) + chunk
+                arrays = arrays if not clean_done else arrays[1:]
+                clean_done = True
+                for r, arr in zip(fresh, arrays):
+                    img = Image.fromarray((np.clip(arr, 0, 1) * 255).round().astype(np.uint8))
+                    result.images[r] = img
+                    cache.save(keys[r], img, {**base, "prompt": prompt, "subject": subject, "seed": s,
+                                              "restore": None if r.restore is None else [states[i].name for i in r.restore],
+                                              "scores": {}})
+                    result.computed.append(r)
+                bar.update(len(fresh))
+    bar.close()
+    result.seconds = time.perf_counter() - start
+
+    todo = [r for g in runs_by_group.values() for r in g if r not in result.scores]
+    for k in range(0, len(todo), 64):
+        part = todo[k:k + 64]
+        vals = scorer.score([result.images[r] for r in part], [prompts[r.prompt_index] for r in part]).tolist()
+        for r, v in zip(part, vals):
+            result.scores[r] = float(v)
+            entry = cache.load(keys[r]) if cache.folder is not None else None
+            if entry is not None:
+                meta = entry[1]
+                meta.setdefault("scores", {}).setdefault("original", {})[scorer_id] = float(v)
+                cache.update_meta(keys[r], meta)
+    return result
+
+
+def _sequence_length(pipe, component: str, prompt: str) -> int:
+    """The padded token length of ``prompt``'s encoding as the pipeline feeds it to ``component``."""
+    from .hooks import Record
+    from .text import encode
+
+    site = embedding_site(pipe, component)
+    with hooks(pipe, records=[Record(site, steps=[0])]) as recorded:
+        encode(pipe, [prompt])
+    return int(recorded[site][0].shape[1])
