@@ -447,10 +447,13 @@ class _Session:
                 raise LocoError(f"{site.component} has no module {site.module!r} (site {site})") from None
             if site.kind == "text":
                 self._wrap_processor(module, site, name)
+            # prepend: loco's patch runs before any hook already on the module, so those (e.g. the
+            # output-capturing hooks transformers 5 installs for hidden_states) see the patched value
             elif site.kind == "output":
-                self.handles.append(module.register_forward_hook(self._output_hook(name)))
+                self.handles.append(module.register_forward_hook(self._output_hook(name), prepend=True))
             else:
-                self.handles.append(module.register_forward_pre_hook(self._input_hook(name, site.arg, module), with_kwargs=True))
+                self.handles.append(module.register_forward_pre_hook(self._input_hook(name, site.arg, module),
+                                                                     with_kwargs=True, prepend=True))
 
     def _pre(self, component):
         def hook(module, args, kwargs):

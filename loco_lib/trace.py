@@ -214,12 +214,19 @@ def _encoders(pipe) -> list[tuple[str, object]]:
 
 
 def embedding_site(pipe, component: str = "text_encoder") -> Site:
-    """The output of ``component``'s input token-embedding table (before position embeddings)."""
+    """The output of ``component``'s input token-embedding lookup (before position embeddings).
+
+    The module the encoder's forward actually calls: T5 keeps its table as ``shared`` and calls a
+    second module, ``encoder.embed_tokens``, that holds the same (tied) weight."""
     enc = getattr(pipe, component)
     table = enc.get_input_embeddings()
-    for name, module in enc.named_modules():
-        if module is table:
-            return Site(component, name, "output")
+    tied = [(name, m) for name, m in enc.named_modules(remove_duplicate=False)
+            if isinstance(m, torch.nn.Embedding) and m.weight is table.weight]
+    called = [name for name, m in tied if name.endswith(("embed_tokens", "token_embedding"))]
+    if called:
+        return Site(component, called[0], "output")
+    if tied:
+        return Site(component, tied[0][0], "output")
     raise LocoError(f"cannot find the token embeddings of {component}")  # pragma: no cover
 
 
@@ -312,6 +319,7 @@ class TraceResult:
     counter: dict = field(default_factory=dict)  # UNet calls / rows evaluated in this run
     seconds: float = 0.0
     computed: list = field(default_factory=list)  # runs generated now (the rest came from the cache)
+    arrays: dict = field(default_factory=dict, repr=False)  # Run -> float image, for fresh runs (keep_arrays)
 
     def _mean(self, restore, band: int = 0) -> float:
         vals = [self.scores[Run(p, s, restore, band if restore else 0)] for p in range(len(self.prompts)) for s in self.seeds]
@@ -362,6 +370,55 @@ class TraceResult:
         return sorted(range(len(self.sets)), key=lambda k: -self._mean(self.sets[k], band))
 
 
+@dataclass
+class Needed:
+    """How many of the strongest states, restored together, bring back a fraction of the gap."""
+
+    curve: object  # DataFrame: k, states, score, restored
+    needed: dict  # fraction -> smallest k reaching it (None: not reached)
+    n_states: int
+
+    def to_json(self) -> dict:
+        return {"needed": {str(f): k for f, k in self.needed.items()}, "n_states": self.n_states,
+                "curve": self.curve[["k", "score", "restored"]].to_dict(orient="records")}
+
+
+def states_needed(pipe, result: TraceResult, fractions=(0.5, 0.9), ks=None, **kwargs) -> Needed:
+    """Restore the top-k states of a single-state trace together (ranked by their own effect), for
+    growing k: the smallest k that brings back each of ``fractions`` of the clean-corrupted gap says
+    whether the knowledge sits in a few states (sparse) or many (distributed). ``ks``: the k to try
+    (default every k up to 8, then about x1.5 steps up to all states). Settings as ``result``'s;
+    ``kwargs`` (cache_dir, progress, batch_size, scorer) are passed to :func:`trace`."""
+    import pandas as pd
+
+    if any(len(st) != 1 for st in result.sets) or len(result.bands) != 1:
+        raise LocoError("states_needed ranks single states: give it a trace with window=1 and one band")
+    n = len(result.sets)
+    if ks is None:
+        ks, k = list(range(1, min(8, n) + 1)), 8
+        while k < n:
+            k = min(n, int(np.ceil(k * 1.5)))
+            ks.append(k)
+    ks = sorted({int(k) for k in ks if 1 <= int(k) <= n})
+    order = [result.sets[k][0] for k in result.ranking()]
+    sets = [tuple(sorted(order[:k])) for k in ks]
+    more = trace(pipe, result.prompts, result.subjects, where=result.where, encoder=result.encoder,
+                 kinds=sorted({s.kind for s in result.states}, key=(UNET_KINDS + TEXT_KINDS).index),
+                 tokens=result.tokens, sets=sets, seeds=result.seeds, factor=result.settings["factor"],
+                 steps=result.settings["steps"], guidance=result.settings["guidance"], size=result.settings["size"],
+                 batched=result.settings["batched"], **kwargs)
+    rows = []
+    for k, st in zip(ks, sets):
+        score = more._mean(st)
+        rows.append({"k": k, "states": [more.states[i].name for i in st], "score": score, "restored": more.restored(score)})
+    curve = pd.DataFrame(rows)
+    needed = {}
+    for f in fractions:
+        hit = curve[curve["restored"] >= f]
+        needed[f] = None if hit.empty else int(hit["k"].iloc[0])
+    return Needed(curve, needed, n)
+
+
 def _run_key(base: dict, prompt: str, subject: str, run: Run, states: list, bands: list) -> str:
     from .sweep import _key
 
@@ -373,7 +430,8 @@ def _run_key(base: dict, prompt: str, subject: str, run: Run, states: list, band
 def trace(pipe, prompts, subjects=None, *, where: str = "unet", encoder: int = 1, kinds=None, window: int = 1,
           tokens="last", bands: int = 1, sets=None, seeds=(0,), factor: float = NOISE_FACTOR, steps: int | None = None,
           guidance: float | None = None, size: int | None = None, scorer=None, cache_dir=None,
-          batch_size: int | None = None, batched: bool = True, progress: bool | None = None) -> TraceResult:
+          batch_size: int | None = None, batched: bool = True, progress: bool | None = None,
+          keep_arrays: bool = False) -> TraceResult:
     """Causally trace ``prompts`` (one subject each, or one for all; a PromptSet gives both).
 
     ``where``: ``"unet"`` or ``"text"`` (with ``encoder`` 1 or 2 and ``tokens`` ``"last"`` /
@@ -383,7 +441,8 @@ def trace(pipe, prompts, subjects=None, *, where: str = "unet", encoder: int = 1
     separately (UNet only). ``sets``: explicit lists of state indices to restore together (instead
     of the windows). ``scorer``: a :class:`~loco_lib.clip_score.ClipScorer` (default: the model's
     own). ``batch_size``: runs per pipeline call (default 16 on GPU, 32 on CPU), the clean source
-    included. ``batched=False``: one pipeline call per restored run (ROME's loop).
+    included. ``batched=False``: one pipeline call per restored run (ROME's loop). ``keep_arrays``:
+    also keep the float images of the runs computed now (``result.arrays``).
     """
     from .clip_score import get_scorer
     from .generate import progress_bars, sample_batch
@@ -515,6 +574,8 @@ def trace(pipe, prompts, subjects=None, *, where: str = "unet", encoder: int = 1
                 for r, arr in zip(fresh, arrays):
                     img = Image.fromarray((np.clip(arr, 0, 1) * 255).round().astype(np.uint8))
                     result.images[r] = img
+                    if keep_arrays:
+                        result.arrays[r] = arr
                     cache.save(keys[r], img, {**base, "prompt": prompt, "subject": subject, "seed": s,
                                               "restore": None if r.restore is None else [states[i].name for i in r.restore],
                                               "scores": {}})
@@ -546,3 +607,63 @@ def _sequence_length(pipe, component: str, prompt: str) -> int:
     with hooks(pipe, records=[Record(site, steps=[0])]) as recorded:
         encode(pipe, [prompt])
     return int(recorded[site][0].shape[1])
+
+
+# -- figures ------------------------------------------------------------------------------------------
+
+KIND_COLOURS = {"resnet": "#4c72b0", "transformer": "#dd8452", "cross-attention": "#55a868", "attention": "#c44e52",
+                "self-attention": "#dd8452", "mlp": "#4c72b0", "layer": "#8172b3"}
+
+
+def plot_trace(result: TraceResult, ax=None, title: str | None = None):
+    """The restored fraction of the gap per traced entry, as the paper's Figs. 2, 3 and 11-13 show it.
+
+    UNet with one band: bars in execution order, coloured by kind (block boundaries marked). UNet
+    with several bands: a heatmap, step bands (early at the top) x states. Text encoder: a heatmap,
+    kinds x layers. 0 = as corrupted, 1 = as clean."""
+    import matplotlib.pyplot as plt
+
+    t = result.table()
+    if result.where == "text":
+        t["layer"] = t["block"].str.replace("layer ", "").astype(int)
+        grid = t.pivot_table(index="kind", columns="layer", values="restored", sort=False)
+        if ax is None:
+            _, ax = plt.subplots(figsize=(max(3.5, 0.6 * grid.shape[1] + 2), 0.5 * grid.shape[0] + 1.4))
+        im = ax.imshow(grid.to_numpy(dtype=float), cmap="Purples", vmin=0, vmax=1, aspect="auto")
+        ax.set_xticks(range(grid.shape[1]), grid.columns)
+        ax.set_yticks(range(grid.shape[0]), grid.index)
+        ax.set_xlabel("text-encoder layer")
+        for (i, j), v in np.ndenumerate(grid.to_numpy(dtype=float)):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v > 0.6 else "black")
+        ax.figure.colorbar(im, ax=ax, label="fraction of the gap restored")
+    elif len(result.bands) == 1:
+        if ax is None:
+            _, ax = plt.subplots(figsize=(max(6, 0.14 * len(t) + 2), 2.8))
+        ax.bar(range(len(t)), t["restored"], color=[KIND_COLOURS[k] for k in t["kind"]], width=0.85)
+        blocks = t["block"].tolist()
+        for i in range(1, len(blocks)):
+            if blocks[i] != blocks[i - 1]:
+                ax.axvline(i - 0.5, color="0.8", lw=0.6)
+        starts = [i for i in range(len(blocks)) if i == 0 or blocks[i] != blocks[i - 1]]
+        ax.set_xticks(starts, [blocks[i] for i in starts], rotation=60, fontsize=7, ha="right")
+        ax.axhline(0, color="k", lw=0.6)
+        ax.axhline(1, color="k", lw=0.6, ls=":")
+        ax.set_ylabel("fraction of the gap restored")
+        kinds = list(dict.fromkeys(t["kind"]))
+        ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=KIND_COLOURS[k]) for k in kinds], labels=kinds,
+                  fontsize=7, loc="upper right", ncol=len(kinds))
+    else:
+        grid = t.pivot_table(index="band", columns="index", values="restored", sort=False)
+        if ax is None:
+            _, ax = plt.subplots(figsize=(max(6, 0.14 * grid.shape[1] + 2), 0.4 * grid.shape[0] + 1.6))
+        im = ax.imshow(grid.to_numpy(dtype=float), cmap="Purples", vmin=0, vmax=1, aspect="auto")
+        ax.set_yticks(range(grid.shape[0]), [f"steps {b}" for b in grid.index])
+        blocks = [result.states[result.sets[k][0]].block for k in grid.columns]
+        starts = [i for i in range(len(blocks)) if i == 0 or blocks[i] != blocks[i - 1]]
+        ax.set_xticks(starts, [blocks[i] for i in starts], rotation=60, fontsize=7, ha="right")
+        ax.figure.colorbar(im, ax=ax, label="fraction of the gap restored")
+    n = len(result.prompts) * len(result.seeds)
+    where = "UNet" if result.where == "unet" else f"text encoder {result.encoder}"
+    ax.set_title(title or f"causal trace, {where}: clean {result.clean:.1f}, corrupted {result.corrupted:.1f} "
+                          f"({n} prompt x seed)", fontsize=9)
+    return ax.figure
