@@ -14,6 +14,8 @@ Models" (ICML 2024). One module per concept:
 * :mod:`loco_lib.prompts`      - prompt sets of App. C, J, K.1, L with validation
 * :mod:`loco_lib.tokens`       - the last subject token (Sec. 6, 7)
 * :mod:`loco_lib.sweep`        - batched, resumable sweep engine
+* :mod:`loco_lib.trace`        - causal tracing of UNet and text-encoder states (Sec. 4, App. A)
+* :mod:`loco_lib.diffquickfix` - DiffQuickFix: closed-form edit of the text encoder's causal state (App. I)
 * :mod:`loco_lib.locogen`      - LocoGen: the layer-window search (Sec. 5.1.2, Algorithm 1, App. G)
 * :mod:`loco_lib.locoedit`     - LocoEdit: closed-form K/V editing (Sec. 6, App. F, H)
 * :mod:`loco_lib.neurons`      - neuron-level editing (Sec. 7, App. K)
@@ -34,7 +36,7 @@ from .clip_score import ClipScorer, clip_score  # noqa: E402,F401
 from .errors import LocoError  # noqa: E402,F401
 from .generate import generate  # noqa: E402,F401
 from .hooks import Patch, Record, Site, hooks  # noqa: E402,F401
-from .layers import cross_attention_layers, layer_table  # noqa: E402,F401
+from .layers import cross_attention_layers, format_layers, layer_table  # noqa: E402,F401
 from .models import known_models, load  # noqa: E402,F401
 from .text import encode  # noqa: E402,F401
 from .locoedit import Edit, compute_edit  # noqa: E402,F401
@@ -42,5 +44,6 @@ from .locogen import locogen, select_m  # noqa: E402,F401
 from .neurons import k_sweep, neurons_replaced, rank_neurons  # noqa: E402,F401
 from .prompts import load_pairs  # noqa: E402,F401
 from .evaluate import evaluate  # noqa: E402,F401
+from . import diffquickfix, paper, trace  # noqa: E402,F401
 
 from . import organism  # noqa: E402,F401  (the wing: registers the organisms' model cards)

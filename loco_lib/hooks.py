@@ -433,11 +433,9 @@ class _Session:
         self.by_site: dict[str, list[_Action]] = {}
         for a in self.actions:
             self.by_site.setdefault(str(a.site), []).append(a)
-        for component, module in self.components.items():
-            if component != "unet" and not any(a.site.component == component for a in self.actions):
-                continue
-            self.handles.append(module.register_forward_pre_hook(self._pre(component), with_kwargs=True))
-            self.handles.append(module.register_forward_hook(self._post(component)))
+        active = [c for c in self.components if c == "unet" or any(a.site.component == c for a in self.actions)]
+        for component in active:  # start of call first: it lays out the rows the site hooks use
+            self.handles.append(self.components[component].register_forward_pre_hook(self._pre(component), with_kwargs=True))
         for name, actions in self.by_site.items():
             site = actions[0].site
             root = self.components[site.component]
@@ -447,13 +445,12 @@ class _Session:
                 raise LocoError(f"{site.component} has no module {site.module!r} (site {site})") from None
             if site.kind == "text":
                 self._wrap_processor(module, site, name)
-            # prepend: loco's patch runs before any hook already on the module, so those (e.g. the
-            # output-capturing hooks transformers 5 installs for hidden_states) see the patched value
             elif site.kind == "output":
-                self.handles.append(module.register_forward_hook(self._output_hook(name), prepend=True))
+                self.handles.append(_output_hook_before_others(module, self._output_hook(name)))
             else:
-                self.handles.append(module.register_forward_pre_hook(self._input_hook(name, site.arg, module),
-                                                                     with_kwargs=True, prepend=True))
+                self.handles.append(module.register_forward_pre_hook(self._input_hook(name, site.arg, module), with_kwargs=True))
+        for component in active:  # end of call last: a patch of the component's own output runs before it
+            self.handles.append(_output_hook_before_others(self.components[component], self._post(component)))
 
     def _pre(self, component):
         def hook(module, args, kwargs):
@@ -494,8 +491,24 @@ class _Session:
         for attn, proc in reversed(self.processors):
             attn.set_processor(proc)
         for h in self.handles:
+            _OURS.discard(h.id)
             h.remove()
         self.processors, self.handles = [], []
+
+
+_OURS: set[int] = set()  # ids of the forward hooks loco has installed
+
+
+def _output_hook_before_others(module, hook):
+    """Register a forward hook that runs after loco's earlier hooks on ``module`` (sessions nest: an
+    inner session sees what an outer one patched) but before every other hook, so that hooks of
+    other libraries (the output-capturing hooks transformers 5 installs once, on first use, for
+    ``hidden_states``) see the patched value."""
+    handle = module.register_forward_hook(hook)
+    _OURS.add(handle.id)
+    for key in [k for k in module._forward_hooks if k not in _OURS]:
+        module._forward_hooks.move_to_end(key)
+    return handle
 
 
 class TextInputProcessor:

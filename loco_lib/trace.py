@@ -63,6 +63,16 @@ CORRUPTION_SEED = 10_000_019  # the corruption of seed s is drawn with seed CORR
 CACHE_FORMAT = 1
 
 
+def default_cache_dir():
+    """Where traces keep finished runs when no folder is given by a chapter: ``$LOCO_CACHE_DIR/trace``
+    or ``_build/trace-cache`` at the repository root (shared by every notebook run, wherever it runs from)."""
+    import os
+    from pathlib import Path
+
+    env = os.environ.get("LOCO_CACHE_DIR")
+    return Path(env) / "trace" if env else Path(__file__).resolve().parents[1] / "_build" / "trace-cache"
+
+
 # -- states -------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -364,6 +374,32 @@ class TraceResult:
         return {"where": self.where, "encoder": self.encoder, "prompts": self.prompts, "subjects": self.subjects,
                 "seeds": self.seeds, "clean": self.clean, "corrupted": self.corrupted, "layers": layers,
                 "settings": self.settings, "unet_rows": self.counter.get("rows"), "seconds": self.seconds}
+
+    def causal(self, threshold: float = 0.5, band: int = 0):
+        """The traced entries that alone restore at least ``threshold`` of the gap (strongest first)."""
+        t = self.table()
+        t = t[t["band"] == t["band"].unique()[band]]
+        return t[t["restored"] >= threshold].sort_values("restored", ascending=False)
+
+    def strongest(self, kind: str | None = None, band: int = 0) -> State:
+        """The first state of the strongest restoring entry (of ``kind``, if given)."""
+        for k in self.ranking(band):
+            st = self.states[self.sets[k][0]]
+            if kind is None or st.kind == kind:
+                return st
+        raise LocoError(f"this trace has no {kind!r} states")
+
+    def summary(self, thresholds=(0.5, 0.9)) -> dict:
+        """Clean and corrupted scores, how many traced entries alone restore each threshold of the
+        gap, and the strongest entry."""
+        best = self.ranking()[0]
+        out = {"clean": round(self.clean, 2), "corrupted": round(self.corrupted, 2), "entries": len(self.sets)}
+        for f in thresholds:
+            out[f"restore >= {f:.0%}"] = len(self.causal(f))
+        out["strongest"] = self.set_name(best)
+        out["strongest restores"] = round(self.restored(self._mean(self.sets[best])), 2)
+        out["images"] = len(self.prompts) * len(self.seeds)
+        return out
 
     def ranking(self, band: int = 0) -> list[int]:
         """Traced entries from the strongest restorer to the weakest."""

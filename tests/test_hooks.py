@@ -219,3 +219,24 @@ def test_the_processor_wrapper_forwards_every_keyword_its_processor_accepts(sd15
         assert attn.processor is custom
     finally:
         attn.set_processor(original)
+
+
+def test_output_patches_reach_hidden_states_captured_by_transformers():
+    """transformers 5 records hidden_states through forward hooks it installs once, on first use;
+    a loco patch on an encoder layer must be what they record also when they were there first
+    (SD-XL reads the penultimate hidden state). The UNet's own output is a site too."""
+    pipe = models.load("tiny-sdxl", progress=False)
+    enc, tok = pipe.text_encoder_2, pipe.tokenizer_2
+    ids = tok(["a cat"], padding="max_length", max_length=tok.model_max_length, return_tensors="pt").input_ids
+    with torch.no_grad():
+        enc(ids, output_hidden_states=True)  # installs transformers' capture hooks before ours
+        site = Site("text_encoder_2", "text_model.encoder.layers.0", "output")
+        with hooks(pipe, patches=[Patch(site, lambda clean, call: clean * 0 + 7.0)]):
+            out = enc(ids, output_hidden_states=True)
+    assert torch.all(out.hidden_states[1] == 7.0)
+    cond = encode(pipe, ["a cat"])
+    root = Site("unet", "", "output")
+    with hooks(pipe, patches=[Patch(root, lambda clean, call: clean * 0, branch="all")], records=[Record(root, branch="all")],
+               n_samples=1, guidance=True) as tr:
+        sample_batch(pipe, cond, [0], steps=1, guidance=5.0, output_type="np")
+    assert tr.calls["unet"] == 1 and torch.all(tr[root][0] == 0)

@@ -1,0 +1,329 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Causal tracing: where does the model need the subject?
+#
+# The paper opens (Sec. 4) by revisiting the causal tracing of Basu et al. 2023,
+# ["Localizing and Editing Knowledge in Text-to-Image Generative Models"](https://arxiv.org/abs/2310.13730),
+# which follows ROME's ([Meng et al. 2022](https://github.com/kmeng01/rome),
+# `experiments/causal_trace.py`). Three runs per prompt and seed:
+#
+# 1. **clean**: the prompt as it is;
+# 2. **corrupted**: Gaussian noise added to the token embeddings of the subject ("van gogh" in "a red
+#    circle in the style of van gogh"), 3 standard deviations of the embedding table as in ROME;
+# 3. **restored**: the corrupted run with one internal state put back to its clean value.
+#
+# A state that brings the clean image back carries what the model needs to know about the subject.
+# The *effect* is the CLIP-score of the restored image against the prompt, read as the fraction of
+# the clean-corrupted gap it restores (0 = as corrupted, 1 = as clean).
+#
+# The paper's findings (Sec. 4, Figs. 2, 3, 11-13): in the UNet the knowledge is *distributed*
+# (densely for SD-1.5 and SD-2.1, sparsely for SD-XL, where "only 5% of the total layers are
+# causal"; no strong causal state for DeepFloyd IF); in the text encoder one *unique* causal state
+# (the first self-attention layer at the last subject token) exists only when a CLIP text encoder
+# is used alone (SD-1.5, SD-2.1), not for SD-XL's two encoders nor DeepFloyd's T5. That unique state
+# is what Basu et al.'s edit, DiffQuickFix, rewrites (end of this page); the paper's LocoGen (next
+# chapter) measures direct effects instead.
+#
+# This page runs on the model organisms `toy` (CLIP-style causal text encoder) and `toy-t5`
+# (bidirectional T5 encoder), where every number below is measured. In Colab set `MODEL = "sd15"`
+# (and `OTHER_MODEL = "sdxl"` or `"deepfloyd-if"`) for the real models.
+#
+# loco's choices, where the papers leave a setting open: the corruption is drawn from a CPU
+# generator seeded with the image seed (plus a fixed offset), so a trace is reproducible; the
+# restore acts on the conditional branch of classifier-free guidance only (the unconditional branch
+# never reads the prompt); a UNet state is restored at every denoising step unless a band of steps
+# is asked for; the restored fraction is a ratio of means over prompts and seeds.
+
+# %%
+import sys
+
+IN_COLAB = "google.colab" in sys.modules
+if IN_COLAB:  # fetch the repository (library, prompt data) and install its pins, keeping Colab's torch
+    import subprocess
+
+    subprocess.run("git clone -q --depth 1 https://github.com/loco-book/loco /content/loco && "
+                   "python /content/loco/loco_lib/colab_setup.py", shell=True, check=True)
+    sys.path.insert(0, "/content/loco")
+
+# %% tags=["parameters"]
+MODEL = "toy"  # toy, toy-t5, sd14, sd15, openjourney, sd21, sdxl, deepfloyd-if, or a tiny twin
+OTHER_MODEL = "toy-t5"  # a second model for the text-encoder comparison (None: skip)
+ATTRIBUTE = "style"  # style, objects or facts: its bundled prompts and their subjects
+N_PROMPTS = 2  # prompts from the model's prompt file
+SEEDS = [0, 1]
+STEPS = None  # None: the default of the model (50 for SD, 15 for toy)
+GUIDANCE = None  # None: the default of the model
+NOISE = 3.0  # standard deviations of the token-embedding table (ROME's 3)
+BANDS = 3  # bands of denoising steps for the step-resolved UNet trace
+SCORER = None  # None: the model's own (CLIP ViT-L-14 for real models, toy-scorer for the organisms)
+CACHE_DIR = None  # None: _build/trace-cache in the repository; in Colab a Google Drive folder survives a disconnect
+
+# %%
+import time
+
+import pandas as pd
+
+import loco_lib
+from loco_lib import diffquickfix, trace
+from loco_lib.clip_score import get_scorer
+from loco_lib.evaluate import compare
+from loco_lib.plots import image_grid
+from loco_lib.prompts import default_prompts, edit_concepts, load_controls, load_edit
+
+pipe = loco_lib.load(MODEL)
+scorer = get_scorer(SCORER, MODEL)
+source = default_prompts(ATTRIBUTE, MODEL)
+prompts = loco_lib.load_pairs(source, limit=N_PROMPTS)
+cache = CACHE_DIR or trace.default_cache_dir()
+settings = dict(seeds=SEEDS, steps=STEPS, guidance=GUIDANCE, factor=NOISE, scorer=scorer, cache_dir=cache)
+print(f"{MODEL}: scorer {scorer.name}")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+pd.DataFrame({"prompt": prompts.originals, "subject (corrupted)": prompts.subjects})
+
+# %% [markdown]
+# ## The UNet
+#
+# `loco_lib.trace.unet_states` lists the UNet's states in the order its forward runs them: each
+# ResNet block, each transformer block and, inside it, its cross-attention (IF: its added-K/V
+# attention modules).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+states = trace.unet_states(pipe.unet)
+print(f"{len(states)} states:", pd.Series([s.kind for s in states]).value_counts().to_dict())
+
+# %% [markdown]
+# One trace restores each state alone at every step. The clean run rides along as the first
+# sample of every batch and each restored run copies its state from there
+# (`loco_lib.hooks.FromSample`), so nothing is stored between runs and all restored runs of a prompt
+# and seed share one UNet batch.
+
+# %%
+unet_trace = trace.trace(pipe, prompts, where="unet", **settings)
+print(f"{len(unet_trace.computed)} images generated now ({unet_trace.seconds:.1f} s), the rest from the cache")
+fig = trace.plot_trace(unet_trace)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+pd.Series(unet_trace.summary())
+
+# %% [markdown]
+# How to read it. `images` counts prompts x seeds; `restore >= 50%` how many states *alone* bring
+# back at least half of the gap between the corrupted and the clean score. On `toy` several states
+# can each restore most of the clean image, which is the paper's picture of distributed knowledge
+# (Fig. 11's caption: "these layers can independently restore a corrupted model"); the table and the
+# bars show where they sit: in the first down block and the last up block, the two blocks that work
+# at full resolution, and none in the middle of the UNet. The paper reports dense causal states for
+# SD-1.5 and SD-2.1 and about 5% of layers for SD-XL (Sec. 4); its figures do not say at which
+# threshold a layer counts as causal, so loco reports the counts at two.
+#
+# The strongest states, with the images of the first prompt and seed:
+
+# %%
+unet_trace.table().sort_values("restored", ascending=False).head(8)[["label", "name", "score", "restored"]].round(2)
+
+# %%
+top = unet_trace.ranking()[:4]
+runs = [trace.Run(0, SEEDS[0], None), trace.Run(0, SEEDS[0], ())] + [trace.Run(0, SEEDS[0], unet_trace.sets[k]) for k in top]
+fig = image_grid([unet_trace.images[r] for r in runs],
+                 titles=["clean", "corrupted"] + [f"restore {unet_trace.states[unet_trace.sets[k][0]].label}" for k in top],
+                 size=1.8, suptitle=prompts.originals[0])
+
+# %% [markdown]
+# ### How many states does it take?
+#
+# Restoring the k strongest states together, for growing k: the smallest k that brings back half
+# and 90% of the gap. Restoring a late state overrides everything before it that reaches the output
+# only through it, so the curve need not rise with k.
+
+# %%
+needed = trace.states_needed(pipe, unet_trace, cache_dir=cache, scorer=scorer)
+print("states needed:", {f"{f:.0%}": k for f, k in needed.needed.items()}, f"of {needed.n_states}")
+ax = needed.curve.plot(x="k", y="restored", marker="o", legend=False, figsize=(5, 2.6), logx=True)
+ax.axhline(0.5, ls=":", c="0.5"); ax.axhline(0.9, ls=":", c="0.5")
+ax.set_ylabel("fraction of the gap restored"); ax.set_xlabel("k strongest states restored together");
+
+# %% [markdown]
+# ### By denoising step
+#
+# The ResNet blocks restored in one band of steps only (first prompt and seed; step 0 is the
+# noisiest).
+
+# %%
+banded = trace.trace(pipe, prompts.originals[:1], prompts.subjects[:1], where="unet", kinds="resnet", bands=BANDS,
+                     **{**settings, "seeds": SEEDS[:1]})
+fig = trace.plot_trace(banded)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+banded.table().groupby("band", sort=False)["restored"].agg(["max", "mean"]).round(2)
+
+# %% [markdown]
+# On the organism a state restored in the first bands of steps does nothing; what the restored
+# state carries matters in the last band (loco's measurement; the paper restores at every step).
+#
+# ### Batched against one run per state
+#
+# ROME's loop runs one forward pass per restored state; loco's batch runs them side by side and
+# evaluates identical UNet rows once. The same work both ways, on the cross-attention states of
+# the first prompt and seed (fresh runs, no cache):
+
+# %%
+speed = {}
+for batched in (True, False):
+    t0 = time.perf_counter()
+    r = trace.trace(pipe, prompts.originals[:1], prompts.subjects[:1], where="unet", kinds="cross-attention",
+                    batched=batched, **{**settings, "seeds": SEEDS[:1], "cache_dir": None})
+    speed["batched" if batched else "one run per state"] = {"UNet rows": r.counter["rows"], "UNet calls": r.counter["calls"],
+                                                           "seconds": round(time.perf_counter() - t0, 1)}
+speed = pd.DataFrame(speed).T
+print(f"the loop evaluates {speed['UNet rows'].iloc[1] / speed['UNet rows'].iloc[0]:.2f}x the UNet rows and takes "
+      f"{speed['seconds'].iloc[1] / speed['seconds'].iloc[0]:.1f}x the time")
+speed
+
+# %% [markdown]
+# The loop evaluates the clean run again beside every restored one and pays the per-call overhead
+# once per state; the batch evaluates the clean run once per batch and shares the identical
+# unconditional rows of the first step. `benchmarks/trace_batched.py` measures every state of the
+# UNet and of the text encoder both ways.
+#
+# ## The text encoder
+#
+# `loco_lib.trace.encoder_states` lists each encoder layer's self-attention output and MLP
+# output. A restore puts them back at the subject's last token (`tokens="last"`, Basu et al.'s
+# reading) or at all its tokens. The same trace on `OTHER_MODEL` (here the T5 organism) tests the
+# paper's claim that the unique state needs a CLIP encoder alone.
+
+# %%
+text = {}
+models = [MODEL] + ([OTHER_MODEL] if OTHER_MODEL else [])
+for name in models:
+    p = pipe if name == MODEL else loco_lib.load(name)
+    s = scorer if name == MODEL else get_scorer(SCORER, name)
+    pairs = loco_lib.load_pairs(default_prompts(ATTRIBUTE, name), limit=N_PROMPTS)
+    for tokens in ("last", "subject"):
+        text[name, tokens] = trace.trace(p, pairs, where="text", tokens=tokens, **{**settings, "scorer": s})
+
+# %%
+import matplotlib.pyplot as plt
+
+fig, axes = plt.subplots(len(models), 2, figsize=(9, 2.2 * len(models)), squeeze=False)
+for i, name in enumerate(models):
+    for j, tokens in enumerate(("last", "subject")):
+        trace.plot_trace(text[name, tokens], ax=axes[i, j], title=f"{name}, {tokens} subject token{'s' if j else ''}")
+fig.tight_layout()
+
+# %%
+# NBVAL_CHECK_OUTPUT
+pd.DataFrame({f"{name}, {tokens}": r.summary() for (name, tokens), r in text.items()}).T
+
+# %% [markdown]
+# What the organisms show. In `toy`, whose encoder is causal like CLIP, the first layer's
+# self-attention output is the strongest state, as Basu et al. found in SD's CLIP; its MLP output
+# restores more than half of the gap too, so the organism has one causal *layer* (the first) rather
+# than one causal state, and the later layers restore at most a few percent (the heatmaps). In
+# `toy-t5`, whose encoder is bidirectional like DeepFloyd's T5, no state restores half of the gap;
+# its strongest is the first block's MLP, and its first self-attention restores almost nothing. The paper's claim
+# (Sec. 4: a localized state in the text encoder only when a CLIP encoder is used alone) holds on
+# the organisms in that form. The organisms' subject "van gogh" is two tokens, so "last" and
+# "subject" differ.
+
+# %% [markdown]
+# ## DiffQuickFix against LocoEdit
+#
+# DiffQuickFix (Basu et al. 2023; the paper's App. I baseline) edits the output projection of the
+# text encoder's causal self-attention layer in closed form: at the last subject token, the original
+# prompts' state there becomes the targets'. LocoEdit (Sec. 6) edits the K/V projections of the
+# cross-attention window LocoGen finds. Both below are built from the same prompt rows (the
+# attribute file's edit block) with the same lambda; DiffQuickFix at the self-attention layer the
+# trace ranks strongest, LocoEdit at the window recorded for this model. Then both edited models and
+# the original generate the same prompts with the first seed: the edited concept's held-out prompts,
+# and the file's controls (what the edit must leave alone).
+
+# %%
+concept = edit_concepts(source)[0]
+block = load_edit(source, concept)
+causal = text[MODEL, "last"].strongest("self-attention")
+layer = int(causal.block.split()[-1])
+window = loco_lib.paper.default_window(MODEL, ATTRIBUTE)
+edits = {"original": None,
+         f"LocoEdit (UNet layers {loco_lib.format_layers(window)})": loco_lib.compute_edit(
+             pipe, window, block.originals, block.targets, block.subjects, block.target_subjects),
+         f"DiffQuickFix (text layer {layer})": diffquickfix.compute_edit(
+             pipe, block.originals, block.targets, block.subjects, block.target_subjects, layer=layer)}
+for label, e in edits.items():
+    if e is not None:
+        print(f"{label}: {e.meta['n_rows']} rows, solved in {e.edit_seconds * 1000:.1f} ms")
+
+# %%
+controls = load_controls(source)
+held_out = loco_lib.load_pairs(source, concept=concept)
+groups = {f"{concept} (edited)": list(held_out.originals), **controls}
+flat = [p for g in groups.values() for p in g]
+print("prompts per group:", {g: len(ps) for g, ps in groups.items()})
+side_by_side = compare(pipe, flat, None, edits, seeds=SEEDS[:1], groups=[g for g, ps in groups.items() for _ in ps],
+                       scorer=scorer, steps=STEPS, guidance=GUIDANCE)
+side_by_side.mean("group").round(2)
+
+# %% [markdown]
+# With the organism's scorer, the readouts: the fraction of images that show what their prompt asks
+# for. On the edited concept's prompts a successful edit lowers the style readout; on the controls
+# it should stay where the original model is.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+if hasattr(scorer, "accuracy"):
+    display(pd.concat({g: side_by_side.readouts(g) for g in groups}, names=["prompts"]).round(2))
+else:
+    print(f"{scorer.name} has no attribute readouts (only the model organism's scorer does)")
+
+# %% [markdown]
+# On the organism both edits remove the edited style from its held-out prompts and leave the other
+# styles and the style-free prompts as the original model draws them (the readouts above, one seed).
+# The paper's App. I (Fig. 57) finds the two methods comparable for style on SD-1.5 and SD-2.1; on
+# the organism DiffQuickFix also changes some shapes of the edited prompts (the shape readout
+# above). DiffQuickFix depends on a causal state in the text encoder, which the traces above do not
+# find in the T5 organism; LocoEdit's window comes from LocoGen, which needs none.
+
+# %%
+n = min(4, len(held_out.originals))
+fig = image_grid([im for label in edits for im in side_by_side.images(label, 0, n)],
+                 titles=[p.replace(" in the style of ", "\nin the style of ") for p in flat[:n]] + [""] * (n * (len(edits) - 1)),
+                 row_labels=list(edits), ncols=n, size=1.8, suptitle=f"seed {SEEDS[0]}")
+
+# %% [markdown]
+# ## Resuming
+#
+# Every image and score of a trace is cached in `CACHE_DIR`; the same trace again generates nothing.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+again = trace.trace(pipe, prompts, where="unet", **settings)
+print(f"images generated on the second run: {len(again.computed)}; same scores: {again.scores == unet_trace.scores}")
+
+# %% [markdown]
+# From the command line, the same traces (JSON with the clean and corrupted scores and one entry per
+# state):
+#
+# ```
+# loco trace toy --where unet --attribute style --limit 2 --seeds 0,1 --cache trace-cache --json
+# loco trace sdxl --where text --encoder 2 --prompt "a house in the style of van gogh" --subject "van gogh" --json
+# loco edit toy --method diffquickfix --attribute style --out dqf.safetensors
+# loco evaluate toy --attribute style --edit dqf.safetensors --controls
+# ```
