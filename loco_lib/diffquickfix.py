@@ -36,7 +36,7 @@ import torch
 from .edit_file import Edit, _fingerprint, _model_name
 from .errors import LocoError
 from .hooks import Record, Site, hooks
-from .locoedit import LAMBDA, _as_list, closed_form
+from .locoedit import LAMBDA, _as_list, closed_form, edit_prompts
 
 
 def projection(pipe, layer: int = 0, encoder: int = 1) -> tuple[str, str, str]:
@@ -78,16 +78,12 @@ def compute_edit(pipe, originals, targets, subjects=None, target_subjects=None, 
     ``originals`` mapped onto ``targets`` at the output projection of self-attention ``layer`` of
     text encoder ``encoder``. The pipeline is not changed: apply the returned :class:`Edit`."""
     from . import __version__, settings
-    from .settings import as_prompt_list
 
     family = settings.pipeline_family(pipe)
     lam = settings.lam(lam)
     start = time.perf_counter()
-    originals = settings.prompts(pipe, originals, "original prompt")
-    targets = _as_list(settings.prompts(pipe, targets, "target prompt"), len(originals), "target prompts")
-    subjects = _as_list(subjects, len(originals), "subjects")
-    target_subjects = _as_list(target_subjects, len(originals), "target subjects")
-    preserve = [] if preserve is None else as_prompt_list(preserve, "preserve prompt")
+    originals, targets, subjects, target_subjects, preserve = edit_prompts(
+        pipe, originals, targets, subjects, target_subjects, preserve)
     component, attn_name, proj = projection(pipe, layer, encoder)
     xo = rows(pipe, originals, subjects, layer, encoder)
     xt = rows(pipe, targets, target_subjects, layer, encoder)

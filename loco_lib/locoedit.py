@@ -125,6 +125,20 @@ def _as_list(x, n: int, what: str) -> list:
     return x
 
 
+def edit_prompts(pipe, originals, targets, subjects=None, target_subjects=None, preserve=None) -> tuple:
+    """The prompt rows of a closed-form edit (LocoEdit, DiffQuickFix), checked and expanded:
+    ``(originals, targets, subjects, target_subjects, preserve)`` as lists of equal length (one
+    target, subject or target subject may stand for all; ``preserve`` may be empty)."""
+    from . import settings
+
+    originals = settings.prompts(pipe, originals, "original prompt")
+    targets = _as_list(settings.prompts(pipe, targets, "target prompt"), len(originals), "target prompts")
+    subjects = _as_list(subjects, len(originals), "subjects")
+    target_subjects = _as_list(target_subjects, len(originals), "target subjects")
+    preserve = [] if preserve is None else settings.as_prompt_list(preserve, "preserve prompt")
+    return originals, targets, subjects, target_subjects, preserve
+
+
 @torch.no_grad()
 def kv_rows(pipe, layers, prompts, subjects=None) -> dict[int, torch.Tensor]:
     """{layer index: [N, kv_dim] rows}: the K/V projections' input at the last subject token of
@@ -168,16 +182,12 @@ def compute_edit(
     """
     from . import __version__, settings
     from .models import pipeline_family
-    from .text import as_prompt_list
 
     family = pipeline_family(pipe)
     lam = settings.lam(lam)
     start = time.perf_counter()
-    originals = settings.prompts(pipe, originals, "original prompt")
-    targets = _as_list(settings.prompts(pipe, targets, "target prompt"), len(originals), "target prompts")
-    subjects = _as_list(subjects, len(originals), "subjects")
-    target_subjects = _as_list(target_subjects, len(originals), "target subjects")
-    preserve = [] if preserve is None else as_prompt_list(preserve, "preserve prompt")
+    originals, targets, subjects, target_subjects, preserve = edit_prompts(
+        pipe, originals, targets, subjects, target_subjects, preserve)
     unet = pipe.unet
     all_layers = cross_attention_layers(unet)
     idx = parse_layers(layers, len(all_layers))

@@ -221,6 +221,16 @@ def test_result_json_and_states_needed(toy):
     assert needed.needed[0.9] in (1, len(r.states))
 
 
+def test_sdxl_text_trace_of_each_encoder():
+    pipe = models.load("tiny-sdxl", progress=False)
+    for encoder in (1, 2):
+        r = trace.trace(pipe, PROMPT, "cat", where="text", encoder=encoder, steps=2, progress=False)
+        enc = getattr(pipe, trace.encoder_component(pipe, encoder))
+        assert len(r.sets) == 2 * enc.config.num_hidden_layers
+        assert all(s.component == trace.encoder_component(pipe, encoder) for s in r.states)
+        assert r.clean != r.corrupted
+
+
 def test_windows_and_bands():
     assert trace.windows(5, 1) == [(0,), (1,), (2,), (3,), (4,)]
     assert trace.windows(5, 3) == [(0, 1), (0, 1, 2), (1, 2, 3), (2, 3, 4), (3, 4)]
@@ -259,10 +269,11 @@ ORIG = ["a red circle in the style of van gogh", "a blue square in the style of 
 TARG = ["a red circle in the style of a painting", "a blue square in the style of a painting", "a green cross in the style of a painting"]
 
 
-def _out_proj_inputs(pipe, prompts):
+def _out_proj_inputs(pipe, prompts, encoder=1):
     """Independent of loco's hooks: a torch pre-hook on the first self-attention's output projection."""
     seen = []
-    proj = pipe.text_encoder.get_submodule(diffquickfix.projection(pipe)[2])
+    component, _, name = diffquickfix.projection(pipe, 0, encoder)
+    proj = getattr(pipe, component).get_submodule(name)
     h = proj.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
     try:
         encode(pipe, prompts)
@@ -271,29 +282,31 @@ def _out_proj_inputs(pipe, prompts):
     return seen[0]
 
 
-@pytest.mark.parametrize("name", ["toy", "toy-t5", "tiny-sd15"])
-def test_diffquickfix_rows_and_minimiser(name):
+@pytest.mark.parametrize("name,encoder", [("toy", 1), ("toy-t5", 1), ("tiny-sd15", 1), ("tiny-if", 1), ("tiny-sdxl", 2)])
+def test_diffquickfix_rows_and_minimiser(name, encoder):
     pipe = models.load(name, progress=False)
     orig, targ, subj, tsubj = (ORIG, TARG, "van gogh", "a painting") if name.startswith("toy") else (
         ["a cat in the style of van gogh", "a dog in the style of van gogh"], ["a cat", "a dog"], "van gogh", None)
     from loco_lib.tokens import subject_token_index
 
-    x = diffquickfix.rows(pipe, orig, subj)
-    ref = _out_proj_inputs(pipe, orig)
-    pos = [subject_token_index(pipe, p, subj) for p in orig]
+    component = trace.encoder_component(pipe, encoder)
+    x = diffquickfix.rows(pipe, orig, subj, encoder=encoder)
+    ref = _out_proj_inputs(pipe, orig, encoder)
+    tok = pipe if encoder == 1 else pipe.tokenizer_2
+    pos = [subject_token_index(tok, p, subj) for p in orig]
     assert torch.equal(x, ref[torch.arange(len(orig)), pos])
-    edit = diffquickfix.compute_edit(pipe, orig, targ, subj, tsubj)
-    assert edit.component == "text_encoder" and edit.method == "diffquickfix"
+    edit = diffquickfix.compute_edit(pipe, orig, targ, subj, tsubj, encoder=encoder)
+    assert edit.component == component and edit.method == "diffquickfix"
     (pname, W), = edit.weights.items()
-    W_hat = pipe.text_encoder.get_parameter(pname).detach()
-    xo, xt = x.double(), diffquickfix.rows(pipe, targ, tsubj).double()
+    W_hat = getattr(pipe, component).get_parameter(pname).detach()
+    xo, xt = x.double(), diffquickfix.rows(pipe, targ, tsubj, encoder=encoder).double()
     W = W.double().requires_grad_(True)
     loss = locoedit.objective(W, W_hat.double(), xo, xt, locoedit.LAMBDA)
     (grad,) = torch.autograd.grad(loss, W)
-    assert float(grad.abs().max()) < 1e-4 * max(1.0, float(loss))
+    assert float(grad.abs().max()) < 1e-4 * max(1.0, float(loss.detach()))
     for _ in range(3):
         other = W.detach() + 1e-3 * torch.randn_like(W)
-        assert float(locoedit.objective(other, W_hat.double(), xo, xt)) > float(loss)
+        assert float(locoedit.objective(other, W_hat.double(), xo, xt)) > float(loss.detach())
 
 
 def test_diffquickfix_edit_applies_reverts_and_saves(toy, tmp_path):
