@@ -211,14 +211,15 @@ speed
 # paper's claim that the unique state needs a CLIP encoder alone.
 
 # %%
-text = {}
 models = [MODEL] + ([OTHER_MODEL] if OTHER_MODEL else [])
+pipes = {name: pipe if name == MODEL else loco_lib.load(name) for name in models}
+scorers = {name: scorer if name == MODEL else get_scorer(SCORER, name) for name in models}
+text = {}
 for name in models:
-    p = pipe if name == MODEL else loco_lib.load(name)
-    s = scorer if name == MODEL else get_scorer(SCORER, name)
     pairs = loco_lib.load_pairs(default_prompts(ATTRIBUTE, name), limit=N_PROMPTS)
     for tokens in ("last", "subject"):
-        text[name, tokens] = trace.trace(p, pairs, where="text", tokens=tokens, **{**settings, "scorer": s})
+        text[name, tokens] = trace.trace(pipes[name], pairs, where="text", tokens=tokens,
+                                         **{**settings, "scorer": scorers[name]})
 
 # %%
 import matplotlib.pyplot as plt
@@ -252,34 +253,38 @@ pd.DataFrame({f"{name}, {tokens}": r.summary() for (name, tokens), r in text.ite
 # prompts' state there becomes the targets'. LocoEdit (Sec. 6) edits the K/V projections of the
 # cross-attention window LocoGen finds. Both below are built from the same prompt rows (the
 # attribute file's edit block) with the same lambda; DiffQuickFix at the self-attention layer the
-# trace ranks strongest, LocoEdit at the window recorded for this model. Then both edited models and
+# trace ranks strongest, LocoEdit at the window recorded for the model. Then both edited models and
 # the original generate the same prompts with the first seed: the edited concept's held-out prompts,
-# and the file's controls (what the edit must leave alone).
+# and the file's controls (what the edit must leave alone). On both models of the text-encoder
+# comparison.
 
 # %%
 concept = edit_concepts(source)[0]
-block = load_edit(source, concept)
-causal = text[MODEL, "last"].strongest("self-attention")
-layer = int(causal.block.split()[-1])
-window = loco_lib.paper.default_window(MODEL, ATTRIBUTE)
-edits = {"original": None,
-         f"LocoEdit (UNet layers {loco_lib.format_layers(window)})": loco_lib.compute_edit(
-             pipe, window, block.originals, block.targets, block.subjects, block.target_subjects),
-         f"DiffQuickFix (text layer {layer})": diffquickfix.compute_edit(
-             pipe, block.originals, block.targets, block.subjects, block.target_subjects, layer=layer)}
-for label, e in edits.items():
-    if e is not None:
-        print(f"{label}: {e.meta['n_rows']} rows, solved in {e.edit_seconds * 1000:.1f} ms")
+side_by_side, labels = {}, {}
+for name in models:
+    src = default_prompts(ATTRIBUTE, name)
+    block = load_edit(src, concept)
+    layer = int(text[name, "last"].strongest("self-attention").block.split()[-1])
+    window = loco_lib.paper.default_window(name, ATTRIBUTE)
+    edits = {"original": None,
+             "LocoEdit": loco_lib.compute_edit(pipes[name], window, block.originals, block.targets, block.subjects,
+                                               block.target_subjects),
+             "DiffQuickFix": diffquickfix.compute_edit(pipes[name], block.originals, block.targets, block.subjects,
+                                                       block.target_subjects, layer=layer)}
+    labels[name] = f"LocoEdit at UNet layers {loco_lib.format_layers(window)}, DiffQuickFix at text layer {layer}"
+    groups = {f"{concept} (edited)": list(loco_lib.load_pairs(src, concept=concept).originals), **load_controls(src)}
+    flat = [p for g in groups.values() for p in g]
+    side_by_side[name] = compare(pipes[name], flat, None, edits, seeds=SEEDS[:1],
+                                 groups=[g for g, ps in groups.items() for _ in ps], scorer=scorers[name], steps=STEPS,
+                                 guidance=GUIDANCE)
+    for label, e in edits.items():
+        if e is not None:
+            print(f"{name}, {label}: {e.meta['n_rows']} rows, solved in {e.edit_seconds * 1000:.1f} ms")
+    print(f"{name}: {labels[name]}")
+print("prompts per group:", {g: len(ps) for g, ps in groups.items()})
 
 # %%
-controls = load_controls(source)
-held_out = loco_lib.load_pairs(source, concept=concept)
-groups = {f"{concept} (edited)": list(held_out.originals), **controls}
-flat = [p for g in groups.values() for p in g]
-print("prompts per group:", {g: len(ps) for g, ps in groups.items()})
-side_by_side = compare(pipe, flat, None, edits, seeds=SEEDS[:1], groups=[g for g, ps in groups.items() for _ in ps],
-                       scorer=scorer, steps=STEPS, guidance=GUIDANCE)
-side_by_side.mean("group").round(2)
+pd.concat({name: c.mean("group") for name, c in side_by_side.items()}, names=["model"]).round(2)
 
 # %% [markdown]
 # With the organism's scorer, the readouts: the fraction of images that show what their prompt asks
@@ -289,23 +294,31 @@ side_by_side.mean("group").round(2)
 # %%
 # NBVAL_CHECK_OUTPUT
 if hasattr(scorer, "accuracy"):
-    display(pd.concat({g: side_by_side.readouts(g) for g in groups}, names=["prompts"]).round(2))
+    display(pd.concat({(name, g): c.readouts(g).rename_axis("edit") for name, c in side_by_side.items()
+                       for g in dict.fromkeys(c.groups)}, names=["model", "prompts"]).round(2))
 else:
     print(f"{scorer.name} has no attribute readouts (only the model organism's scorer does)")
 
 # %% [markdown]
-# On the organism both edits remove the edited style from its held-out prompts and leave the other
-# styles and the style-free prompts as the original model draws them (the readouts above, one seed).
-# The paper's App. I (Fig. 57) finds the two methods comparable for style on SD-1.5 and SD-2.1; on
-# the organism DiffQuickFix also changes some shapes of the edited prompts (the shape readout
-# above). DiffQuickFix depends on a causal state in the text encoder, which the traces above do not
-# find in the T5 organism; LocoEdit's window comes from LocoGen, which needs none.
+# On `toy` both edits remove the edited style from its held-out prompts and leave the other styles
+# and the style-free prompts as the original model draws them (the readouts above, one seed); the
+# paper's App. I (Fig. 57) finds the two methods comparable for style on SD-1.5 and SD-2.1.
+# DiffQuickFix also changes some shapes of the edited prompts on `toy` (its shape readout).
+#
+# On `toy-t5` the two part ways: LocoEdit removes the style, DiffQuickFix at the T5 encoder's
+# strongest self-attention layer leaves it. That is what the traces above predict: DiffQuickFix
+# rewrites a self-attention state at the subject's last token, and in the T5 organism no
+# self-attention state carries the subject (its strongest state is an MLP output, restoring less
+# than half of the gap). The paper makes the same argument for DeepFloyd's T5 (Sec. 4); LocoEdit's
+# window comes from LocoGen and does not need a causal state in the text encoder.
 
 # %%
-n = min(4, len(held_out.originals))
-fig = image_grid([im for label in edits for im in side_by_side.images(label, 0, n)],
-                 titles=[p.replace(" in the style of ", "\nin the style of ") for p in flat[:n]] + [""] * (n * (len(edits) - 1)),
-                 row_labels=list(edits), ncols=n, size=1.8, suptitle=f"seed {SEEDS[0]}")
+first = side_by_side[MODEL]
+n = min(4, len(first.groups))
+fig = image_grid([im for label in first.generations for im in first.images(label, 0, n)],
+                 titles=[p.replace(" in the style of ", "\nin the style of ") for p in first.prompts[:n]]
+                        + [""] * (n * (len(first.generations) - 1)),
+                 row_labels=list(first.generations), ncols=n, size=1.8, suptitle=f"{MODEL}, seed {SEEDS[0]}: {labels[MODEL]}")
 
 # %% [markdown]
 # ## Resuming
