@@ -7,8 +7,9 @@ and seed:
 
 * **clean**: the prompt as it is;
 * **corrupted**: Gaussian noise added to the input token embeddings of the subject's tokens, in
-  every text encoder the pipeline has (SD-XL: both). The noise has ``factor`` (default 3, as ROME)
-  times the standard deviation of that encoder's token-embedding table, and is drawn from a CPU
+  every text encoder the pipeline has (SD-XL: both). The noise has ``factor`` (default 3, ROME's
+  factor) times the standard deviation of that encoder's whole token-embedding table (loco's
+  choice; ROME measures it over the embeddings of subject tokens), and is drawn from a CPU
   generator seeded with ``CORRUPTION_SEED + seed``, so a trace is reproducible;
 * **restored**: the corrupted run with one state (or a window of adjacent states) set back to the
   value it has in the clean run.
@@ -60,7 +61,7 @@ WHERE = ("unet", "text")
 UNET_KINDS = ("resnet", "transformer", "cross-attention", "attention")
 TEXT_KINDS = ("self-attention", "mlp", "layer")
 TOKEN_MODES = ("last", "subject", "all")
-NOISE_FACTOR = 3.0  # ROME's choice, kept by Basu et al. 2023: 3 x the std of the token embeddings
+NOISE_FACTOR = 3.0  # ROME's factor: 3 x a standard deviation of the token embeddings
 CORRUPTION_SEED = 10_000_019  # the corruption of seed s is drawn with seed CORRUPTION_SEED + s
 CACHE_FORMAT = 1
 

@@ -23,7 +23,9 @@
 #
 # 1. **clean**: the prompt as it is;
 # 2. **corrupted**: Gaussian noise added to the token embeddings of the subject ("van gogh" in "a red
-#    circle in the style of van gogh"), 3 standard deviations of the embedding table as in ROME;
+#    circle in the style of van gogh"), 3 times a standard deviation of the token embeddings (ROME's
+#    factor; loco takes the standard deviation over the whole embedding table, ROME over the
+#    embeddings of subject tokens);
 # 3. **restored**: the corrupted run with one internal state put back to its clean value.
 #
 # A state that brings the clean image back carries what the model needs to know about the subject.
