@@ -77,17 +77,24 @@ def _parser() -> argparse.ArgumentParser:
     loc.add_argument("--device", default=None)
     loc.add_argument("--json", action="store_true", help="print the result as JSON")
     loc.add_argument("--quiet", action="store_true", help="no progress bar")
-    ed = sub.add_parser("edit", help="LocoEdit (K/V projections of chosen UNet layers) or DiffQuickFix (the text encoder's causal state)")
+    ed = sub.add_parser("edit", help="LocoEdit (K/V projections of chosen UNet layers), DiffQuickFix (the text encoder's causal state) or UCE (every cross-attention K/V)")
     ed.add_argument("model")
-    ed.add_argument("--method", default="locoedit", choices=("locoedit", "diffquickfix"),
-                    help="locoedit (Sec. 6, needs --layers) or diffquickfix (App. I: first self-attention of the text encoder)")
+    ed.add_argument("--method", default="locoedit", choices=("locoedit", "diffquickfix", "uce"),
+                    help="locoedit (Sec. 6, needs --layers), diffquickfix (App. I: a self-attention of the text encoder) "
+                         "or uce (Gandikota et al. 2024: every cross-attention layer, erase and preserve sets)")
     ed.add_argument("--attribute", required=True, help="style, objects or facts")
-    ed.add_argument("--layers", default=None, help="LocoEdit: the localized layers, e.g. 8,9")
+    ed.add_argument("--layers", default=None, help="LocoEdit: the localized layers, e.g. 8,9; with several concepts one "
+                    "window for all or one per concept separated by ';' (0-1;11-12). UCE: default all")
     ed.add_argument("--layer", type=int, default=0, help="DiffQuickFix: the text encoder's self-attention layer (default 0)")
     ed.add_argument("--encoder", type=int, default=1, help="DiffQuickFix on SD-XL: which text encoder (1 or 2)")
     ed.add_argument("--prompts", default=None, help="a prompt-pair YAML/JSON file with an `edits` block (default: the bundled set)")
-    ed.add_argument("--concept", default=None, help="which edit block of the file (default: its first)")
-    ed.add_argument("--lam", type=float, default=0.01, help="lambda_K = lambda_V (App. H: 0.01)")
+    ed.add_argument("--concept", default=None, help="which edit block of the file (default: its first); LocoEdit and UCE "
+                    "take several, comma-separated, and remove them with one edit")
+    ed.add_argument("--guide", default=None, help="UCE: the text the erased concepts become (default: the edit block's "
+                    "target subject, e.g. 'a painting'; '' = the empty prompt)")
+    ed.add_argument("--preserve", default=None, help="UCE: comma-separated concepts to keep (default: the file's other "
+                    "edit concepts); LocoEdit/DiffQuickFix: prompts whose rows keep their keys and values")
+    ed.add_argument("--lam", type=float, default=None, help="lambda (LocoEdit/DiffQuickFix: App. H's 0.01; UCE: 0.5, as its authors' script)")
     ed.add_argument("--out", required=True, help="output .safetensors file")
     ed.add_argument("--device", default=None)
     ev = sub.add_parser("evaluate", help="CLIP-score (and the organism's readouts) of an attribute's prompts, optionally edited")
@@ -97,6 +104,12 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--prompts", default=None, help="a prompt-pair YAML/JSON file (default: the model's bundled set of the attribute)")
     ev.add_argument("--limit", type=int, default=None, help="use only the first N prompt pairs")
     ev.add_argument("--controls", action="store_true", help="also measure the file's control prompts (what an edit should leave alone)")
+    ev.add_argument("--unlearning", action="store_true", help="also UnlearnCanvas' UA / IRA / CRA of a style edit, for the "
+                    "original and (with --edit) the edited model")
+    ev.add_argument("--concept", default=None, help="with --unlearning: the erased artist (default: the edit's concept, "
+                    "else the first artist)")
+    ev.add_argument("--profile", default="smoke", choices=("smoke", "paper"), help="with --unlearning on a real model: "
+                    "8 (smoke) or all 320 (paper) generic prompts for CRA")
     ev.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1")
     ev.add_argument("--steps", type=int, default=None)
     ev.add_argument("--guidance", type=float, default=None)
@@ -339,51 +352,98 @@ def _check_prompts(pipe, prompts, controls=None) -> None:
         settings.prompts(pipe, group, what)
 
 
+def _split(text, sep: str = ",") -> list[str]:
+    return [x.strip() for x in str(text).split(sep) if x.strip()]
+
+
 def cmd_edit(args) -> int:
     from .layers import parse_layers
     from .locogen import check_attribute
     from .models import check_model_name, load
-    from .prompts import default_prompts, edit_concepts, load_edit
+    from .prompts import concept_keys, default_prompts, edit_concepts
 
     check_model_name(args.model)
     check_attribute(args.attribute)
-    settings.lam(args.lam, "--lam")
+    if args.lam is not None:
+        settings.lam(args.lam, "--lam")
     if args.device is not None:
         settings.device(args.device, "--device")
+    concepts = _split(args.concept) if args.concept is not None else None
+    if args.concept is not None and not concepts:
+        raise LocoError("--concept is empty: name an edit block of the prompt file")
+    windows = _split(args.layers, ";") if args.layers is not None else None
     if args.method == "locoedit":
         if args.layers is None:
-            raise LocoError("LocoEdit needs the localized layers: --layers 8,9 (or --method diffquickfix)")
+            raise LocoError("LocoEdit needs the localized layers: --layers 8,9 (or --method diffquickfix / uce)")
+        if len(windows) > 1 and len(windows) != len(concepts or [None]):
+            raise LocoError(f"{len(windows)} windows in --layers for {len(concepts or [None])} concepts: give one, or one per concept")
         n_known = _known_layer_count(args.model)
         if n_known is not None:
-            parse_layers(args.layers, n_known)
-    elif args.layers is not None:
-        raise LocoError("--layers chooses UNet layers for LocoEdit; DiffQuickFix edits the text encoder (--layer, default 0)")
+            for w in windows or [args.layers]:
+                parse_layers(w, n_known)
+    elif args.method == "diffquickfix":
+        if args.layers is not None:
+            raise LocoError("--layers chooses UNet layers for LocoEdit; DiffQuickFix edits the text encoder (--layer, default 0)")
+        if concepts and len(concepts) > 1:
+            raise LocoError("DiffQuickFix edits one concept at a time: give one --concept")
+    if args.method != "uce" and args.guide is not None:
+        raise LocoError("--guide is UCE's: use it with --method uce")
     if args.encoder not in (1, 2):
         raise LocoError(f"--encoder is 1 or 2, got {args.encoder}")
     _check_output_path(args.out, suffixes=(".safetensors",))
     source = args.prompts or default_prompts(args.attribute, args.model)
-    concepts = edit_concepts(source)
-    if not concepts:
+    known = edit_concepts(source)
+    if not known:
         raise LocoError(f"{source} has no `edits` block to build an edit from")
-    prompts = load_edit(source, args.concept or concepts[0])
-    if prompts.attribute != args.attribute:
-        raise LocoError(f"{args.prompts} holds {prompts.attribute} prompts, not {args.attribute}")
+    concepts = concepts or [known[0]]
+    from .unlearning import artists
+
+    derivable = {c.lower() for c in known} | ({a.lower() for a in artists(args.model)} if args.attribute == "style" else set())
+    unknown = [c for c in concepts if c.lower() not in derivable]
+    if unknown:
+        raise LocoError(f"{source}: no edit block for concept {unknown[0]!r} (concepts: {', '.join(known)})")
+    key_sets = [concept_keys(source, c) for c in concepts]
+    if any(k.attribute != args.attribute for k in key_sets):
+        raise LocoError(f"{args.prompts} holds {key_sets[0].attribute} prompts, not {args.attribute}")
     pipe = load(args.model, device=args.device, progress=False)
-    _check_prompts(pipe, prompts)
+    for k in key_sets:
+        _check_prompts(pipe, k)
+    n_rows = sum(len(k) for k in key_sets)
     if args.method == "locoedit":
-        from .locoedit import compute_edit
+        from .locoedit import LAMBDA, compute_multi_edit
 
-        edit = compute_edit(pipe, args.layers, prompts.originals, prompts.targets, prompts.subjects,
-                            prompts.target_subjects, lam=args.lam)
+        edit = compute_multi_edit(pipe, windows if len(windows) > 1 else args.layers, key_sets,
+                                  lam=LAMBDA if args.lam is None else args.lam,
+                                  preserve=_split(args.preserve) if args.preserve else None)
         where = f"layers {edit.layers}"
-    else:
+    elif args.method == "diffquickfix":
         from .diffquickfix import compute_edit
+        from .locoedit import LAMBDA
 
+        prompts = key_sets[0]
         edit = compute_edit(pipe, prompts.originals, prompts.targets, prompts.subjects, prompts.target_subjects,
-                            lam=args.lam, layer=args.layer, encoder=args.encoder)
+                            lam=LAMBDA if args.lam is None else args.lam, layer=args.layer, encoder=args.encoder,
+                            preserve=_split(args.preserve) if args.preserve else None)
         where = f"{edit.component} self-attention layer {args.layer}"
+    else:
+        from . import uce
+
+        guide = args.guide if args.guide is not None else (key_sets[0].target_subjects[0] or "")
+        if args.preserve is not None:
+            preserve = _split(args.preserve)
+        else:  # as UCE's script: every other artist (style), else the file's other edit concepts
+            pool = artists(args.model) if key_sets[0].attribute == "style" else known
+            erased = {k.subjects[0].lower() for k in key_sets} | {c.lower() for c in concepts}
+            preserve = [c for c in pool if c.lower() not in erased]
+        texts = [g for g in [guide, *preserve] if g.strip()]
+        if texts:
+            settings.prompts(pipe, texts, "UCE text")
+        edit = uce.compute_edit(pipe, [k.subjects[0] for k in key_sets], guide, preserve or None,
+                                layers=args.layers or "all", lam=uce.LAMBDA if args.lam is None else args.lam)
+        where = f"{len(edit.layers)} layers, erased {edit.meta['concepts']} towards {guide!r}, preserving {len(preserve)}"
+        n_rows = edit.meta["n_rows"]
     edit.save(args.out)
-    print(f"wrote {args.out}: {args.method}, {where}, {len(prompts)} prompt rows, {edit.edit_seconds:.3f} s")
+    print(f"wrote {args.out}: {args.method}, {where}, {n_rows} prompt rows, {edit.edit_seconds:.3f} s")
     return 0
 
 
@@ -440,6 +500,10 @@ def cmd_evaluate(args) -> int:
     controls = load_controls(source) if args.controls else {}
     if args.controls and not controls:
         raise LocoError(f"{source} has no `controls` block")
+    if (args.concept is not None or args.profile != "smoke") and not args.unlearning:
+        raise LocoError("--concept and --profile go with --unlearning")
+    if args.unlearning and args.attribute not in ("style", "styles"):
+        raise LocoError("--unlearning measures style edits (UA/IRA/CRA over artists): use --attribute style")
     edit = None
     if args.edit is not None:
         from .locoedit import Edit
@@ -454,6 +518,17 @@ def cmd_evaluate(args) -> int:
     out = evaluate(pipe, prompts, **kw).to_json()
     if controls:
         out["controls"] = {name: evaluate(pipe, group, **kw).to_json() for name, group in controls.items()}
+    if args.unlearning:
+        from .unlearning import baselines, prompt_groups
+
+        concept = args.concept or (edit.meta.get("concepts") or edit.meta.get("subjects") or [None])[0] if edit else args.concept
+        groups = prompt_groups(args.model, concept, profile=args.profile)
+        if edit is not None:
+            edit.revert(pipe)
+        models = {"original": None, **({"edited": edit} if edit is not None else {})}
+        res = baselines(pipe, models, groups, seeds=seeds, scorer=scorer, steps=args.steps, guidance=args.guidance,
+                        progress=not args.quiet)
+        out["unlearning"] = {"concept": groups.concept, "n": res.table.attrs["n"], "models": res.to_json()}
     if args.json:
         print(dumps(out, indent=1))
     else:
@@ -464,6 +539,13 @@ def cmd_evaluate(args) -> int:
             if "accuracy" in res:
                 line += ", accuracy " + ", ".join(f"{k} {v:.2f}" for k, v in res["accuracy"].items())
             print(line)
+        if "unlearning" in out:
+            u = out["unlearning"]
+            print(f"unlearning {u['concept']!r} (images: {u['n']}):")
+            for row in u["models"]:
+                t, tt = row["CLIP vs T"], row["CLIP vs T'"]
+                print(f"  {row['model']}: UA {row['UA']:.2f}, IRA {row['IRA']:.2f}, CRA {row['CRA']:.2f}, "
+                      f"CLIP vs T {t:.2f}, vs T' {tt:.2f}")
     return 0
 
 

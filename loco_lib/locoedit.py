@@ -245,6 +245,56 @@ def compute_edit(
     )
 
 
+def compute_multi_edit(pipe, layers, key_sets, lam: float = LAMBDA, preserve=None) -> Edit:
+    """One LocoEdit that removes several concepts at once.
+
+    ``key_sets``: one :class:`~loco_lib.prompts.PromptSet` per concept (e.g.
+    :func:`loco_lib.prompts.concept_keys`). ``layers``: one window for every concept, or a list with
+    one window per concept (each concept's own LocoGen window). Every edited matrix is solved once,
+    with the rows of every concept whose window contains its layer stacked (loco's choice for the
+    question the paper leaves open). With one key set this is :func:`compute_edit` of that set.
+    """
+    key_sets = [key_sets] if hasattr(key_sets, "originals") else list(key_sets)
+    if not key_sets:
+        raise LocoError("no concepts to edit: give one key set (PromptSet) per concept")
+    for k in key_sets:
+        if not hasattr(k, "originals") or not len(k):
+            raise LocoError("each concept needs a non-empty key set (a PromptSet, e.g. prompts.concept_keys(...))")
+    n_layers = len(cross_attention_layers(pipe.unet))
+    per_set = isinstance(layers, (list, tuple)) and len(layers) > 0 and all(
+        isinstance(w, (list, tuple, str)) for w in layers)
+    windows = [parse_layers(w, n_layers) for w in layers] if per_set else [parse_layers(layers, n_layers)] * len(key_sets)
+    if len(windows) != len(key_sets):
+        raise LocoError(f"{len(windows)} windows given for {len(key_sets)} concepts: give one window, or one per concept")
+    if any(not w for w in windows):
+        raise LocoError("no layers given to edit for a concept (e.g. layers=[8, 9])")
+    groups: dict[tuple, list[int]] = {}  # which concepts' rows each layer gets
+    for layer in sorted({i for w in windows for i in w}):
+        groups.setdefault(tuple(j for j, w in enumerate(windows) if layer in w), []).append(layer)
+    edit = None
+    for members, group_layers in groups.items():
+        cat = lambda attr: [x for j in members for x in getattr(key_sets[j], attr)]
+        part = compute_edit(pipe, group_layers, cat("originals"), cat("targets"), cat("subjects"),
+                            cat("target_subjects"), lam=lam, preserve=preserve)
+        if edit is None:
+            edit = part
+        else:
+            edit.weights.update(part.weights)
+            edit.fingerprints.update(part.fingerprints)
+            edit.layer_names.update(part.layer_names)
+            edit.layers = sorted(set(edit.layers) | set(part.layers))
+            edit.meta["edit_seconds"] += part.meta["edit_seconds"]
+            edit.meta["encode_seconds"] += part.meta["encode_seconds"]
+    edit.meta["layers"] = edit.layers
+    if len(groups) > 1:
+        for key in ("originals", "targets", "subjects", "target_subjects"):
+            edit.meta[key] = [x for k in key_sets for x in getattr(k, key)]
+    edit.meta["n_rows"] = sum(len(k) for k in key_sets) + (len(edit.meta["preserve"]) if edit.meta.get("preserve") else 0)
+    edit.meta["concepts"] = [next((c for c in k.concepts if c), k.subjects[0]) for k in key_sets]
+    edit.meta["windows"] = windows
+    return edit
+
+
 def fit_table(pipe, edit: "Edit", originals, targets, subjects=None, target_subjects=None):
     """How well ``edit`` meets its objective, one row per matrix: the fit term
     ``||X_orig W - X_target W_hat||^2`` at the model's current weight W_hat ("fit before") and at the

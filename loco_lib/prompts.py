@@ -426,6 +426,29 @@ def load_edit(attribute_or_path, concept: str) -> PromptSet:
     raise LocoError(f"{f.path}: no edit block for concept {concept!r} (concepts: {', '.join(f.edits) or 'none'})")
 
 
+def concept_keys(attribute_or_path, concept: str) -> PromptSet:
+    """The LocoEdit keys of ``concept``: its own edit block when the file has one, else the first
+    block with its subject replaced by ``concept`` in every original (loco's choice, e.g. the
+    organism's style file has keys for van gogh only; monet's are the same scenes in monet's style)."""
+    f = _read_pair_file(attribute_or_path)
+    key = str(concept).strip().lower()
+    if not key:
+        raise LocoError("empty concept")
+    if key in (name.strip().lower() for name in f.edits):
+        return load_edit(attribute_or_path, concept)
+    if not f.edits:
+        raise LocoError(f"{f.path}: no edit blocks to derive the keys of {concept!r} from")
+    first = _to_set(f.attribute, next(iter(f.edits.values())), f.path)
+    pairs = []
+    for p in first:
+        pattern = re.compile(r"(?<!\w)" + re.escape(p.subject) + r"(?!\w)", re.IGNORECASE)
+        if pattern.search(p.original) is None:
+            raise LocoError(f"{f.path}: subject {p.subject!r} does not occur in {p.original!r}")
+        pairs.append(PromptPair(pattern.sub(concept, p.original, count=1), p.target, concept, p.target_subject, concept,
+                                f"{p.source}; subject replaced by {concept!r}"))
+    return _to_set(f.attribute, pairs, f.path)
+
+
 def default_prompts(attribute: str, model: str | None = None):
     """The bundled prompt set of ``attribute`` for ``model``: the model card's own prompt folder (the
     organisms: ``data/prompts/toy/<attribute>.yaml``), the paper's sets otherwise."""

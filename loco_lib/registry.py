@@ -25,6 +25,7 @@ class ModelCard:
     scorer: str | None = None  # the scorer its readouts use (a name get_scorer knows)
     windows: dict = field(default_factory=dict)  # attribute -> the window LocoGen found on it
     artist_prompts: Callable | None = None  # artist -> PromptSet, when the paper's App. K.1 prompts do not fit
+    generic_prompts: Callable | None = None  # exclude -> unrelated prompts (App. L), when MS-COCO's do not fit
     weights_only_fp32: bool = True  # small models load in float32 only
     shipped: bool = True  # a named model (listed by known_models), not a folder found by a resolver
 

@@ -53,12 +53,22 @@ def artist_prompts(artist, model=None):
     return _to_set("style", pairs, src)
 
 
+def unrelated_prompts(exclude=()) -> list[str]:
+    """The organism's analogue of App. L's generic prompts: every shape x colour x style scene
+    (style-free included) that names none of ``exclude`` (e.g. the edited style or object)."""
+    import re
+
+    words = [re.compile(r"(?<!\w)" + re.escape(str(x).strip().lower()) + r"(?!\w)") for x in exclude]
+    return [p for p in canonical_prompts(facts=False) if not any(w.search(p) for w in words)]
+
+
 def _card(name: str, shipped: bool = True) -> ModelCard:
     from ..prompts import prompts_dir
 
     return ModelCard(name=name, family="sd", load=load_trained, note=NOTES.get(name, "model organism folder"),
                      defaults=dict(SAMPLING), prompts_dir=prompts_dir() / "toy", scorer="toy-scorer",
-                     windows=WINDOWS.get(name, {}), artist_prompts=artist_prompts, shipped=shipped)
+                     windows=WINDOWS.get(name, {}), artist_prompts=artist_prompts, generic_prompts=unrelated_prompts,
+                     shipped=shipped)
 
 
 def _resolve(name: str):

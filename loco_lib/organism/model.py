@@ -1,13 +1,19 @@
 """The model organism: a small text-to-image diffusion model trained by loco on its synthetic world.
 
-Two models share data, UNet, seed and training budget and differ only in the text encoder:
+Four models share data, seed, sampler and training budget and differ in two factors, the text
+encoder and how the UNet reads text (the 2x2 design of the DeepFloyd chapter):
 
-* ``toy``: a transformers ``CLIPTextModel`` (causal attention, like SD's), trained jointly;
-* ``toy-t5``: a transformers ``T5EncoderModel`` (bidirectional), the controlled test of the paper's
-  App. M hypothesis (T5 leaks the attribute into tokens after the subject).
+* ``toy``: a transformers ``CLIPTextModel`` (causal attention, like SD's) and an SD-1.5-topology UNet;
+* ``toy-t5``: a transformers ``T5EncoderModel`` (bidirectional) and the same SD UNet, the controlled
+  test of the paper's App. M hypothesis (T5 leaks the attribute into tokens after the subject);
+* ``toy-if``: T5 and a DeepFloyd-IF-topology UNet (:func:`unet` with ``kind="if"``);
+* ``toy-if-clip``: the CLIP-style encoder and the IF-topology UNet.
 
-The UNet is an SD-1.5-topology ``UNet2DConditionModel`` (the same 16 cross-attention layers and
-module names, tiny widths). Its latent is the image itself, rearranged losslessly: a 2x2
+The SD UNet is an SD-1.5-topology ``UNet2DConditionModel`` (the same 16 cross-attention layers and
+module names, tiny widths). The IF UNet has IF-I's block types (``ResnetDownsampleBlock2D``,
+``SimpleCrossAttn*``), its added-K/V attention (text keys and values concatenated with the image's
+own), ``encoder_hid_proj`` before it and the pooled text ``add_embedding`` in the time embedding.
+Both are trained jointly with their encoder. Its latent is the image itself, rearranged losslessly: a 2x2
 pixel-unshuffle of the [-1, 1] image (32x32x3 -> 16x16x12), decoded by :class:`PixelShuffleCodec`,
 which stands where SD's VAE stands. The pipeline is a plain diffusers ``StableDiffusionPipeline``,
 so LocoGen, LocoEdit, neurons and tracing run on it through exactly the code used on SD.
@@ -99,9 +105,30 @@ def text_encoder(kind: str, vocab_size: int):
     return T5EncoderModel(cfg)
 
 
-def unet():
+def unet(kind: str = "sd"):
+    """The organism's UNet: ``"sd"`` (SD-1.5 topology) or ``"if"`` (DeepFloyd IF-I topology).
+
+    Both have the same widths (64, 64, 96, 96) and 2 layers per block (loco's choice for IF, whose
+    real UNet has 3: with 2 the two UNets differ in how they read text, not in depth). The IF one
+    follows IF-I-XL's config in everything else: its block types, GELU, scale-shift time
+    conditioning, group-norm on the text before each added-K/V attention, ``encoder_hid_proj``
+    (text width 64 -> 96, the last block's width, as IF's 4096 -> 2816) and ``addition_embed_type
+    "text"``; head dim 16 (IF: 64).
+    """
     from diffusers import UNet2DConditionModel
 
+    if kind == "if":
+        return UNet2DConditionModel(
+            sample_size=SIZE // UNSHUFFLE, in_channels=3 * UNSHUFFLE**2, out_channels=3 * UNSHUFFLE**2,
+            layers_per_block=2, block_out_channels=(64, 64, 96, 96), act_fn="gelu", attention_head_dim=16,
+            norm_num_groups=16, cross_attention_dim=96, cross_attention_norm="group_norm",
+            down_block_types=("ResnetDownsampleBlock2D",) + ("SimpleCrossAttnDownBlock2D",) * 3,
+            up_block_types=("SimpleCrossAttnUpBlock2D",) * 3 + ("ResnetUpsampleBlock2D",),
+            mid_block_type="UNetMidBlock2DSimpleCrossAttn", encoder_hid_dim=64, encoder_hid_dim_type="text_proj",
+            addition_embed_type="text", addition_embed_type_num_heads=4, resnet_time_scale_shift="scale_shift",
+        )
+    if kind != "sd":
+        raise ValueError(f"unknown UNet kind {kind!r}")
     return UNet2DConditionModel(
         sample_size=SIZE // UNSHUFFLE, in_channels=3 * UNSHUFFLE**2, out_channels=3 * UNSHUFFLE**2, layers_per_block=2,
         block_out_channels=(64, 64, 96, 96), attention_head_dim=4, norm_num_groups=16, cross_attention_dim=64,
@@ -125,21 +152,23 @@ def sample_scheduler():
                          clip_sample=False, set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading")
 
 
-def build(kind: str = "clip", seed: int = 0):
-    """A freshly initialised (untrained) toy pipeline: ``kind`` "clip" (toy) or "t5" (toy-t5)."""
+def build(kind: str = "clip", seed: int = 0, unet_kind: str = "sd"):
+    """A freshly initialised (untrained) organism pipeline: text encoder ``kind`` "clip" or "t5",
+    UNet ``unet_kind`` "sd" or "if" (toy, toy-t5, toy-if-clip, toy-if)."""
     from diffusers import StableDiffusionPipeline
 
     tok = word_tokenizer(kind)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         pipe = StableDiffusionPipeline(
-            vae=PixelShuffleCodec(), text_encoder=text_encoder(kind, len(tok)), tokenizer=tok, unet=unet(),
+            vae=PixelShuffleCodec(), text_encoder=text_encoder(kind, len(tok)), tokenizer=tok, unet=unet(unet_kind),
             scheduler=sample_scheduler(), safety_checker=None, feature_extractor=None, requires_safety_checker=False,
         )
     return pipe
 
 
-BUILTIN = {"toy": "clip", "toy-t5": "t5"}  # the organisms shipped in models/
+# the organisms shipped in models/: name -> (text encoder, UNet)
+BUILTIN = {"toy": ("clip", "sd"), "toy-t5": ("t5", "sd"), "toy-if": ("t5", "if"), "toy-if-clip": ("clip", "if")}
 
 
 def models_dir():
@@ -151,19 +180,29 @@ def models_dir():
 
 
 def organism_kind(name) -> str | None:
-    """``"clip"`` or ``"t5"`` if ``name`` is a model organism, else None: the shipped ``toy`` /
-    ``toy-t5``, or a folder written by :mod:`loco_lib.organism.training` (its ``training.json`` names the kind),
+    """The text encoder, ``"clip"`` or ``"t5"``, if ``name`` is a model organism, else None: a shipped
+    one (:data:`BUILTIN`), or a folder written by :mod:`loco_lib.organism.training` (its ``training.json`` names the kind),
     e.g. a second training seed."""
     import json
     from pathlib import Path
 
-    if name in BUILTIN:
+    return (organism_kinds(name) or (None,))[0]
+
+
+def organism_kinds(name) -> tuple[str, str] | None:
+    """``(text encoder, UNet)`` kinds of an organism, e.g. ``("t5", "if")`` for ``toy-if``; None if
+    ``name`` is not one. A folder's ``training.json`` without ``unet`` is an SD-topology one."""
+    import json
+    from pathlib import Path
+
+    if isinstance(name, str) and name in BUILTIN:
         return BUILTIN[name]
     try:
         meta = Path(name) / "training.json"
         if meta.is_file():
-            kind = json.loads(meta.read_text()).get("kind")
-            return kind if kind in ("clip", "t5") else None
+            info = json.loads(meta.read_text())
+            kind, unet_kind = info.get("kind"), info.get("unet", "sd")
+            return (kind, unet_kind) if kind in ("clip", "t5") and unet_kind in ("sd", "if") else None
     except (TypeError, OSError, ValueError):
         return None
     return None
@@ -177,21 +216,21 @@ def organism_folder(name):
 
 
 def load_trained(name: str):
-    """The trained organism ``toy`` or ``toy-t5`` from ``models/<name>``, or a folder written by
+    """A trained organism (``toy``, ``toy-t5``, ``toy-if``, ``toy-if-clip``) from ``models/<name>``, or a folder written by
     :mod:`loco_lib.organism.training` (fp32, eval mode)."""
     from diffusers import UNet2DConditionModel
 
     from ..errors import LocoError
 
-    kind = organism_kind(name)
+    kind, unet_kind = organism_kinds(name) or (None, None)
     folder = organism_folder(name)
     if kind is None:
         raise LocoError(f"{name!r} is not a model organism: give 'toy', 'toy-t5' or a folder written by "
                         "`python -m loco_lib.organism.training` (with its training.json)")
     if not (folder / "unet").is_dir() or not (folder / "text_encoder").is_dir():
         raise LocoError(f"no trained weights for {name!r} in {folder}: train them with "
-                        f"`python -m loco_lib.organism.training --kind {kind} --out {folder}`")
-    pipe = build(kind)
+                        f"`python -m loco_lib.organism.training --kind {kind} --unet {unet_kind} --out {folder}`")
+    pipe = build(kind, unet_kind=unet_kind)
     pipe.unet = UNet2DConditionModel.from_pretrained(folder / "unet", dtype=torch.float32)
     enc_cls = type(pipe.text_encoder)
     pipe.text_encoder = enc_cls.from_pretrained(folder / "text_encoder", dtype=torch.float32)

@@ -173,11 +173,33 @@ class AttributeScorer(ClipScorer):
         wants = [parse_caption(p) for p in prompts]
         return {a: float(np.mean([r[a] == w[a] for r, w in zip(reads, wants)])) for a in ATTRS}
 
+    def unlearning_judge(self) -> "ReadoutJudge":
+        """The judge of :func:`loco_lib.unlearning.baselines` on the organism: the readouts."""
+        return ReadoutJudge(self)
+
     def held_out_accuracy(self, n: int = 2000, seed: int = HELD_OUT_SEED) -> dict[str, float]:
         """Readout accuracy on ``n`` freshly rendered images the scorer never saw in training."""
         images, _, scenes = dataset(n, seed=seed)
         reads = self.readout(list(images))
         return {a: float(np.mean([r[a] == getattr(s, a) for r, s in zip(reads, scenes)])) for a in ATTRS}
+
+
+class ReadoutJudge:
+    """UnlearnCanvas judging by the organism's readouts: a style prompt's image shows its concept
+    when its style is read as that style; an unrelated prompt's image shows what it asks for when
+    shape, colour and style (flat for a style-free prompt) are all read as the prompt says."""
+
+    def __init__(self, scorer: AttributeScorer):
+        self.scorer = scorer
+
+    def shows_concept(self, images, prompts, concepts) -> np.ndarray:
+        reads = self.scorer.readout(images) if len(images) else []
+        return np.array([r["style"] == c for r, c in zip(reads, concepts)], dtype=bool)
+
+    def shows_prompt(self, images, prompts, labels=None) -> np.ndarray:
+        reads = self.scorer.readout(images) if len(images) else []
+        wants = [parse_caption(p) for p in prompts]
+        return np.array([all(r[a] == w[a] for a in ATTRS) for r, w in zip(reads, wants)], dtype=bool)
 
 
 def attribute_values(attr: str) -> list:

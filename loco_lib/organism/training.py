@@ -2,6 +2,8 @@
 
     python -m loco_lib.organism.training --kind clip --steps 3000 --out models/toy
     python -m loco_lib.organism.training --kind t5   --steps 3000 --out models/toy-t5
+    python -m loco_lib.organism.training --kind t5   --unet if --steps 3000 --out models/toy-if
+    python -m loco_lib.organism.training --kind clip --unet if --steps 3000 --out models/toy-if-clip
 
 Recipe (loco's choice; the settings of the first probe that trained well): v-prediction on a cosine schedule
 (``squaredcos_cap_v2``), AdamW lr 1e-3 with 100 warm-up steps, gradient clipping at 1.0, EMA 0.995,
@@ -45,13 +47,13 @@ def _encode_text(text_encoder, ids, mask, kind: str):
     return text_encoder(ids)[0]  # like StableDiffusionPipeline for CLIP: no mask, causal attention
 
 
-def train(kind: str = "clip", steps: int = 3000, out: str = "models/toy", seed: int = 0, batch: int = 64,
+def train(kind: str = "clip", unet_kind: str = "sd", steps: int = 3000, out: str = "models/toy", seed: int = 0, batch: int = 64,
           lr: float = 1e-3, warmup: int = 100, ema_decay: float = 0.995, drop: float = 0.1, save_every: int = 250,
           progress: bool = True) -> dict:
     torch.manual_seed(seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    pipe = toy.build(kind, seed=seed)
+    pipe = toy.build(kind, seed=seed, unet_kind=unet_kind)
     unet, text, tok = pipe.unet.train(), pipe.text_encoder.train(), pipe.tokenizer
     codec = pipe.vae
     noise_sched = toy.train_scheduler()
@@ -67,7 +69,7 @@ def train(kind: str = "clip", steps: int = 3000, out: str = "models/toy", seed: 
         opt.load_state_dict(state["opt"])
         ema, start, losses, seconds = state["ema"], state["step"], state["losses"], state["seconds"]
         torch.set_rng_state(state["rng"])  # the same noise and timesteps as an uninterrupted run
-    bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"train {kind}", disable=not progress)
+    bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"train {kind}/{unet_kind}", disable=not progress)
     t0 = time.perf_counter()
     for step in bar:
         x, ids, mask = _batch(step, batch, seed, drop, tok, kind)
@@ -107,7 +109,7 @@ def train(kind: str = "clip", steps: int = 3000, out: str = "models/toy", seed: 
     unet.eval().to(torch.float16).save_pretrained(out / "unet")
     text.eval().to(torch.float16).save_pretrained(out / "text_encoder")
     tok.save_pretrained(out / "tokenizer")
-    info = {"kind": kind, "steps": steps, "seed": seed, "batch": batch, "lr": lr, "warmup": warmup, "ema": ema_decay,
+    info = {"kind": kind, "unet": unet_kind, "steps": steps, "seed": seed, "batch": batch, "lr": lr, "warmup": warmup, "ema": ema_decay,
             "caption_dropout": drop, "wall_seconds": seconds, "threads": torch.get_num_threads(),
             "final_loss": float(np.mean(losses[-100:])) if losses else math.nan,
             "loss_curve": [float(np.mean(losses[i : i + 50])) for i in range(0, len(losses), 50)]}
@@ -118,6 +120,7 @@ def train(kind: str = "clip", steps: int = 3000, out: str = "models/toy", seed: 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m loco_lib.organism.training", description=__doc__.split("\n\n")[0])
     ap.add_argument("--kind", choices=["clip", "t5"], default="clip")
+    ap.add_argument("--unet", choices=["sd", "if"], default="sd", help="UNet topology: SD-1.5's or DeepFloyd IF-I's")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--out", default="models/toy")
     ap.add_argument("--seed", type=int, default=0)
@@ -125,8 +128,8 @@ def main(argv=None) -> int:
     ap.add_argument("--save-every", type=int, default=250)
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
-    info = train(args.kind, args.steps, args.out, args.seed, args.batch, save_every=args.save_every, progress=not args.quiet)
-    print(f"trained {args.kind} for {info['steps']} steps in {info['wall_seconds'] / 60:.1f} min; final loss {info['final_loss']:.4f}")
+    info = train(args.kind, args.unet, args.steps, args.out, args.seed, args.batch, save_every=args.save_every, progress=not args.quiet)
+    print(f"trained {args.kind}/{args.unet} for {info['steps']} steps in {info['wall_seconds'] / 60:.1f} min; final loss {info['final_loss']:.4f}")
     return 0
 
 
