@@ -124,6 +124,8 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--cache", default=None, help="folder keeping finished parts, so an interrupted run resumes "
                                                    "(default: _build/organism-cache or $LOCO_CACHE_DIR)")
     rep.add_argument("--out", default=None, help="also write the whole report to this .json file")
+    rep.add_argument("--artists", action="store_true", help="instead: LocoGen for each of the world's styles on its own, "
+                     "with every prompt's own window (the DeepFloyd chapter's per-prompt question)")
     rep.add_argument("--json", action="store_true", help="print the whole report as JSON")
     rep.add_argument("--quiet", action="store_true", help="no progress bar")
     tr = sub.add_parser("trace", help="causal tracing (Sec. 4): restore one clean state at a time into a corrupted run")
@@ -561,6 +563,20 @@ def cmd_report(args) -> int:
     if args.out is not None:
         _check_output_path(args.out, (".json",))
     cache = args.cache if args.cache is not None else organism.default_cache_dir()
+    if args.artists:
+        from .organism.protocol import artist_windows, save_record
+
+        rec = artist_windows(args.model, seeds=seeds, steps=args.steps, cache_dir=os.path.join(str(cache), "artists",
+                                                                                                os.path.basename(str(args.model))))
+        if args.out is not None:
+            save_record(rec, args.out)
+        if args.json:
+            print(dumps(rec, indent=1))
+        else:
+            for style, r in rec["artists"].items():
+                per = ", ".join(p["window"] for p in r["prompts"])
+                print(f"{style}: window {r['window']} (readout moved {r['moved']:.2f}); per prompt: {per}")
+        return 0
     rep = organism.report(args.model, seeds=seeds, steps=args.steps, cache_dir=cache, progress=not args.quiet)
     if args.out is not None:
         organism.save_report(rep, args.out)

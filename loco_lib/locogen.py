@@ -74,6 +74,26 @@ class LocoGenResult:
         seed = self.seeds[0] if seed is None else seed
         return self.sweep.images[Job(prompt_index, tuple(layers), seed)]
 
+    def prompt_windows(self):
+        """The best window of each prompt on its own (mean over seeds), as the paper reports IF's
+        (Van Gogh at 12, Monet at 16; Sec. 6.2): one row per prompt with that window, its score, the
+        prompt's clean and all-layers scores and how far the window goes between them."""
+        import pandas as pd
+
+        lower = self.lower_is_better
+        rows = []
+        for i, prompt in enumerate(self.originals):
+            scores = [row.per_prompt[i] for row in self.table.itertuples()]
+            k = int(np.argmin(scores) if lower else np.argmax(scores))
+            jobs = lambda layers: [self.sweep.scores[Job(i, tuple(layers), s)] for s in self.seeds]
+            n = int(self.table["layer_list"].iloc[-1][-1]) + 1
+            clean, full = float(np.mean(jobs([]))), float(np.mean(jobs(list(range(n)))))
+            span = full - clean
+            rows.append({"prompt": prompt, "window": self.table["layers"].iloc[k], "start": int(self.table["start"].iloc[k]),
+                         "score": float(scores[k]), "clean": clean, "all layers": full,
+                         "fraction": float("nan") if span == 0 else (scores[k] - clean) / span})
+        return pd.DataFrame(rows)
+
     def to_json(self) -> dict:
         """Plain JSON data (no NaN): a fraction that cannot be computed is null, with the reason."""
         rows = [{"start": int(r.start), "layers": list(r.layer_list), "mean": float(r.mean), "std": float(r.std)}

@@ -76,3 +76,24 @@ def change_maps(before, *afters):
     top = max((float(d.max()) for row in diffs for d in row), default=0.0) or 1.0
     grey = lambda d: np.repeat((255 * d / top).astype(np.uint8)[..., None], 3, axis=-1)
     return [[grey(d) for d in row] for row in diffs], top
+
+
+def plot_attention_maps(maps: dict, highlight: dict | None = None):
+    """Fig. 62's picture: one heatmap per :class:`~loco_lib.text.AttentionMap` (``maps``: title ->
+    map), rows = the attending token, columns = the attended one; ``highlight``: title -> a token
+    position whose row is outlined (e.g. the subject's last token, ``tokens.subject_token_index``)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(maps), figsize=(4.2 * len(maps), 4.0), squeeze=False)
+    for ax, (title, m) in zip(axes[0], maps.items()):
+        n = len(m.tokens)
+        ax.imshow(m.weights.numpy(), cmap="viridis", vmin=0)
+        ax.set_xticks(range(n), m.tokens, rotation=90, fontsize=7)
+        ax.set_yticks(range(n), m.tokens, fontsize=7)
+        kind = "causal" if m.causal else "bidirectional"
+        ax.set_title(f"{title}\nlayer {m.layer} ({kind})", fontsize=9)
+        r = (highlight or {}).get(title)
+        if r is not None:
+            ax.add_patch(plt.Rectangle((-0.5, r - 0.5), n, 1, fill=False, edgecolor="red", lw=1.2))
+    fig.tight_layout()
+    return fig

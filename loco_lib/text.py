@@ -64,3 +64,47 @@ def encode(pipe, prompts, negative_prompt: str = "") -> TextCondition:
         negative_prompt=neg, clean_caption=False,
     )
     return TextCondition(e, ne)
+
+
+@dataclass
+class AttentionMap:
+    """Head-averaged self-attention probabilities of one text-encoder layer among a prompt's tokens."""
+
+    tokens: list  # the tokens shown (the prompt's, with start/end-of-text), in order
+    weights: torch.Tensor  # [n, n]: row i = how token i attends to each token j
+    layer: int
+    causal: bool  # True when no token attends to a later one (CLIP), False for T5
+
+    def after(self, position: int) -> float:
+        """Attention mass that the token at ``position`` puts on the tokens after it."""
+        return float(self.weights[position, position + 1 :].sum())
+
+
+@torch.no_grad()
+def attention_map(pipe, prompt: str, layer: int = -1, encoder: int = 1) -> AttentionMap:
+    """Fig. 62's picture: the self-attention of text-encoder ``layer`` (default: the last) for
+    ``prompt``, averaged over heads, over its real tokens (padding left out). CLIP's is causal,
+    T5's is not. The encoder's attention implementation is switched to the eager one for the call
+    (it alone returns the probabilities) and switched back afterwards."""
+    comp = "text_encoder" if encoder == 1 else "text_encoder_2"
+    te, tok = getattr(pipe, comp, None), getattr(pipe, "tokenizer" if encoder == 1 else "tokenizer_2", None)
+    if te is None or tok is None:
+        raise LocoError(f"this pipeline has no text encoder {encoder}")
+    prompt = as_prompt_list(prompt)[0]
+    enc = tok(prompt, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt")
+    ids, mask = enc["input_ids"].to(te.device), enc["attention_mask"].to(te.device)
+    before = getattr(te.config, "_attn_implementation", None)
+    te.set_attn_implementation("eager")
+    try:
+        out = te(ids, attention_mask=mask, output_attentions=True)
+    finally:
+        if before is not None:
+            te.set_attn_implementation(before)
+    n_layers = len(out.attentions)
+    if not -n_layers <= layer < n_layers:
+        raise LocoError(f"the text encoder has layers 0..{n_layers - 1}, not {layer}")
+    n = int(mask[0].sum())
+    w = out.attentions[layer][0].float().mean(0)[:n, :n].cpu()
+    words = tok.convert_ids_to_tokens(ids[0, :n].tolist())
+    causal = bool(torch.triu(w, diagonal=1).abs().max() < 1e-6)
+    return AttentionMap([t.replace("</w>", "") for t in words], w, layer % n_layers, causal)

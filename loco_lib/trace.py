@@ -93,6 +93,11 @@ class State:
         return Site(self.component, self.name, "output")
 
     @property
+    def layer(self) -> int | None:
+        """The text-encoder layer of the state (``block`` "layer 3" -> 3); None for a UNet state."""
+        return int(self.block.split()[-1]) if self.block.startswith("layer ") else None
+
+    @property
     def label(self) -> str:
         short = {"resnet": "res", "transformer": "tb", "cross-attention": "xattn", "attention": "attn",
                  "self-attention": "attn", "mlp": "mlp", "layer": "out"}[self.kind]

@@ -262,8 +262,45 @@ def baselines(pipe, edits: dict, groups: Groups, *, scorer=None, seeds=(0,), ste
 # -- Table 1 ------------------------------------------------------------------------------------------
 
 
+def retention(pipe, edits: dict, model, concepts, *, scorer=None, seeds=(0,), n_per_concept: int | None = None,
+              profile: str = "smoke", steps: int | None = None, guidance: float | None = None, batch_size: int = 16,
+              progress: bool | None = None):
+    """For the multi-concept question: under each of ``edits`` (``{label: Edit or None}``), the
+    fraction of each artist's images that still show the artist (one column per artist of
+    ``concepts``), and the cross-domain prompts' CRA. Every image is generated once per model."""
+    import pandas as pd
+
+    from .evaluate import compare
+
+    concepts = settings.as_prompt_list(concepts, "artist")
+    groups = prompt_groups(model, concepts[0], profile, n_per_concept, others=concepts[1:] or None) \
+        if len(concepts) > 1 else prompt_groups(model, concepts[0], profile, n_per_concept)
+    if len(concepts) == 1:
+        groups.in_domain, groups.in_labels = [], []
+    prompts = groups.erased + groups.in_domain + groups.cross_domain
+    labels = [groups.concept] * len(groups.erased) + groups.in_labels
+    seeds = settings.seeds(seeds)
+    comp = compare(pipe, prompts, None, edits, seeds=seeds, scorer=scorer, steps=steps, guidance=guidance,
+                   batch_size=batch_size, progress=progress)
+    j = judge(scorer, groups)
+    k = len(seeds)
+    rep = lambda xs: [x for x in xs for _ in range(k)]
+    n = len(labels) * k
+    rows = {}
+    for label, gen in comp.generations.items():
+        shown = j.shows_concept(gen.images[:n], rep(prompts[: len(labels)]), rep(labels))
+        row = {c: float(np.mean([s for s, lab in zip(shown, rep(labels)) if lab == c])) for c in dict.fromkeys(labels)}
+        cross = j.shows_prompt(gen.images[n:], rep(groups.cross_domain), rep(groups.cross_labels))
+        row["CRA"] = float(np.mean(cross)) if len(cross) else float("nan")
+        rows[label] = row
+    table = pd.DataFrame(rows).T.rename_axis("model")
+    table.attrs["n"] = {"per artist": (len(groups.erased)) * k, "cross-domain": len(groups.cross_domain) * k}
+    return table
+
+
 def robustness_table(pipe, edits: dict, prompts, *, scorer=None, seeds=(0,), steps: int | None = None,
-                     guidance: float | None = None, batch_size: int = 16, progress: bool | None = None):
+                     guidance: float | None = None, batch_size: int = 16, progress: bool | None = None,
+                     original: str = "No Editing"):
     """Table 1 (App. L) in the paper's layout: mean CLIP-score of ``prompts`` (each against itself)
     for the original model and each edited one. ``edits``: ``{column (e.g. "style"): {row (e.g.
     "LocoEdit"): Edit}}`` or ``{column: {row: list of prompts, ...}}``: a column may carry its own
@@ -277,7 +314,7 @@ def robustness_table(pipe, edits: dict, prompts, *, scorer=None, seeds=(0,), ste
     seeds = settings.seeds(seeds)
     if not edits:
         raise LocoError("no edits: give {'style': {'LocoEdit': edit, ...}, ...}")
-    cache, cells, rows_order, per_image = {}, {}, ["Original"], []
+    cache, cells, rows_order, per_image = {}, {}, [original], []
 
     def run(ps, edit):
         rep = [p for p in ps for _ in seeds]
@@ -297,8 +334,8 @@ def robustness_table(pipe, edits: dict, prompts, *, scorer=None, seeds=(0,), ste
         if key not in cache:
             cache[key] = run(ps, None)
         rep, reps, base = cache[key]
-        cells[("Original", column)] = float(np.mean(base))
-        per_image += [{"column": column, "model": "Original", "prompt": p, "seed": s, "clip": float(v)}
+        cells[(original, column)] = float(np.mean(base))
+        per_image += [{"column": column, "model": original, "prompt": p, "seed": s, "clip": float(v)}
                       for p, s, v in zip(rep, reps, base)]
         for row, edit in models.items():
             if row not in rows_order:

@@ -286,7 +286,7 @@ def test_robustness_table_layout_and_one_original_run(sd15, monkeypatch):
     prompts = unlearning.generic_prompts("smoke")[:3]
     table, per_image = unlearning.robustness_table(
         sd15, {"style": {"LocoEdit": loc, "DiffQuickFix": other}, "objects": {"LocoEdit": other}}, prompts,
-        scorer=ClipScorer.tiny(), seeds=[0], steps=2, progress=False)
+        scorer=ClipScorer.tiny(), seeds=[0], steps=2, progress=False, original="Original")
     assert list(table.index) == ["Original", "LocoEdit", "DiffQuickFix"] and list(table.columns) == ["style", "objects"]
     assert np.isnan(table.loc["DiffQuickFix", "objects"]) and not table.loc["Original"].isna().any()
     assert table.loc["Original", "style"] == table.loc["Original", "objects"]  # the same prompts: run once

@@ -21,11 +21,11 @@ import os
 
 from ..errors import LocoError
 from ..registry import ModelCard, register, register_resolver, register_scorer
-from .figures import (PAPER, edit_summary, edit_table, plot_neurons, plot_windows, summary,  # noqa: F401
-                      summary_table, window_summary)
+from .figures import (PAPER, edit_summary, edit_table, plot_artist_windows, plot_neurons, plot_windows,  # noqa: F401
+                      summary, summary_table, two_by_two, two_by_two_findings, window_summary)
 from .model import SAMPLING, load_trained, organism_kind
 from .protocol import (NEURON_KS, Report, canonical_prompts, colour_pairs, default_cache_dir,  # noqa: F401
-                       edit_readouts, edit_series, inert_window, load_report, locogen_readouts,
+                       artist_windows, edit_readouts, edit_series, inert_window, load_report, locogen_readouts,
                        neuron_curve, recorded_dir, report, sample_accuracy, save_report, second_window, token_swap,
                        training_info, weights_fingerprint)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import LocoError
+
 from ..layers import format_layers
 from .protocol import NEURON_KS, Report
 
@@ -165,3 +167,121 @@ def window_summary(reports: dict, attributes=("style", "objects", "colour", "fac
                          "CLIP-score moved": round(r.clip_fraction, 2),
                          **{f"{a} (clean -> window)": f"{clean[a]:.2f} -> {best[a]:.2f}" for a in ("shape", "colour", "style")}})
     return pd.DataFrame(rows)
+
+
+# -- the DeepFloyd chapter's 2x2 design ------------------------------------------------------------
+
+def two_by_two(reports: dict, text_traces: dict | None = None, artists: dict | None = None):
+    """The 2x2 table (text encoder causal / bidirectional x UNet cross-attention / added-K/V): one
+    column per organism (``reports``: name -> :class:`Report`, whose ``training`` says its encoder
+    and UNet), one row per measurement. ``text_traces``: name -> text-encoder
+    :class:`~loco_lib.trace.TraceResult` (states restoring half the gap, the strongest);
+    ``artists``: name -> :func:`~loco_lib.organism.protocol.artist_windows` record (each style's
+    window and how many distinct windows its prompts pick)."""
+    import pandas as pd
+
+    def f(x):
+        return f"{x:.2f}"
+
+    cols = {}
+    for name, rep in reports.items():
+        t = rep.training or {}
+        enc = {"clip": "causal (CLIP)", "t5": "bidirectional (T5)"}.get(t.get("kind"), "?")
+        unet = {"sd": "cross-attention (SD)", "if": "added K/V (IF)"}.get(t.get("unet") or "sd", "?")
+        e = rep.edit.window
+        row = {
+            "sample accuracy shape / colour / style": f"{f(rep.sample.shape)} / {f(rep.sample.colour)} / {f(rep.sample.style)}",
+            **{f"LocoGen {a} window (readout moved)": f"{format_layers(w.best)} ({f(w.moved)})" for a, w in rep.locogen.items()},
+            "LocoEdit at the style window: van gogh kept": f"{f(e.before['edited'].style)} -> {f(e.after['edited'].style)}",
+            "... other styles kept": f"{f(e.before['other styles'].style)} -> {f(e.after['other styles'].style)}",
+            "... style-free prompts kept flat": f"{f(e.before['style-free'].style)} -> {f(e.after['style-free'].style)}",
+            **{f"token swap '{s.which}': style kept": f(s.style) for s in rep.token_swap},
+        }
+        if artists and name in artists:
+            for style, r in artists[name]["artists"].items():
+                per = sorted({p["window"] for p in r["prompts"]})
+                row[f"{style}: window (moved); distinct windows over its prompts"] = (
+                    f"{format_layers(r['window'])} ({f(r['moved'])}); {len(per)}: {', '.join(per)}")
+        if text_traces and name in text_traces:
+            tt = text_traces[name].table()
+            top = tt.loc[tt["restored"].idxmax()]
+            row["text trace: states restoring >= half the gap"] = str(int((tt["restored"] >= 0.5).sum()))
+            row["text trace: strongest state (restored)"] = f"{top['label']} ({f(float(top['restored']))})"
+        cols[(enc, unet, name)] = row
+    table = pd.DataFrame(cols)
+    table.columns = pd.MultiIndex.from_tuples(table.columns, names=["text encoder", "UNet", "organism"])
+    return table.rename_axis("measurement")
+
+
+def plot_artist_windows(artists: dict):
+    """One panel per organism (``artists``: name -> artist-window record): for each style, how far
+    each window of m layers moves the style readout of that style's prompts."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(artists), figsize=(3.6 * len(artists), 2.8), squeeze=False, sharey=True)
+    for ax, (name, rec) in zip(axes[0], artists.items()):
+        for style, r in rec["artists"].items():
+            ax.plot([t["start"] for t in r["table"]], [t["moved"] for t in r["table"]], marker="o", ms=3, label=style)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(f"first layer of the window (m = {rec['m']})")
+        ax.set_ylim(-0.1, 1.1)
+    axes[0][0].set_ylabel("style readout moved")
+    axes[0][-1].legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return fig
+
+
+def _edit_works(rep, gone: float = 0.1, kept: float = 0.9) -> bool:
+    e = rep.edit.window.after
+    return e["edited"].style <= gone and e["other styles"].style >= kept and e["style-free"].style >= kept
+
+
+def two_by_two_findings(reports: dict, artists: dict | None = None) -> list[str]:
+    """Sentences read off the 2x2 measurements (``reports``: name -> :class:`Report` of the four
+    organisms, ``training`` naming encoder and UNet): which factor, if either, breaks LocoEdit, what
+    the token swap shows, and whether windows depend on the artist and the prompt. loco's
+    thresholds: an edit *works* when at most 10 % of the edited prompts' images keep the style and
+    at least 90 % of the other styles' and style-free prompts' images keep theirs."""
+    cell = {}
+    for name, rep in reports.items():
+        t = rep.training or {}
+        cell[(t.get("kind"), t.get("unet") or "sd")] = (name, rep)
+    missing = [k for k in (("clip", "sd"), ("t5", "sd"), ("clip", "if"), ("t5", "if")) if k not in cell]
+    if missing:
+        raise LocoError(f"the 2x2 needs an organism for each (encoder, UNet); missing {missing}")
+    works = {k: _edit_works(rep) for k, (_, rep) in cell.items()}
+    name = {k: n for k, (n, _) in cell.items()}
+    out = [("LocoEdit at the style window works on " + ", ".join(name[k] for k in works if works[k]) or "no organism")
+           + ("" if all(works.values()) else "; it fails on " + ", ".join(name[k] for k in works if not works[k])) + "."]
+    if all(works.values()):
+        out.append("Neither factor breaks the closed-form edit on the organism: not the bidirectional encoder, not the "
+                   "added-K/V UNet, not both together.")
+    else:
+        enc = [not works[("t5", u)] and works[("clip", u)] for u in ("sd", "if")]
+        unet = [not works[(e, "if")] and works[(e, "sd")] for e in ("clip", "t5")]
+        if all(enc):
+            out.append("The bidirectional encoder breaks the edit with either UNet.")
+        elif all(unet):
+            out.append("The added-K/V UNet breaks the edit with either encoder.")
+        elif not works[("t5", "if")] and sum(works.values()) == 3:
+            out.append("Only the combination of T5 and the added-K/V UNet (IF's) breaks the edit.")
+        else:
+            out.append("The failures do not follow one factor: " + ", ".join(
+                f"{name[k]} {'works' if works[k] else 'fails'}" for k in works) + ".")
+    for k in (("clip", "sd"), ("t5", "sd"), ("clip", "if"), ("t5", "if")):
+        rep = cell[k][1]
+        after, subject = rep.swap("after").style, rep.swap("subject").style
+        out.append(f"{name[k]}: van gogh style kept in {after:.0%} of images when only the tokens after the subject "
+                   f"are swapped, {subject:.0%} when only the subject's are.")
+    if artists:
+        for k in (("clip", "sd"), ("t5", "sd"), ("clip", "if"), ("t5", "if")):
+            rec = artists.get(name[k])
+            if rec is None:
+                continue
+            wins = {s: format_layers(r["window"]) for s, r in rec["artists"].items()}
+            per = {s: len({p["window"] for p in r["prompts"]}) for s, r in rec["artists"].items()}
+            out.append(f"{name[k]}: artists' windows " + ", ".join(f"{s} {w}" for s, w in wins.items())
+                       + ("" if len(set(wins.values())) > 1 else " (the same)")
+                       + "; distinct windows over each artist's prompts: "
+                       + ", ".join(f"{s} {n}" for s, n in per.items()) + ".")
+    return out

@@ -183,9 +183,6 @@ def organism_kind(name) -> str | None:
     """The text encoder, ``"clip"`` or ``"t5"``, if ``name`` is a model organism, else None: a shipped
     one (:data:`BUILTIN`), or a folder written by :mod:`loco_lib.organism.training` (its ``training.json`` names the kind),
     e.g. a second training seed."""
-    import json
-    from pathlib import Path
-
     return (organism_kinds(name) or (None,))[0]
 
 

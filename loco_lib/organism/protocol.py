@@ -13,6 +13,7 @@ Each function runs one protocol through the same code as on SD and returns plain
 """
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -569,6 +570,33 @@ def report(model: str = "toy", seeds=(0,), steps: int | None = None, cache_dir=N
     return Report.from_json(out)
 
 
+def artist_windows(model: str, m: int = 2, seeds=(0,), steps: int | None = None, pipe=None, scorer=None,
+                   cache_dir=None) -> dict:
+    """LocoGen (window size ``m``) for each of the world's styles on its own prompts (the scenes of
+    the style pairs in that style), with the window of every prompt alone (the paper reports
+    DeepFloyd's per prompt, Sec. 6.2). Returns ``{"model", "m", "seeds", "steps", "artists": {style:
+    {"window", "clip_fraction", "moved", "prompts": [{"prompt", "window", "fraction"}]}}}``."""
+    from ..clip_score import get_scorer
+    from ..models import load
+    from . import artist_prompts
+
+    seeds = settings.seeds(seeds)
+    pipe = pipe if pipe is not None else load(model, progress=False)
+    scorer = scorer if scorer is not None else get_scorer(None, model)
+    out = {"model": model, "m": m, "seeds": seeds, "steps": steps, "artists": {}}
+    for style in STYLES:
+        res, table = locogen_readouts(pipe, scorer, artist_prompts(style, model), "style", m, seeds=seeds, steps=steps,
+                                      cache_dir=None if cache_dir is None else os.path.join(str(cache_dir), style))
+        best = table[table["layers"] == format_layers(res.best["layers"])].iloc[0]
+        per = res.prompt_windows()
+        out["artists"][style] = {
+            "window": res.best["layers"], "clip_fraction": float(res.best["fraction"]), "moved": float(best["moved"]),
+            "table": [{"start": int(r["start"]), "layers": r["layers"], "moved": float(r["moved"]), "style": float(r["style"])}
+                      for _, r in table.iterrows() if r["layers"] not in ("clean", "all")],
+            "prompts": [{"prompt": r.prompt, "window": r.window, "fraction": float(r.fraction)} for r in per.itertuples()]}
+    return out
+
+
 def training_info(model: str) -> dict:
     """What :mod:`loco_lib.organism.training` recorded for an organism: kind, seed, steps, batch, final loss, wall time."""
     import json
@@ -579,7 +607,8 @@ def training_info(model: str) -> dict:
     if not path.is_file():
         raise LocoError(f"{model!r} has no training.json: not a finished organism training")
     info = json.loads(path.read_text())
-    return {k: info.get(k) for k in ("kind", "seed", "steps", "batch", "final_loss", "wall_seconds", "threads")}
+    return {k: info.get(k, "sd" if k == "unet" else None)
+            for k in ("kind", "unet", "seed", "steps", "batch", "final_loss", "wall_seconds", "threads")}
 
 
 def recorded_dir():
@@ -593,6 +622,11 @@ def recorded_dir():
 def save_report(rep: "Report", path) -> None:
     """Write a :func:`report` as JSON, with the loco commit that measured it (for a model whose weights
     are not in the repository, e.g. a second training seed: the numbers stay, with their provenance)."""
+    save_record({k: v for k, v in rep.to_json().items() if k not in ("computed", "sweeps")}, path)
+
+
+def save_record(data: dict, path) -> None:
+    """Write measured data as JSON with its provenance (``recorded``: loco commit, date), atomically."""
     import datetime
     import subprocess
     from pathlib import Path
@@ -605,9 +639,12 @@ def save_report(rep: "Report", path) -> None:
                                 timeout=10).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         commit = None
-    keep = {k: v for k, v in rep.to_json().items() if k not in ("computed", "sweeps")}
+    keep = dict(data)
     keep["recorded"] = {"loco_commit": commit, "date": datetime.date.today().isoformat()}
-    Path(path).write_text(dumps(keep, indent=1))
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(dumps(keep, indent=1))
+    os.replace(tmp, path)
 
 
 def load_report(path) -> "Report":

@@ -1,0 +1,105 @@
+"""The DeepFloyd/T5 chapter's tools: the IF-topology organisms, per-prompt LocoGen windows, the text
+encoders' attention maps (Fig. 62) and the 2x2 findings."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+import loco_lib
+from loco_lib import models
+from loco_lib.errors import LocoError
+from loco_lib.organism import model as toy
+from loco_lib.organism.figures import two_by_two, two_by_two_findings
+from loco_lib.organism.protocol import load_report, recorded_dir
+from loco_lib.text import attention_map
+
+
+def test_if_topology_organism_unet():
+    """toy-if's UNet has IF-I's block types, added-K/V attention with a bias, encoder_hid_proj and
+    the pooled text embedding, and as many cross-attention layers as the SD one."""
+    unet = toy.unet("if")
+    assert unet.config.down_block_types[0] == "ResnetDownsampleBlock2D"
+    assert set(unet.config.down_block_types[1:]) == {"SimpleCrossAttnDownBlock2D"}
+    assert unet.config.mid_block_type == "UNetMidBlock2DSimpleCrossAttn"
+    assert unet.encoder_hid_proj is not None and unet.add_embedding is not None
+    layers = loco_lib.cross_attention_layers(unet)
+    assert len(layers) == len(loco_lib.cross_attention_layers(toy.unet("sd"))) == 16
+    assert all(layer.key == "add_k_proj" for layer in layers)
+    assert unet.get_submodule(layers[0].name).add_k_proj.bias is not None
+    with pytest.raises(ValueError, match="unknown UNet kind"):
+        toy.unet("dit")
+
+
+@pytest.mark.parametrize("kind", ["clip", "t5"])
+def test_if_organism_pipeline_generates_and_reads_the_text(kind):
+    pipe = toy.build(kind, unet_kind="if")
+    out = pipe(["a red circle in the style of monet"], num_inference_steps=2, guidance_scale=3.0, output_type="np",
+               generator=torch.Generator().manual_seed(0)).images
+    assert out.shape == (1, 32, 32, 3) and np.isfinite(out).all()
+
+
+def test_organism_kinds():
+    assert toy.organism_kinds("toy") == ("clip", "sd") and toy.organism_kinds("toy-if") == ("t5", "if")
+    assert toy.organism_kinds("toy-if-clip") == ("clip", "if") and toy.organism_kind("toy-if") == "t5"
+    assert toy.organism_kinds("sd15") is None
+
+
+def test_prompt_windows_pick_each_prompts_own_best():
+    from loco_lib.clip_score import ClipScorer
+    from loco_lib.locogen import locogen
+    from loco_lib.prompts import load_pairs
+
+    pipe = models.load("tiny-if", progress=False)
+    res = locogen(pipe, load_pairs("style", limit=3), "style", 2, [0, 1], scorer=ClipScorer.tiny(), steps=2, progress=False)
+    per = res.prompt_windows()
+    assert list(per["prompt"]) == res.originals and len(per) == 3
+    for i, row in per.iterrows():
+        scores = [r.per_prompt[i] for r in res.table.itertuples()]
+        assert row["score"] == pytest.approx(min(scores))  # style: lower CLIP-score vs T is better
+        assert row["window"] == res.table["layers"].iloc[int(np.argmin(scores))]
+    mean_best = res.best["layers"]
+    assert res.table.loc[res.table["mean"].idxmin(), "layer_list"] == mean_best
+
+
+@pytest.mark.parametrize("name, causal", [("tiny-sd15", True), ("tiny-if", False), ("toy", True), ("toy-t5", False)])
+def test_attention_map_is_causal_only_for_clip(name, causal):
+    pipe = models.load(name, progress=False)
+    before = pipe.text_encoder.config._attn_implementation
+    prompt = "a red circle in the style of van gogh"
+    m = attention_map(pipe, prompt)
+    assert m.causal is causal and pipe.text_encoder.config._attn_implementation == before
+    assert torch.allclose(m.weights.sum(-1), torch.ones(len(m.tokens)), atol=1e-4) or not causal
+    assert m.weights.shape == (len(m.tokens), len(m.tokens))
+    pos = loco_lib.tokens.subject_token_index(pipe, prompt, "van gogh")
+    assert (m.after(pos) == 0.0) is causal
+    with pytest.raises(LocoError, match="layers 0.."):
+        attention_map(pipe, prompt, layer=99)
+
+
+def _fake(rep, kind, unet, works=True, after=1.0):
+    r = copy.deepcopy(rep)
+    r.training = {**(r.training or {}), "kind": kind, "unet": unet}
+    if not works:
+        r.edit.window.after["edited"].style = 1.0
+    r.swap("after").style = after
+    return r
+
+
+def test_two_by_two_findings_name_the_factor():
+    base = load_report(recorded_dir() / "toy-2seeds.json")
+    cells = [("clip", "sd"), ("t5", "sd"), ("clip", "if"), ("t5", "if")]
+    names = ["a", "b", "c", "d"]
+    all_work = {n: _fake(base, k, u) for n, (k, u) in zip(names, cells)}
+    lines = two_by_two_findings(all_work)
+    assert "Neither factor breaks" in lines[1]
+    only_t5 = {n: _fake(base, k, u, works=(k == "clip")) for n, (k, u) in zip(names, cells)}
+    assert "bidirectional encoder breaks" in two_by_two_findings(only_t5)[1]
+    only_if = {n: _fake(base, k, u, works=(u == "sd")) for n, (k, u) in zip(names, cells)}
+    assert "added-K/V UNet breaks" in two_by_two_findings(only_if)[1]
+    both = {n: _fake(base, k, u, works=(k, u) != ("t5", "if")) for n, (k, u) in zip(names, cells)}
+    assert "Only the combination" in two_by_two_findings(both)[1]
+    with pytest.raises(LocoError, match="missing"):
+        two_by_two_findings({"a": all_work["a"]})
+    table = two_by_two(all_work)
+    assert table.shape[1] == 4 and table.columns.names == ["text encoder", "UNet", "organism"]
