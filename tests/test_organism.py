@@ -75,6 +75,21 @@ def test_toy_t5_draws_what_it_is_asked(scorer):
     assert all(acc[a] >= 0.85 for a in ATTRS), {a: acc[a] for a in ATTRS}
 
 
+@pytest.mark.parametrize("name", ["toy-if", "toy-if-clip"])
+def test_if_topology_organisms_draw_what_they_are_asked(scorer, name):
+    """1. The same bar for the DeepFloyd-topology organisms of the 2x2 design (same data, seed and
+    training budget; added-K/V UNet with a T5 or a CLIP-style encoder)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        acc = O.sample_accuracy(loco_lib.load(name, progress=False), scorer, seeds=(0,))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(acc[a] >= 0.85 for a in ATTRS), {a: acc[a] for a in ATTRS}
+
+
 @pytest.mark.parametrize("attribute,moves", [("style", "style"), ("objects", "shape")])
 def test_locogen_finds_a_window_that_controls_the_attribute(style_locogen, objects_locogen, attribute, moves):
     """2. The best window of m = 2 (chosen by CLIP-score, Algorithm 1) moves the attribute's readout

@@ -23,9 +23,9 @@ from ..errors import LocoError
 from ..registry import ModelCard, register, register_resolver, register_scorer
 from .figures import (PAPER, edit_summary, edit_table, plot_artist_windows, plot_neurons, plot_windows,  # noqa: F401
                       summary, summary_table, two_by_two, two_by_two_findings, window_summary)
-from .model import SAMPLING, load_trained, organism_kind
+from .model import BUILTIN, SAMPLING, load_trained, organism_kind
 from .protocol import (NEURON_KS, Report, canonical_prompts, colour_pairs, default_cache_dir,  # noqa: F401
-                       artist_windows, edit_readouts, edit_series, inert_window, load_report, locogen_readouts,
+                       artist_windows, edit_readouts, edit_series, inert_window, load_report, recorded_report, two_by_two_dir, locogen_readouts,
                        neuron_curve, recorded_dir, report, sample_accuracy, save_report, second_window, token_swap,
                        training_info, weights_fingerprint)
 
@@ -35,7 +35,9 @@ WINDOWS = {
     "toy": {"style": [0, 1], "objects": [7, 8], "facts": [7, 8]},
     "toy-t5": {"style": [1, 2], "objects": [7, 8], "facts": [8, 9]},
 }
-NOTES = {"toy": "model organism, CLIP-style causal text encoder", "toy-t5": "model organism, T5 bidirectional text encoder"}
+NOTES = {"toy": "model organism, CLIP-style causal text encoder", "toy-t5": "model organism, T5 bidirectional text encoder",
+         "toy-if": "model organism, DeepFloyd-IF-topology UNet (added K/V), T5 text encoder",
+         "toy-if-clip": "model organism, DeepFloyd-IF-topology UNet (added K/V), CLIP-style text encoder"}
 
 
 def artist_prompts(artist, model=None):
@@ -91,7 +93,7 @@ def _scorer():
     return load()
 
 
-for _name in WINDOWS:
+for _name in BUILTIN:
     register(_card(_name))
 register_resolver(_resolve)
 register_scorer("toy-scorer", _scorer)

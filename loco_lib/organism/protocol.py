@@ -578,14 +578,14 @@ def artist_windows(model: str, m: int = 2, seeds=(0,), steps: int | None = None,
     {"window", "clip_fraction", "moved", "prompts": [{"prompt", "window", "fraction"}]}}}``."""
     from ..clip_score import get_scorer
     from ..models import load
-    from . import artist_prompts
+    from ..prompts import load_artists
 
     seeds = settings.seeds(seeds)
     pipe = pipe if pipe is not None else load(model, progress=False)
     scorer = scorer if scorer is not None else get_scorer(None, model)
     out = {"model": model, "m": m, "seeds": seeds, "steps": steps, "artists": {}}
     for style in STYLES:
-        res, table = locogen_readouts(pipe, scorer, artist_prompts(style, model), "style", m, seeds=seeds, steps=steps,
+        res, table = locogen_readouts(pipe, scorer, load_artists(style, model=model), "style", m, seeds=seeds, steps=steps,
                                       cache_dir=None if cache_dir is None else os.path.join(str(cache_dir), style))
         best = table[table["layers"] == format_layers(res.best["layers"])].iloc[0]
         per = res.prompt_windows()
@@ -617,6 +617,23 @@ def recorded_dir():
     from pathlib import Path
 
     return Path(__file__).resolve().parents[2] / "data" / "organism"
+
+
+def two_by_two_dir():
+    """``data/organism/two-by-two/``: the DeepFloyd chapter's records (the IF-topology organisms'
+    reports, every organism's per-artist windows)."""
+    return recorded_dir() / "two-by-two"
+
+
+def recorded_report(name: str, seeds: int = 2) -> "Report":
+    """The recorded report of organism ``name`` with ``seeds`` seeds per prompt (``<name>-<seeds>seeds.json``
+    in :func:`recorded_dir` or :func:`two_by_two_dir`)."""
+    for folder in (recorded_dir(), two_by_two_dir()):
+        path = folder / f"{name}-{seeds}seeds.json"
+        if path.is_file():
+            return load_report(path)
+    raise LocoError(f"no recorded {seeds}-seed report of {name!r}: record it with "
+                    f"`loco report {name} --seeds {','.join(map(str, range(seeds)))} --out {two_by_two_dir()}/{name}-{seeds}seeds.json`")
 
 
 def save_report(rep: "Report", path) -> None:
