@@ -103,3 +103,21 @@ def test_two_by_two_findings_name_the_factor():
         two_by_two_findings({"a": all_work["a"]})
     table = two_by_two(all_work)
     assert table.shape[1] == 4 and table.columns.names == ["text encoder", "UNet", "organism"]
+
+
+def test_two_by_two_of_the_recorded_organisms():
+    """The recorded reports load, a readout that no window can move prints as n/a (recorded as
+    null), and the findings name the IF-topology UNet, as the chapter reads them."""
+    import json
+
+    from loco_lib import organism
+
+    names = ["toy", "toy-t5", "toy-if-clip", "toy-if"]
+    reports = {n: organism.recorded_report(n) for n in names}
+    artists = {n: json.loads((organism.two_by_two_dir() / f"{n}-artists.json").read_text()) for n in names}
+    table = two_by_two(reports, None, artists)
+    assert table.loc["LocoGen style window (readout moved)"].str.contains("n/a").tolist() == [False, False, True, True]
+    lines = two_by_two_findings(reports, artists)
+    assert lines[1] == "The added-K/V UNet breaks the edit with either encoder."
+    with pytest.raises(LocoError, match="no recorded"):
+        organism.recorded_report("toy-seed9")

@@ -180,8 +180,8 @@ def two_by_two(reports: dict, text_traces: dict | None = None, artists: dict | N
     window and how many distinct windows its prompts pick)."""
     import pandas as pd
 
-    def f(x):
-        return f"{x:.2f}"
+    def f(x):  # a readout that cannot move (clean = every layer altered) is recorded as null
+        return "n/a" if x is None or x != x else f"{x:.2f}"
 
     cols = {}
     for name, rep in reports.items():
@@ -221,7 +221,8 @@ def plot_artist_windows(artists: dict):
     fig, axes = plt.subplots(1, len(artists), figsize=(3.6 * len(artists), 2.8), squeeze=False, sharey=True)
     for ax, (name, rec) in zip(axes[0], artists.items()):
         for style, r in rec["artists"].items():
-            ax.plot([t["start"] for t in r["table"]], [t["moved"] for t in r["table"]], marker="o", ms=3, label=style)
+            moved = [np.nan if t["moved"] is None else t["moved"] for t in r["table"]]
+            ax.plot([t["start"] for t in r["table"]], moved, marker="o", ms=3, label=style)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel(f"first layer of the window (m = {rec['m']})")
         ax.set_ylim(-0.1, 1.1)
