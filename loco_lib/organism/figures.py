@@ -220,9 +220,15 @@ def plot_artist_windows(artists: dict):
 
     fig, axes = plt.subplots(1, len(artists), figsize=(3.6 * len(artists), 2.8), squeeze=False, sharey=True)
     for ax, (name, rec) in zip(axes[0], artists.items()):
+        empty = True
         for style, r in rec["artists"].items():
             moved = [np.nan if t["moved"] is None else t["moved"] for t in r["table"]]
+            empty &= bool(np.all(np.isnan(moved)))
             ax.plot([t["start"] for t in r["table"]], moved, marker="o", ms=3, label=style)
+        if empty:  # every layer altered leaves the readout where it was: no fraction to draw
+            ax.set_xlim(-0.5, max(t["start"] for r in rec["artists"].values() for t in r["table"]) + 0.5)
+            ax.text(0.5, 0.5, "no window moves\nthe style readout", transform=ax.transAxes, ha="center", va="center",
+                    fontsize=9, color="grey")
         ax.set_title(name, fontsize=9)
         ax.set_xlabel(f"first layer of the window (m = {rec['m']})")
         ax.set_ylim(-0.1, 1.1)
