@@ -76,7 +76,7 @@ class LocoGenResult:
 
     def prompt_windows(self):
         """The best window of each prompt on its own (mean over seeds), as the paper reports IF's
-        (Van Gogh at 12, Monet at 16; Sec. 6.2): one row per prompt with that window, its score, the
+        (Sec. 5.2: its facts are controlled from different layers for different prompts): one row per prompt with that window, its score, the
         prompt's clean and all-layers scores and how far the window goes between them."""
         import pandas as pd
 

@@ -17,11 +17,11 @@
 # # DeepFloyd IF and T5: a controlled 2x2 experiment
 #
 # The paper localizes and edits knowledge in four Stable Diffusion models and one more, DeepFloyd
-# IF, where the story changes (Sec. 6.2, App. M):
+# IF, where the story changes (Sec. 5.2, Sec. 6.2, App. M):
 #
-# * LocoGen still finds controlling layers on IF, but **prompt-dependently**: for style, Van Gogh's
-#   window starts at layer 12 and Monet's at 16; for facts, President's at 12 and British Monarch's
-#   at 6 (Sec. 6.2, Fig. 7);
+# * LocoGen still finds controlling layers on IF, but **prompt-dependently**: for facts,
+#   "The President of the United States" is controlled from layer 12 and "The British Monarch"
+#   from layer 6, with m = 3 (Sec. 5.2, Fig. 7);
 # * **LocoEdit fails** on IF: the edited model gives non-semantic images (App. M, Fig. 61);
 # * the paper's explanation: IF's text encoder is **T5**, whose self-attention is bidirectional, so
 #   the attribute's information also sits in tokens *after* the subject (Fig. 62), where an edit of
@@ -189,7 +189,7 @@ for line in organism.two_by_two_findings(reports, artists):
 #   style (`n/a`): the pooled text path alone carries it, since giving only that path the
 #   style-free prompt removes the style from every image (0.00 above). On the organism the factor
 #   that breaks the closed-form edit is the UNet's second text path, not T5's bidirectionality.
-# * The organism does not reproduce IF's LocoGen result: on the real IF, Sec. 6.2 reports windows
+# * The organism does not reproduce IF's LocoGen result: on the real IF, Sec. 5.2 reports windows
 #   that do change the style; on the IF organisms no window does. Their windows in the table,
 #   picked by CLIP-score among windows that all leave the style in place, carry no meaning, and
 #   neither do their per-prompt counts.
@@ -207,7 +207,7 @@ for line in organism.two_by_two_findings(reports, artists):
 # tiny twins, random weights of the real topologies, so the numbers below test the code path, not
 # the science; in Colab set `IF_MODEL = "deepfloyd-if"` and `CLIP_MODEL = "sd15"`.
 #
-# **Per-prompt windows** (Sec. 6.2): LocoGen on each artist's App. K.1 prompts, and the window every
+# **Per-prompt windows** (Sec. 5.2): LocoGen on each artist's App. K.1 prompts, and the window every
 # prompt picks on its own (`LocoGenResult.prompt_windows`), not only the mean.
 
 # %%
@@ -270,7 +270,7 @@ result.mean("prompt").round(2)
 # %% [markdown]
 # ## What this page shows, and what it does not
 #
-# * The paper's observations on IF are in Sec. 6.2 (prompt-dependent windows), App. M and Fig. 61
+# * The paper's observations on IF are in Sec. 5.2 (prompt-dependent windows), Sec. 6.2, App. M and Fig. 61
 #   (the edit's non-semantic images) and Fig. 62 (T5's attention).
 # * The organisms test the paper's explanation in a world loco controls: the findings above say
 #   which factor, if either, breaks the closed-form edit there. The organism's captions end with

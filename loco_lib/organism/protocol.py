@@ -574,7 +574,7 @@ def artist_windows(model: str, m: int = 2, seeds=(0,), steps: int | None = None,
                    cache_dir=None) -> dict:
     """LocoGen (window size ``m``) for each of the world's styles on its own prompts (the scenes of
     the style pairs in that style), with the window of every prompt alone (the paper reports
-    DeepFloyd's per prompt, Sec. 6.2). Returns ``{"model", "m", "seeds", "steps", "artists": {style:
+    DeepFloyd's windows as prompt-dependent, Sec. 5.2). Returns ``{"model", "m", "seeds", "steps", "artists": {style:
     {"window", "clip_fraction", "moved", "prompts": [{"prompt", "window", "fraction"}]}}}``."""
     from ..clip_score import get_scorer
     from ..models import load
