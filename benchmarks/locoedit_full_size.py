@@ -3,6 +3,10 @@
 the closed form alone, writing the new weights included.
 
     python benchmarks/locoedit_full_size.py [--model sdxl] [--layers 45,46,47] [--prompts 8] [--device cpu] [--fp16]
+                                            [--out benchmarks/results/locoedit_full_size-sdxl-cpu.json]
+
+``--out`` writes the timing with the loco commit, torch version, CPU count and date (the LocoEdit
+chapter prints the committed record).
 
 It builds the full-size UNet (10 GB for SD-XL in float32), so run it where that fits.
 """
@@ -89,10 +93,39 @@ def main():
     ap.add_argument("--prompts", type=int, default=8)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--fp16", action="store_true")
+    ap.add_argument("--out", default=None, help="write the timing as JSON here")
     args = ap.parse_args()
     t = time_edit_full_size(args.model, args.layers, args.prompts, args.device, torch.float16 if args.fp16 else torch.float32)
     print(f"{t.model}: layers {t.layers}, {t.n_prompts} prompts, {len(t.per_projection)} matrices: {t.seconds:.3f} s "
           f"on {t.device} ({t.dtype}); building the UNet took {t.build_seconds:.1f} s")
+    if args.out:
+        write_record(t, args.out)
+
+
+def write_record(t: EditTiming, path) -> None:
+    """``t`` as JSON at ``path`` (atomic), with where and when it was measured."""
+    import datetime
+    import json
+    import os
+    import platform
+    import subprocess
+    from pathlib import Path
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    data = {"model": t.model, "layers": t.layers, "n_prompts": t.n_prompts, "matrices": len(t.per_projection),
+            "seconds": t.seconds, "per_projection": t.per_projection, "shapes": {k: list(v) for k, v in t.shapes.items()},
+            "device": t.device, "dtype": t.dtype, "build_seconds": t.build_seconds,
+            "loco_commit": commit, "torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(), "machine": platform.machine(), "date": datetime.date.today().isoformat()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,11 @@ reading of "drop-out". Both are implemented and tested.
 
 Other choices, documented
 -------------------------
+* Variances: unbiased (ddof=1), as scipy's Welch test. The paper does not say; the authors' code
+  (``get_z_score`` in neuron_modifications/detect_neurons.py, github.com/samyadeepbasu/LocoGen)
+  uses ``np.std`` (ddof=0). With equally many prompts in both groups the two statistics differ by
+  the constant factor sqrt(n / (n - 1)) and rank the neurons identically; with unequal groups the
+  ranking can differ.
 * Position of the statistics: the paper says the last subject token; the authors' code used token
   position 76 (padding). Default here: the last subject token (``subjects=None`` means the last
   prompt token, which is the subject when the prompt ends with it); ``position=76`` reproduces the

@@ -1,22 +1,85 @@
-"""What the paper reports (Sec. 5.2, Fig. 5, App. G), for comparison and for notebook defaults.
+"""What the paper reports (Sec. 5.2, Fig. 5, Fig. 7/40, App. G), for comparison and for notebook defaults.
 
 ``LOCATIONS[model][attribute] = (first layer, m)``: the window of m adjacent cross-attention layers
-that LocoGen found to control the attribute, with layer indices in execution order (App. D). For
-DeepFloyd IF the location depends on the prompt (Van Gogh 12, Monet 16; President 12, British
-Monarch 6); the entry holds the Van Gogh / President value.
+that LocoGen found to control the attribute, with layer indices in execution order (App. D).
+``SOURCES[model][attribute]`` says where each value comes from, as one of three kinds:
+
+* ``reported``: stated by the paper at the place named;
+* ``conflicting``: the paper states two values at two places; the table holds the first one named
+  and the note gives the other;
+* ``inferred``: the paper states no value; the note says what loco assumed and why.
+
+For DeepFloyd IF the location depends on the prompt (Sec. 5.2; Fig. 40: Van Gogh from layer 12,
+Monet from 16; President from 12, British Monarch from 6); the entry holds the Van Gogh /
+President value.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from .errors import LocoError
 
 LOCATIONS = {
-    "sd14": {"style": (8, 2), "objects": (6, 2), "facts": (6, 2)},  # SD-1.x share SD-1.5's layout and findings
+    "sd14": {"style": (8, 2), "objects": (6, 2), "facts": (6, 2)},
     "sd15": {"style": (8, 2), "objects": (6, 2), "facts": (6, 2)},
     "openjourney": {"style": (8, 2), "objects": (6, 2), "facts": (6, 2)},
     "sd21": {"style": (8, 3), "objects": (8, 3), "facts": (7, 3)},
     "sdxl": {"style": (45, 3), "objects": (15, 5), "facts": (45, 5)},
     "deepfloyd-if": {"style": (12, 3), "objects": (12, 3), "facts": (12, 3)},
 }
+
+KINDS = ("reported", "inferred", "conflicting")
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a value of :data:`LOCATIONS` comes from: ``kind`` (one of :data:`KINDS`), the
+    paper's places (``where``) and, for inferred or conflicting values, what the choice rests on."""
+
+    kind: str
+    where: str
+    note: str = ""
+
+
+_SD15 = "Sec. 5.2; Fig. 5(a); App. G (m = 2)"
+SOURCES = {
+    "sd14": {a: Source("inferred", "-", "the paper reports no SD-1.4 windows; loco uses SD-1.5's (same UNet layout and "
+                                         "CLIP text encoder)") for a in ("style", "objects", "facts")},
+    "sd15": {"style": Source("reported", _SD15), "objects": Source("reported", _SD15),
+             "facts": Source("reported", _SD15)},
+    "openjourney": {a: Source("reported", "Sec. 5.2 (layers); App. G (m = 2)") for a in ("style", "objects", "facts")},
+    "sd21": {"style": Source("conflicting", "Fig. 5(b); App. G", "m = 3 in Fig. 5(b) and App. G; Sec. 5.2 says "
+                                                                     "style is at l = 8 with m = 2 for SD-1.5 and SD-2.1"),
+             "objects": Source("reported", "Sec. 5.2 (l = 8); Fig. 5(b) (m = 3)"),
+             "facts": Source("reported", "Sec. 5.2 (l = 7); Fig. 5(b) (m = 3)")},
+    "sdxl": {"style": Source("conflicting", "Sec. 5.2; Fig. 5(c,d)", "m = 3 in Sec. 5.2 and Fig. 5's caption; App. G "
+                                                                     "gives m = 5 for SD-XL"),
+             "objects": Source("reported", "Sec. 5.2; Fig. 5(c,d)"),
+             "facts": Source("conflicting", "Fig. 5 caption", "m = 5 in Fig. 5's caption; Sec. 5.2 gives style and facts "
+                                                               "l = 45 with m = 3; App. G gives m = 5 for SD-XL")},
+    "deepfloyd-if": {
+        "style": Source("reported", "Fig. 40 (Van Gogh from layer 12); App. G (m = 3)",
+                        "prompt-dependent (Sec. 5.2): Monet from layer 16 (Fig. 40)"),
+        "objects": Source("inferred", "App. G (m = 3)", "the paper reports no objects window for IF; loco reuses the "
+                                                         "layer of its style and facts examples"),
+        "facts": Source("reported", "Sec. 5.2; Fig. 7 and 40 (President from layer 12); App. G (m = 3)",
+                        "prompt-dependent: British Monarch from layer 6 with m = 3 (Sec. 5.2)"),
+    },
+}
+
+
+def locations_table():
+    """:data:`LOCATIONS` with each value's :data:`SOURCES` entry: one row per (model, attribute),
+    columns window, m, kind, where, note."""
+    import pandas as pd
+
+    rows = []
+    for model, found in LOCATIONS.items():
+        for attr, (start, m) in found.items():
+            src = SOURCES[model][attr]
+            rows.append({"model": model, "attribute": attr, "window": f"layers {start}-{start + m - 1}", "m": m,
+                         "kind": src.kind, "where": src.where, "note": src.note})
+    return pd.DataFrame(rows).set_index(["model", "attribute"])
 
 
 def default_window(model: str, attribute: str = "style") -> list[int]:

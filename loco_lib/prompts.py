@@ -615,11 +615,14 @@ def validate_all() -> dict[str, int]:
 
 # -- LocoEdit's prompt variants (Sec. 6) ------------------------------------------------------------
 
-# LocoEdit's prompt variants (:func:`augment`). Style: the authors' four key variants, all mapped to one
-# target prompt ('a painting'). Objects and facts: the same templates with the target substituted,
-# so each original row is mapped to the target's row in the same context.
+# LocoEdit's prompt variants (:func:`augment`). Style and objects: the authors' key variants
+# (design_keys and design_objects in loco_edit.py, github.com/samyadeepbasu/LocoGen); every style
+# variant maps to one target prompt ('a painting'), as there. Objects and facts: the same templates
+# with the target substituted, so each original row is mapped to the target's row in the same
+# context. The paper gives no variants for facts and the authors' code none either: FACT_TEMPLATES
+# is loco's choice.
 STYLE_TEMPLATES = ("{}", "a painting in the style of {}", "a photo in the style of {}", "a picture in the style of {}")
-OBJECT_TEMPLATES = ("{}", "a photo of {}", "a painting of {}", "a picture of {}")
+OBJECT_TEMPLATES = ("{}", "an image of {}", "a photo of {}", "a picture of {}")
 FACT_TEMPLATES = ("{}", "a photo of {}", "a portrait of {}", "an image of {}")
 # The paper's targets (App. C).
 PAPER_TARGETS = {

@@ -35,14 +35,15 @@ def pipeline_family(pipe) -> str:
     )
 
 
-# Paper settings (Sec. 5.1 / authors' code: 50 DDIM steps, guidance 7.5 for SD); SD-XL and IF use
-# their pipelines' defaults.
+# SD: DDIM sampling (Sec. 5.1) with the authors' public code's 50 steps and guidance 7.5
+# (NUM_DIFFUSION_STEPS, GUIDANCE_SCALE in loco_edit.py, github.com/samyadeepbasu/LocoGen; the paper
+# states neither). SD-XL and IF: their pipelines' defaults (loco's choice; the authors' code has neither).
 DEFAULTS = {"sd": {"steps": 50, "guidance": 7.5}, "sdxl": {"steps": 50, "guidance": 5.0}, "if": {"steps": 100, "guidance": 7.0}}
 
 
 def defaults(pipe) -> dict:
     """The pipeline's default ``steps`` and ``guidance``: its own ``loco_defaults`` (the model organisms
-    carry theirs) or the paper's settings for its family."""
+    carry theirs) or the settings of :data:`DEFAULTS` for its family."""
     own = getattr(pipe, "loco_defaults", None)
     return dict(own) if own else dict(DEFAULTS[pipeline_family(pipe)])
 
@@ -211,6 +212,35 @@ def device(value, name: str = "device") -> str:
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise LocoError(f"{name} {value!r} is not available: this machine has no Apple GPU, use cpu")
     return str(value) if isinstance(value, str) else str(dev)
+
+
+DTYPES = {"float32": "float32", "fp32": "float32", "float": "float32", "float16": "float16", "fp16": "float16",
+          "half": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
+
+
+def dtype(value, device_name: str | None = None, name: str = "dtype"):
+    """The weights' dtype: None -> float16 on CUDA (``device_name``, or the default device) and float32
+    elsewhere; else a torch dtype or one of
+    ``float32`` / ``float16`` / ``bfloat16`` (also ``fp32``, ``fp16``, ``half``, ``bf16``).
+
+    The rules every method follows in half precision: the UNet, the text encoders and the VAE run in
+    this dtype; LocoEdit, UCE and DiffQuickFix solve their normal equations in float64 from the
+    float64-promoted rows and weights and cast the result back to the weight's dtype exactly once;
+    neuron statistics (Welch) are computed in float64; CLIP-scores and readouts are computed by the
+    scorer in its own dtype from the decoded images."""
+    import torch
+
+    if value is None:
+        where = device_name if device_name is not None else device(None)
+        return torch.float16 if str(where).startswith("cuda") else torch.float32
+    if isinstance(value, torch.dtype):
+        if value not in (torch.float32, torch.float16, torch.bfloat16):
+            raise LocoError(f"unsupported {name} {value}: use float32, float16 or bfloat16")
+        return value
+    key = DTYPES.get(str(value).strip().lower().replace("torch.", ""))
+    if key is None:
+        raise LocoError(f"unknown {name} {value!r}: use float32, float16 or bfloat16")
+    return getattr(torch, key)
 
 
 def lam(value, name: str = "lam") -> float:

@@ -32,7 +32,7 @@
 # By default it runs on `toy`, loco's **model organism** (next chapter): a small model trained
 # on a synthetic world of coloured shapes with artist-named textures, with the same 16
 # cross-attention layers as Stable Diffusion 1.5, so the effect is visible on a CPU in seconds. To
-# see it on the real model, run this notebook in Colab with `MODEL = "sd15"` (a T4 GPU is enough);
+# see it on the real model, run this notebook in Colab on a GPU with `MODEL = "sd15"`;
 # `MODEL = "tiny-sd15"` runs the offline random twin, which shows the mechanics only.
 
 # %%
@@ -134,6 +134,7 @@ if hasattr(scorer, "readout"):
 #
 # With `MODEL = "sd15"`, altering only layers 8 and 9 (of 16) removes the Van Gogh style while
 # keeping the house, close to the target image; for objects and facts the window starts at layer 6
-# (paper Fig. 5). SD-2.1 localizes style at 8-10, SD-XL at 45-47 of its 70 layers, DeepFloyd IF
-# at prompt-dependent layers. The LocoGen chapter searches for these windows with CLIP-score
+# (paper Sec. 5.2, Fig. 5). SD-2.1 localizes style from layer 8, SD-XL from layer 45 of its 70
+# layers, DeepFloyd IF at prompt-dependent layers (Sec. 5.2; the LocoGen chapter lists each window
+# with where the paper states it). The LocoGen chapter searches for these windows with CLIP-score
 # instead of taking them from the paper.

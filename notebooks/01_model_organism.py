@@ -18,13 +18,14 @@
 #
 # The paper's claims are about what happens inside billion-parameter models: a pair of
 # cross-attention layers controls the style of SD-1.5 (Sec. 5), a closed-form edit of those layers
-# removes it (Sec. 6), a few neurons carry it (Sec. 7), and none of this works on DeepFloyd IF
-# because its T5 text encoder is bidirectional (App. M). Checking those claims needs the real
+# removes it (Sec. 6), a few neurons carry it (Sec. 7). On DeepFloyd IF, LocoGen still finds
+# windows, but which one depends on the prompt (Sec. 5.2), and the edit at them fails, which the paper
+# attributes to IF's bidirectional T5 text encoder (Sec. 6.2, App. M). Checking those claims needs the real
 # weights and a GPU. The tiny random twins of the other chapters run the same code, but on them no
 # layer controls anything.
 #
 # This chapter builds a **model organism**: a small text-to-image diffusion model that loco trains
-# itself, on a synthetic world, in under an hour on two CPU cores. It has the SD-1.5 UNet layout
+# itself, on a synthetic world, in one to two hours on two CPU cores (the training table below). It has the SD-1.5 UNet layout
 # (the same 16 cross-attention layers and module names, tiny widths), a real diffusers pipeline and
 # a transformers text encoder, so LocoGen, LocoEdit and neuron editing run on it through exactly
 # the code that runs on SD. A trained attribute scorer turns every image into a readout (which
@@ -101,6 +102,7 @@ for name in (MODEL, COMPARE):
                  "encoder parameters": f"{sum(p.numel() for p in pipe_.text_encoder.parameters()) / 1e6:.2f} M",
                  "cross-attention layers": len(loco_lib.cross_attention_layers(pipe_.unet)),
                  "training steps": info["steps"], "final loss": round(info["final_loss"], 4),
+                 "training time": f"{info['wall_seconds'] / 60:.0f} min on {info['threads']} threads",
                  "weights on disk": f"{size / 2**20:.1f} MiB"})
     del pipe_
 pd.DataFrame(rows).set_index("model")
@@ -182,8 +184,10 @@ fig = organism.plot_windows(reports)
 # objects on SD: the style follows the window that contains layer 1 (the first block, at the 16 x 16
 # latent) and a second one around layer 13; the object (circle -> square) follows layer 8, in the
 # low-resolution middle of the UNet; the colour follows layer 13, at full resolution on the way up.
-# Every other window changes nothing. The colour window is the least clean: it moves the colour
-# three quarters of the way and also spoils some shapes (the table below). The paper's SD-1.5 windows (style 8-9, objects 6-7) sit
+# The colour window is the least clean: it moves the colour three quarters of the way and also spoils
+# some shapes (the table below). A curve counts only the attribute being swapped, so a flat curve
+# does not mean a window leaves the image alone: the table of every window of the colour sweep, after
+# the next one, shows windows 0-1 and 1-2 spoiling shapes while the colour stays. The paper's SD-1.5 windows (style 8-9, objects 6-7, Fig. 5) sit
 # elsewhere, in a 16-layer UNet of a different size: which layers carry what is a property of the
 # trained model, and the organism shows the *kind* of finding, not SD's numbers.
 
@@ -193,7 +197,16 @@ windows = organism.window_summary(reports)
 windows.pivot(index="attribute", columns="model", values="window")  # the window Algorithm 1 picks (CLIP-score)
 
 # %%
+# NBVAL_CHECK_OUTPUT
 windows
+
+# %% [markdown]
+# Every window of the colour sweep on `toy`: the fraction of images the scorer still reads with the
+# original shape, colour and style, and how far the colour readout and the CLIP-score move.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+organism.window_table({MODEL: reports[MODEL]}, ("colour",))
 
 # %% [markdown]
 # The images behind the style curve, for the first prompt:
@@ -231,15 +244,17 @@ organism.edit_table(reports[MODEL])
 # inert window changes nothing at all, so the effect is the window's, not the edit's arithmetic.
 #
 # The `second window` rows edit the late window around layer 13, where the readout curve also says
-# van gogh is lost. The image grid above shows what happens there: the strokes do not give way to a
-# flat background but to a faint dotted texture (the scorer reads all 8 of those images as monet),
-# while the early window gives the flat target. So the late window does not control the style, it
+# van gogh is lost. The image grid above shows what happens there: at windows 12-13 and 13-14 the
+# strokes do not give way to a flat background but to a faint, broken texture, while the early
+# windows give the flat target. So the late window does not control the style, it
 # garbles it, and Algorithm 1's CLIP-score against the original prompt rightly ranks the early window
 # first. On `toy` the edit placed at the late window changes nothing: LocoGen swaps the embeddings
 # of *every* token there, LocoEdit only what the layers read at the last subject token.
 #
-# The all-layers edit (App. F) also removes van gogh on `toy` and, on this organism, leaves the other
-# styles alone; the paper's damage from editing every layer shows up on `toy-t5` instead (section 5).
+# The all-layers edit also removes van gogh on `toy` and leaves the other styles alone. App. F
+# compares editing all layers with editing LocoGen's layers for objects and facts (Fig. 54: all
+# layers does worse); for a style, the organism's cost of editing every layer shows up on `toy-t5`
+# instead (section 5).
 
 # %% [markdown]
 # The fact: "the president" (a blue cross) -> its new holder (a red circle), edited at the window
@@ -284,9 +299,9 @@ organism.edit_summary(reports)
 # %% [markdown]
 # The App. M prediction does **not** appear on the organism. The T5 model's edit at its own style
 # window removes van gogh from held-out prompts as completely as the CLIP model's, and leaves the
-# other styles and the shapes and colours alone. What does differ: on `toy-t5` editing every layer,
-# or the second window, also erases part of the *other* styles (the all-layers damage the paper
-# reports in App. F), while on `toy` neither does.
+# other styles and the shapes and colours alone. What does differ: on `toy-t5` editing every layer
+# also erases part of the *other* styles (the closing table's all-layers row), while on `toy` it
+# does not.
 #
 # Then the question behind it: which text tokens carry the style? Every layer reads the original
 # prompt's embeddings, except at some token positions, which are taken from the target prompt
@@ -304,11 +319,12 @@ pd.DataFrame({name: {t.which: t.style for t in rep.token_swap} for name, rep in 
 # **bidirectional** T5 encoder, replacing the subject tokens alone removes the style, and the tokens
 # after the subject carry none the UNet uses. So on this organism the last subject token is *more*
 # sufficient with T5, and the edit works on both. Why DeepFloyd IF fails may then lie in what the
-# organism does not share with it: a 4.7 B-parameter T5 trained on text only and frozen, whose
-# tokens are not shaped by the image loss as this small jointly trained encoder's are; IF's
-# pixel-space cascade; or its text path through `encoder_hid_proj` and the pooled `add_embedding`,
-# which the LocoEdit rows do not reach. The organism rules out the simplest reading (bidirectional
-# attention by itself), not the paper's observation on IF.
+# organism does not share with it: a large T5 trained on text only and frozen, whose tokens are not
+# shaped by the image loss as this small jointly trained encoder's are; IF's pixel-space cascade; or
+# its text path through `encoder_hid_proj` and the pooled `add_embedding`, which the LocoEdit rows do
+# not reach (the chapter "DeepFloyd IF and T5" trains organisms with IF's UNet to test this). The
+# organism rules out the simplest reading (bidirectional attention by itself), not the paper's
+# observation on IF.
 
 # %% [markdown]
 # ## What the paper reports, and what the organism shows
@@ -328,7 +344,7 @@ organism.summary_table({f"{MODEL} ({seeds_label})": reports[MODEL], f"{COMPARE} 
 # Everything above is one trained `toy`, training seed 0. To see which findings belong to the
 # method and which to one training run, `toy` was trained a second time with training seed 1
 # (same data, recipe and budget: `python -m loco_lib.organism.training --kind clip --seed 1 --steps 3000 --out
-# models/toy-seed1`, about 50 minutes on 2 CPU cores). Its weights are not shipped; its report was
+# models/toy-seed1`; its training time is in the table below). Its weights are not shipped; its report was
 # measured once with `loco report models/toy-seed1 --out data/organism/toy-seed1.json` (the same
 # protocol, one seed per prompt) and is read back here, with the loco commit that measured it.
 # The same file records two seeds per prompt for the shipped models, to show how much the
@@ -337,8 +353,18 @@ organism.summary_table({f"{MODEL} ({seeds_label})": reports[MODEL], f"{COMPARE} 
 # %%
 recorded = {path.stem: organism.load_report(path) for path in sorted(organism.recorded_dir().glob("*.json"))}
 pd.DataFrame({name: {"model": r.model, "training seed": r.training["seed"], "final loss": round(r.training["final_loss"], 4),
+                     "training time": f"{r.training['wall_seconds'] / 60:.0f} min" if "wall_seconds" in r.training else "-",
                      "seeds per prompt": len(r.seeds), "measured at loco commit": r.recorded["loco_commit"]}
               for name, r in recorded.items()}).T
+
+# %% [markdown]
+# Whether today's code would measure these files again: `current` when none of the files the
+# measurement runs (`loco_lib.organism.measuring_code()`) nor the weights changed since the commit
+# that measured it, comments and docstrings aside; `stale` names the files that did, so the record
+# is stale against that commit and its numbers are those of that commit's code.
+
+# %%
+organism.status_table(sorted(organism.recorded_dir().glob("*.json")))
 
 # %%
 live = {name: reports[name] if name in reports else organism.report(name, seeds=SEEDS, steps=STEPS, cache_dir=cache)
@@ -347,22 +373,35 @@ fig = organism.plot_windows({"toy, training seed 0": live["toy"], "toy, training
 
 # %%
 # NBVAL_CHECK_OUTPUT
+seed_runs = {"seed 0": live["toy"], "seed 1": recorded["toy-seed1"]}
 organism.summary_table({f"training seed 0 ({seeds_label}, above)": live["toy"],
                         "training seed 1 (1 seed, recorded)": recorded["toy-seed1"]})
 
 # %% [markdown]
+# Every window of the style and object sweeps in the two runs (`moved`: the readout, `CLIP moved`:
+# the CLIP-score Algorithm 1 ranks by), and the fact's sweep with its shape and colour readouts:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+organism.window_table(seed_runs, ("style", "objects"), columns=("moved", "CLIP moved"))
+
+# %%
+# NBVAL_CHECK_OUTPUT
+organism.window_table(seed_runs, ("facts",), columns=("shape", "colour", "moved", "CLIP moved"))
+
+# %% [markdown]
 # The second training run finds the same anatomy. Style is controlled by layer 1 (both windows
-# containing it, 0-1 and 1-2, remove van gogh completely; CLIP-score ranks 1-2 first this time,
-# by 2 %), the object by layer 8 (8-9 moves it fully, 7-8 seven eighths), the colour by the late
-# window 13-14, as on seed 0; in both runs every window from 2-3 to 11-12 leaves the style alone. The fact splits the same way
-# in both runs, its shape at 8-9 and its colour at 12-14, so no m = 2 window holds it; Algorithm 1
-# picks the shape half on seed 0 (7-8) and the colour half on seed 1 (13-14). LocoEdit at the
-# style window again removes van gogh (0.00) and keeps the other styles (1.00), the inert window
-# again changes nothing, App. G again selects m = 1, and the token-swap result is the same. What
-# differs: seed 1 draws shapes a little worse (0.93 against 0.96), needs more neurons before the
-# style goes (k = 16 instead of 8), and its late style window is also editable (the edit at 13-14
-# leaves 0.25 of van gogh; on seed 0 the edit at 12-13 left all of it). So the window *labels*
-# move by one layer between training runs, while which layers control what does not.
+# containing it, 0-1 and 1-2, remove van gogh completely on both runs; CLIP-score ranks 1-2 first on
+# seed 1, by a small margin), the object by layer 8 (on seed 1, 8-9 moves it fully and 7-8 most of the
+# way), the colour by the late window 13-14, as on seed 0; in both runs every window from 2-3 to
+# 11-12 leaves the style alone. The fact is never moved all the way by one window: its best window
+# moves it half way, 7-8 on seed 0 and 13-14 on seed 1, and the fact table shows which half each
+# window moves. LocoEdit at the style window again removes van gogh and keeps the other styles, the
+# inert window again changes nothing, App. G again selects the same m, and the token-swap result is
+# the same (the summary table above). What differs is read off the same table: seed 1 draws shapes a
+# little worse, needs more neurons before the style goes, and its late style window is more
+# editable. So the window *labels* move by one layer between training runs, while which layers
+# control what does not.
 
 # %%
 organism.summary_table({f"toy ({seeds_label}, above)": live["toy"], "toy (2 seeds, recorded)": recorded["toy-2seeds"],
@@ -370,16 +409,12 @@ organism.summary_table({f"toy ({seeds_label}, above)": live["toy"], "toy (2 seed
 
 # %% [markdown]
 # With two seeds per prompt (twice the images in every cell) the shipped models tell the same
-# story. What moves is what rested on one or two images: shape accuracy (`toy` 0.96 -> 0.97,
-# `toy-t5` 1.00 -> 0.99), the k = 4 point of the neuron curves (`toy` 0.75 -> 0.62, `toy-t5` 1.00
-# -> 0.75), the van gogh left by an edit at `toy`'s late window 12-13 (1.00 -> 0.88), and the other
-# styles left by the all-layers edit on `toy-t5` (0.38 -> 0.44). An object window's 1.07 means the
-# window removes the circle from every image while altering all 16 layers leaves one circle in 16.
-# On `toy-t5` the window Algorithm 1 picks moves to the neighbour: style 1-2 -> 0-1, objects 7-8 ->
-# 8-9. Both windows of each pair move the readout all the way and their CLIP-scores differ by 2 %
-# or less: what is stable is the *layer* (layer 1 for style, layer 8 for objects), and which of the
-# two windows containing it comes first is a near-tie that a few images decide. Read a single
-# window label with that in mind, on the organism and on SD alike.
+# story. What moves is what rested on one or two images: shape accuracy, the k = 4 point of the
+# neuron curves, the van gogh left by an edit at `toy`'s late window 12-13, and the other styles left
+# by the all-layers edit on `toy-t5` (compare each one-seed column with its two-seed neighbour). A
+# `moved` above 1 (an object window's 1.07) means the window removes the circle more completely than
+# altering all 16 layers does. On `toy-t5` the window Algorithm 1 picks moves to the neighbour
+# (style 1-2 -> 0-1, objects 7-8 -> 8-9). The windows of `toy-t5` in both measurements:
 
 # %% [markdown]
 # Reproduce the weights: `python -m loco_lib.organism.training --kind clip --steps 3000 --out models/toy` (and

@@ -35,8 +35,9 @@
 # The paper's findings (Sec. 4, Figs. 2, 3, 11-13): in the UNet the knowledge is *distributed*
 # (densely for SD-1.5 and SD-2.1, sparsely for SD-XL, where "only 5% of the total layers are
 # causal"; no strong causal state for DeepFloyd IF); in the text encoder one *unique* causal state
-# (the first self-attention layer at the last subject token) exists only when a CLIP text encoder
-# is used alone (SD-1.5, SD-2.1), not for SD-XL's two encoders nor DeepFloyd's T5. That unique state
+# exists only when a CLIP text encoder is used alone (SD-1.5, SD-2.1), not for SD-XL's two encoders
+# nor DeepFloyd's T5 (Basu et al. 2023 locate it at the first self-attention layer, at the last
+# subject token). That unique state
 # is what Basu et al.'s edit, DiffQuickFix, rewrites (end of this page); the paper's LocoGen (next
 # chapter) measures direct effects instead.
 #
@@ -304,7 +305,8 @@ else:
 # %% [markdown]
 # On `toy` both edits remove the edited style from its held-out prompts and leave the other styles
 # and the style-free prompts as the original model draws them (the readouts above, one seed); the
-# paper's App. I (Fig. 57) finds the two methods comparable for style on SD-1.5 and SD-2.1.
+# paper's App. I (Fig. 57) finds LocoEdit comparable to DiffQuickFix and the other baselines for
+# style, and better for facts.
 # DiffQuickFix also changes some shapes of the edited prompts on `toy` (its shape readout).
 #
 # On `toy-t5` the two part ways: LocoEdit removes the style, DiffQuickFix at the T5 encoder's

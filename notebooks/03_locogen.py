@@ -49,7 +49,7 @@ if IN_COLAB:  # fetch the repository (library, prompt data) and install its pins
 # %% tags=["parameters"]
 MODEL = "toy"  # toy, toy-t5, sd14, sd15, openjourney, sd21, sdxl, deepfloyd-if, or a tiny twin
 ATTRIBUTE = "style"  # style, objects or facts
-M = 2  # window size (the paper: 2 for SD-1.x, 3 for SD-2.1, 3-5 for SD-XL)
+M = 2  # window size (App. G: 2 for SD-1.5 and OpenJourney, 3 for SD-2.1 and DeepFloyd IF, 5 for SD-XL)
 N_PROMPTS = 8  # prompt pairs from the model's prompt file (data/prompts/ or data/prompts/toy/)
 SEEDS = [0]
 STEPS = None  # None: the default of the model (50 for SD, 15 for toy)
@@ -129,9 +129,10 @@ else:
 # %% [markdown]
 # ## Choosing m (App. G)
 #
-# The paper picks the smallest m for which some window meets a threshold. Here the threshold is
-# relative: the best window must move the score at least `THRESHOLD` of the way from the clean to
-# the fully altered reference. Sizes share the cache, so the clean and fully altered images are
+# The paper picks the smallest m for which some window meets a threshold on the average CLIP-score
+# (Sec. 5.1.2) and does not state the threshold's value. loco's threshold is relative: the best
+# window must move the score at least `THRESHOLD` of the way from the clean to the fully altered
+# reference. Sizes share the cache, so the clean and fully altered images are
 # generated once.
 
 # %%
@@ -156,17 +157,23 @@ print("same table:", again.table[["mean"]].equals(result.table[["mean"]]))
 # %% [markdown]
 # ## What the paper finds on the real models
 #
-# With CLIP ViT-L/14 as the scorer and 50 DDIM steps (paper Fig. 5 and Sec. 5.2):
+# The windows of Sec. 5.2, Fig. 5, Fig. 40 and App. G, as `loco_lib.paper` records them. The paper
+# states neither the CLIP checkpoint it scores with nor the number of sampling steps; loco's
+# defaults for real models (CLIP ViT-L/14, the pipeline's scheduler with 50 steps) are loco's choice.
+# Each value is marked `reported` (with the place), `conflicting` (the paper states two values; the
+# note gives both) or `inferred` (the paper states none; the note says what loco assumed):
 
 # %%
-from loco_lib.paper import LOCATIONS
+# NBVAL_CHECK_OUTPUT
+from loco_lib.paper import locations_table
 
-pd.DataFrame({model: {attr: f"layers {s}-{s + m - 1}" for attr, (s, m) in found.items()}
-              for model, found in LOCATIONS.items()}).T
+with pd.option_context("display.max_colwidth", None, "display.width", 200):
+    display(locations_table()[["window", "kind", "where", "note"]])
 
 # %% [markdown]
 # SD-1.5 controls style from layers 8-9 and objects and facts from 6-7; SD-2.1 style and objects
-# from 8-10 and facts from 7-9; SD-XL style and facts from its layer 45 and objects from 15; for
-# DeepFloyd IF the window depends on the prompt (Van Gogh at 12, Monet at 16). To reproduce one
-# panel of Fig. 5 in Colab, set `MODEL = "sd15"`, `N_PROMPTS = 10`, `SEEDS = [0, 1, 2, 3]` (a T4
-# needs roughly one to two hours for the 17 x 40 images; keep `CACHE_DIR` on Google Drive).
+# from layer 8 and facts from layer 7; SD-XL style and facts from its layer 45 and objects from 15;
+# for DeepFloyd IF the window depends on the prompt. To run one panel of Fig. 5 in Colab, set
+# `MODEL = "sd15"`; `N_PROMPTS` and `SEEDS` set how many prompts and seeds per window (the paper
+# does not state its seeds; App. C lists its prompts). Keep `CACHE_DIR` on Google Drive so that an
+# interrupted sweep resumes.

@@ -62,9 +62,11 @@ SCORER = None  # None: the model's own (CLIP ViT-L-14 for real models, toy-score
 EDIT_FILE = "edit-cache/edit.safetensors"  # in Colab a Google Drive path keeps the edit
 
 # %%
+import json
 import os
 import random
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -167,10 +169,19 @@ print(f"closed-form solves: {1000 * edit.edit_seconds:.1f} ms for {len(edit.weig
       f"(text encoding {edit.meta['encode_seconds']:.2f} s)")
 
 # %% [markdown]
-# The solve is small even on the real models: for SD-XL's style window (layers 45-47, 2048-wide
-# text states, 8 prompts) the six updates took **0.89 s on 2 CPU cores**, measured with
-# `benchmarks/locoedit_full_size.py` (not run here: it builds the 10 GB UNet). Fine-tuning
-# editors such as ESD or Concept Ablation need minutes to hours on a GPU.
+# The solve stays small on the real models. `benchmarks/locoedit_full_size.py` times it on SD-XL's
+# full-size UNet (real shapes, random weights; not run here because it builds the 10 GB UNet) for
+# the style window, 2048-wide text states and 8 prompts; its committed record:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+bench = json.loads((Path(loco_lib.__file__).parent.parent / "benchmarks/results/locoedit_full_size-sdxl-cpu.json").read_text())
+print(f"{bench['model']}, layers {bench['layers']}, {bench['n_prompts']} prompts: {bench['matrices']} matrices updated in "
+      f"{bench['seconds']:.1f} s on {bench['cpu_count']} CPU cores ({bench['dtype']}), loco {bench['loco_commit']}, {bench['date']}")
+
+# %% [markdown]
+# Fine-tuning editors such as ESD (Gandikota et al., 2023, https://arxiv.org/abs/2303.07345) train
+# for hundreds of steps instead.
 #
 # Does the new weight do what the objective asks? For each matrix: the fit term
 # $\lVert X_{\text{orig}} W - X_{\text{target}} \hat W \rVert_F^2$ at the old weight and at the new
@@ -320,15 +331,16 @@ fig = image_grid(before + diff_loc + diff_all, titles=[wrap(p) for p in generic]
                                     f"both change rows on one scale: white = {top:.0f} of 255")
 
 # %% [markdown]
-# The paper's Table 1 (SD-1.5, CLIP ViT-L/14, 320 prompts): the unedited model scores 30.04; the
-# style-edited model 29.99 with LocoEdit (29.61 with DiffQuickFix, which edits the text encoder);
-# the object-edited model 29.40 (29.32 with DiffQuickFix). Generic prompts lose almost nothing.
+# The paper's Table 1 (App. L, 320 prompts; the text names neither the model nor the CLIP
+# checkpoint): the unedited model scores 30.04; the style-edited model 29.99 with LocoEdit (29.61
+# with DiffQuickFix, which edits the text encoder); the object-edited model 29.40 (29.32 with
+# DiffQuickFix).
 #
 # On a random twin every prompt's subject token points in a somewhat random direction of a narrow
 # space, so four edit rows span a good part of it and unrelated prompts move too. The organism's
 # text encoder was trained, so "monet" and "picasso" point elsewhere than "van gogh", and the
-# readouts below say whether the other styles survive the edit. On a real model, whose 768-wide
-# text space separates concepts, the localized edit barely touches unrelated prompts.
+# readouts below say whether the other styles survive the edit. On a real model loco has not
+# measured this (no weights here); Table 1 is the paper's measurement.
 
 # %%
 if hasattr(scorer, "accuracy"):
@@ -387,24 +399,26 @@ print("reverted; UNet restored bit for bit:", weights_checksum(pipe.unet) == cle
 # * **All layers vs the window** (App. F): for objects and facts, editing all layers sometimes gives
 #   wrong images where the localized edit does not.
 # * **Unrelated prompts** (App. L): Table 1 above.
-# * **DeepFloyd IF fails** (App. M, Fig. 61): LocoGen still finds windows, but the edited model
-#   gives non-semantic images. IF's text encoder is T5, whose self-attention is bidirectional: the
-#   attribute leaks into the tokens around the subject, including those after it (Fig. 62), so
-#   remapping the last subject token alone leaves the information in place, and remapping every
-#   token destroys too much. `loco_lib` computes the IF edit correctly (through IF's text
-#   projection and each layer's GroupNorm) so that the failure can be reproduced.
+# * **DeepFloyd IF fails** (Sec. 6.2, App. M, Fig. 61): LocoGen still finds windows, but the
+#   edited model gives non-semantic images. The paper's hypothesis: IF's text encoder is T5, whose
+#   self-attention is bidirectional (Fig. 62), so tokens after the subject carry information about
+#   the attribute, remapping the last subject token alone leaves it in place, and remapping every
+#   token destroys too much. The model organisms test this hypothesis and do not bear it out (the
+#   chapters "The model organism", section 5, and "DeepFloyd IF and T5"). `loco_lib` computes the
+#   IF edit through IF's text projection and each layer's GroupNorm so that the failure can be
+#   reproduced on the real model.
 #
 # ## Running it on a real model
 #
 # In Colab (the Colab button at the top), set the parameters and run all cells:
 #
-# * `MODEL = "sd15"` (layers 8-9), `"sd14"` or `"openjourney"`: a T4 GPU is enough;
-# * `MODEL = "sd21"` (layers 8-10 for style) or `"sdxl"` (layers 45-47): SD-XL is slow on a T4,
-#   an L4 or A100 is more comfortable;
+# * `MODEL = "sd15"` (layers 8-9), `"sd14"` or `"openjourney"`;
+# * `MODEL = "sd21"` (layers 8-10 for style) or `"sdxl"` (layers 45-47), the largest of them;
 # * `ATTRIBUTE = "objects"` with `CONCEPT = "snoopy"`, or `ATTRIBUTE = "facts"` with
 #   `CONCEPT = "british monarch"`; `LAYERS = "all"` gives the App. F baseline as the main edit;
-# * `STEPS = 50`, `SEEDS = [0, 1, 2, 3]` and `N_PROMPTS = 5` match the paper's settings;
-#   `EDIT_FILE` on Google Drive keeps the edit for later.
+# * `STEPS = 50` is the authors' public code's setting (`NUM_DIFFUSION_STEPS` in `loco_edit.py`
+#   of github.com/samyadeepbasu/LocoGen; the paper states none); `SEEDS` and `N_PROMPTS` are
+#   loco's choice; `EDIT_FILE` on Google Drive keeps the edit for later.
 #
 # The same from a terminal:
 #

@@ -97,7 +97,12 @@ print(f"{artist_name}: {len(artist)} prompts with the style and {len(artist)} wi
 # $$t_j = \frac{\bar z_j - \bar z'_j}{\sqrt{s_j^2 / N_1 + s_j'^2 / N_2}} .$$
 #
 # This is Welch's two-sample statistic (what `scipy.stats.ttest_ind(..., equal_var=False)` returns);
-# the paper calls it the z-score. A large $|t_j|$ means that neuron $j$ reacts to the artist's name
+# the paper calls it the z-score. Its variances are the unbiased ones ($s^2$ with $N - 1$ in the
+# denominator, ddof=1), loco's choice: the paper does not say, and the authors' public code
+# (`get_z_score` in `neuron_modifications/detect_neurons.py` of
+# [samyadeepbasu/LocoGen](https://github.com/samyadeepbasu/LocoGen)) divides by $N$ (`np.std`,
+# ddof=0). With equally many prompts in both groups the two differ by the constant factor
+# $\sqrt{N/(N-1)}$ and rank the neurons identically (tested in `tests/test_neurons.py`). A large $|t_j|$ means that neuron $j$ reacts to the artist's name
 # consistently across prompts. Neurons are ranked by $|t_j|$ separately for every projection, and
 # $k$ means $k$ neurons of *each* key and value projection of the window (`scope="global"` in
 # `loco_lib.neurons` takes the $k$ largest over all of them instead).
@@ -289,8 +294,8 @@ fig = image_grid(cells, titles=columns + [""] * (len(cells) - len(columns)), row
 # ## Running it on a real model
 #
 # In Colab (the Colab button at the top), set `MODEL = "sd15"`, `KS = [0, 30, 50, 100]`,
-# `STEPS = 50`, `N_PROMPTS = 8` and, for error bars like the paper's, `SEEDS = [0, 1, 2, 3]`; a T4
-# GPU is enough. `ARTIST` picks one of the six App. K.1 artists. The whole of Fig. 10, one group of
+# `STEPS = 50`, `N_PROMPTS = 8` and as many `SEEDS` as you can afford (the paper does not state
+# its seeds; Fig. 10 shows error bars). `ARTIST` picks one of the six App. K.1 artists. The whole of Fig. 10, one group of
 # bars per artist:
 #
 # ```python

@@ -109,6 +109,17 @@ print("training time on 2 CPU cores: " + ", ".join(f"{n} {info[n]['wall_seconds'
 print("recorded reports:", {n: f"{len(r.seeds)} seeds, loco {r.recorded['loco_commit']}" for n, r in reports.items()})
 
 # %% [markdown]
+# Whether today's code would measure these records again: `current` when none of the files the
+# measurement runs (`loco_lib.organism.measuring_code()`) nor the weights changed since the commit
+# that measured it, comments and docstrings aside; `stale` names the files that did, so the record
+# is stale against that commit and its numbers are those of that commit's code (re-record one with
+# `loco report NAME --seeds 0,1 --out FILE`, or `loco report NAME --artists --out FILE`).
+
+# %%
+organism.status_table(sorted(organism.two_by_two_dir().glob("*.json")) +
+                      [organism.recorded_dir() / f"{n}-2seeds.json" for n in ("toy", "toy-t5")])
+
+# %% [markdown]
 # ## The 2x2 table
 #
 # Every row is a measurement of chapter 1's protocol (`loco_lib.organism.report`), read off by the

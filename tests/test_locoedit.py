@@ -14,7 +14,7 @@ from loco_lib.hooks import Record, Site, hooks
 from loco_lib.layers import cross_attention_layers
 from loco_lib.edit_file import TIMING_KEYS, Edit
 from loco_lib.locoedit import closed_form, compute_edit, kv_rows, objective
-from loco_lib.prompts import STYLE_TEMPLATES, augment
+from loco_lib.prompts import OBJECT_TEMPLATES, STYLE_TEMPLATES, augment
 from loco_lib.text import encode
 from loco_lib.tokens import last_token_index, subject_token_index
 
@@ -144,7 +144,8 @@ def test_augment_style_follows_the_authors():
 
 def test_augment_objects_facts_and_lists():
     o, t, s = augment("objects", "r2d2")
-    assert o[1] == "a photo of r2d2" and t[1] == "a photo of robot" and set(s) == {"r2d2"}
+    assert o[1] == "an image of r2d2" and t[1] == "an image of robot" and set(s) == {"r2d2"}
+    assert OBJECT_TEMPLATES == ("{}", "an image of {}", "a photo of {}", "a picture of {}")  # the authors' design_objects
     o, t, s = augment("facts", "the president of the united states")
     assert t[0] == "joe biden" and len(o) == len(t) == len(s) == 4
     o, t, s = augment("style", ["monet", "van gogh"], target="a photo", templates=["{}", "art by {}"])

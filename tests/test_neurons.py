@@ -113,6 +113,24 @@ def test_welch_matches_scipy(n1, n2, d):
     assert welch_statistic(a + 100.0, b).min() > 0
 
 
+def _ddof0_statistic(a, b):
+    """The authors' get_z_score (np.std, ddof=0), written out per column."""
+    return (a.mean(0) - b.mean(0)) / np.sqrt(a.var(0) / len(a) + b.var(0) / len(b))
+
+
+def test_welch_ddof_note():
+    """The ddof note of loco_lib.neurons / the neuron chapter: equal group sizes -> a constant factor
+    sqrt(n / (n - 1)) and the same ranking; unequal sizes -> the rankings can differ."""
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(0.2, 1.0, size=(6, 400)), rng.normal(0.0, 1.0, size=(6, 400)) * rng.uniform(0.2, 3, 400)
+    ours, theirs = welch_statistic(a, b), _ddof0_statistic(a, b)
+    np.testing.assert_allclose(theirs / ours, np.sqrt(6 / 5), rtol=1e-12)
+    assert np.array_equal(np.argsort(-np.abs(ours)), np.argsort(-np.abs(theirs)))
+    a2 = rng.normal(0.2, 1.0, size=(3, 400)) * rng.uniform(0.2, 3, 400)
+    b2 = rng.normal(0.0, 1.0, size=(12, 400)) * rng.uniform(0.2, 3, 400)
+    assert not np.array_equal(np.argsort(-np.abs(welch_statistic(a2, b2))), np.argsort(-np.abs(_ddof0_statistic(a2, b2))))
+
+
 def test_welch_edge_cases():
     a = np.array([[1.0, 2.0], [1.0, 3.0], [1.0, 4.0]])
     b = np.array([[1.0, 0.0], [1.0, 1.0]])

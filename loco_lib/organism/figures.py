@@ -66,11 +66,11 @@ PAPER = {
     "LocoGen fact window, readout moved": "SD-1.5: layers 6-7 (Fig. 5)",
     "App. G m for style": "2 (SD-1.5)",
     "LocoEdit: edited style kept (held out)": "removed (Fig. 8); fails on DeepFloyd (App. M)",
-    "LocoEdit: other styles kept": "kept (App. L: CLIP 30.04 -> 29.99)",
+    "LocoEdit: other styles kept": "not reported (Table 1 scores generic prompts: 30.04 -> 29.99)",
     "all-layers edit: edited / other styles kept": "worse for objects and facts (App. F)",
     "fact edit at its window: new shape / colour": "President -> Biden works (Fig. 8)",
     _neuron_row(NEURON_KS): "falls with k (Fig. 10)",
-    "style kept, only tokens after the subject swapped": "T5 leaks the attribute after the subject (App. M)",
+    "style kept, only tokens after the subject swapped": "hypothesis: with T5 they carry it (Sec. 6.2, App. M)",
 }
 
 
@@ -167,6 +167,41 @@ def window_summary(reports: dict, attributes=("style", "objects", "colour", "fac
                          "CLIP-score moved": round(r.clip_fraction, 2),
                          **{f"{a} (clean -> window)": f"{clean[a]:.2f} -> {best[a]:.2f}" for a in ("shape", "colour", "style")}})
     return pd.DataFrame(rows)
+
+
+def window_table(reports: dict, attributes=("style",), columns=("shape", "colour", "style", "moved", "CLIP moved")):
+    """Every window's row of the LocoGen sweeps of ``attributes`` for each report: the fraction of
+    images the scorer reads with the original shape / colour / style, how far the attribute's
+    readout moves (``moved``: clean 0 -> every layer altered 1) and how far the CLIP-score moves
+    (``CLIP moved``, the quantity Algorithm 1 ranks by). Rounded to 2 decimals. Rows: window labels
+    (``clean``, ``0-1``, ..., ``all``); columns: (attribute, report name, quantity), attribute
+    dropped when there is one."""
+    import pandas as pd
+
+    cols = {}
+    for attr in attributes:
+        for name, rep in reports.items():
+            r = getattr(rep.locogen, attr)
+            span = r.altered_all - r.clean
+            for q in columns:
+                vals = {}
+                for row in r.table:
+                    if q == "CLIP moved":
+                        clip = row.get("clip")
+                        v = (clip - r.clean) / span if clip is not None and span else float("nan")
+                        if row["layers"] == "clean":
+                            v = 0.0
+                        elif row["layers"] == "all":
+                            v = 1.0
+                    else:
+                        v = row[q]
+                    vals[row["layers"]] = round(float(v), 2) + 0.0  # + 0.0: no "-0.00"
+                cols[(attr, name, q)] = vals
+    table = pd.DataFrame(cols)
+    table.columns.names = ["attribute", "model", ""]
+    if len(attributes) == 1:
+        table = table.droplevel(0, axis=1)
+    return table.rename_axis("window")
 
 
 # -- the DeepFloyd chapter's 2x2 design ------------------------------------------------------------
