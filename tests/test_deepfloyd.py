@@ -11,7 +11,7 @@ from loco_lib import models
 from loco_lib.errors import LocoError
 from loco_lib.organism import model as toy
 from loco_lib.organism.figures import two_by_two, two_by_two_findings
-from loco_lib.organism.protocol import load_report, recorded_dir
+from loco_lib.organism.records import load_report, recorded_dir
 from loco_lib.text import attention_map
 
 

@@ -5,40 +5,14 @@ functions), so a lazy import counts as much as a top-level one.
 """
 from __future__ import annotations
 
-import ast
 from pathlib import Path
+
+from loco_lib.fingerprint import import_graph
 
 LIB = Path(__file__).resolve().parent.parent / "loco_lib"
 # Modules above both the core and the wing: the package facade, the command line, the Colab set-up.
 FRONT = {"loco_lib", "loco_lib.__main__", "loco_lib.cli", "loco_lib.colab_setup"}
 WING = "loco_lib.organism"
-
-
-def import_graph(root: Path) -> dict[str, set[str]]:
-    """``{module: modules of the same package it imports}`` for every .py file under ``root``."""
-    mods = {}
-    for path in root.rglob("*.py"):
-        parts = path.with_suffix("").relative_to(root.parent).parts
-        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-        mods[name] = path
-    graph = {m: set() for m in mods}
-    for mod, path in mods.items():
-        package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom):
-                if node.level:
-                    base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                    target = ".".join(base + ([node.module] if node.module else []))
-                else:
-                    target = node.module or ""
-                names = [f"{target}.{a.name}" for a in node.names]
-                found = [n if n in mods else target for n in names]
-            elif isinstance(node, ast.Import):
-                found = [a.name for a in node.names]
-            else:
-                continue
-            graph[mod].update(t for t in found if t in mods and t != mod)
-    return graph
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:

@@ -9,6 +9,7 @@ loaded. Everything about the organism lives here; the core library does not impo
 * :mod:`.training` - training an organism from a seed (resumable): ``python -m loco_lib.organism.training``
 * :mod:`.scorer`   - the attribute scorer (a CLIP trained on the world): ``python -m loco_lib.organism.scorer``
 * :mod:`.protocol` - every measurement of the organism chapter, and the typed :class:`Report`
+* :mod:`.records`  - recorded reports in ``data/organism/``: provenance, reading, staleness
 * :mod:`.figures`  - the chapter's figures and tables of a report
 
 Importing this package registers the organisms with :mod:`loco_lib.registry` (model cards for
@@ -22,12 +23,13 @@ import os
 from ..errors import LocoError
 from ..registry import ModelCard, register, register_resolver, register_scorer
 from .figures import (PAPER, edit_summary, edit_table, plot_artist_windows, plot_neurons, plot_windows,  # noqa: F401
-                      summary, summary_table, two_by_two, two_by_two_findings, window_summary)
+                      summary, summary_table, two_by_two, two_by_two_findings, window_summary, window_table)
 from .model import BUILTIN, SAMPLING, load_trained, organism_kind
-from .protocol import (NEURON_KS, Report, canonical_prompts, colour_pairs, default_cache_dir,  # noqa: F401
-                       artist_windows, edit_readouts, edit_series, inert_window, load_report, recorded_report, two_by_two_dir, locogen_readouts,
-                       neuron_curve, recorded_dir, report, sample_accuracy, save_report, second_window, token_swap,
-                       training_info, weights_fingerprint)
+from .protocol import (NEURON_KS, Report, artist_windows, canonical_prompts, colour_pairs, default_cache_dir,  # noqa: F401
+                       edit_readouts, edit_series, inert_window, locogen_readouts, measuring_code, neuron_curve, report,
+                       sample_accuracy, second_window, token_swap, training_info, weights_fingerprint)
+from .records import (load_report, record_status, recorded_dir, recorded_report, save_record, save_report, status_table,  # noqa: F401
+                      two_by_two_dir)
 
 # The windows loco's own LocoGen finds on the shipped organisms (1 seed per prompt; chapter "The
 # model organism", tests/test_organism.py checks that LocoGen still finds them).

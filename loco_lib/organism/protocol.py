@@ -365,20 +365,34 @@ def _plain(x):
 NEURON_KS = (0, 2, 4, 8, 16, 32)
 
 
+MEASURING_CODE = ("loco_lib.organism.protocol", "loco_lib.organism.scorer")
+
+
+def measuring_code() -> list:
+    """The source files an organism measurement runs (:func:`loco_lib.fingerprint.code_closure` of
+    this module and the scorer's): a change to any of them invalidates cached measurements; a change
+    to a figure, a chapter or an unrelated module does not."""
+    from ..fingerprint import code_closure
+
+    return code_closure(*MEASURING_CODE)
+
+
 def weights_fingerprint(model: str) -> str:
     """A short hash of what an organism's measurements depend on: its weight files, the scorer's and
-    the library's code (the cache key of :func:`report`)."""
+    the code that measures (:func:`measuring_code`); the cache key of :func:`report`."""
     import hashlib
-    from pathlib import Path
 
+    from ..fingerprint import content_key
     from .model import models_dir, organism_folder
 
+    own = sorted(organism_folder(model).glob("*/*.safetensors"))
+    if not own:
+        raise LocoError(f"no weights of {model!r} here ({organism_folder(model)}): nothing to fingerprint")
+    weights = own + sorted((models_dir() / "toy-scorer").glob("*.safetensors"))
     h = hashlib.sha1()
-    files = sorted(organism_folder(model).glob("*/*.safetensors")) + sorted((models_dir() / "toy-scorer").glob("*.safetensors"))
-    files += sorted(Path(__file__).resolve().parents[1].rglob("*.py"))  # all of loco_lib
-    for f in files:
+    for f in weights:
         h.update(f.read_bytes())
-    return h.hexdigest()[:12]
+    return content_key(measuring_code(), extra=h.hexdigest())
 
 
 def default_cache_dir():
@@ -397,7 +411,7 @@ class _Memo:
     The folder is created (or refused with a LocoError) before anything is measured; a damaged file
     is reported in a one-line warning and measured again."""
 
-    def __init__(self, folder, model: str, seeds, steps):
+    def __init__(self, folder, model: str, seeds, steps, dtype=None):
         import json
         from pathlib import Path
 
@@ -406,6 +420,8 @@ class _Memo:
         if self.folder is not None:
             _make_cache_folder(Path(folder), self.folder)
         self.key = f"{weights_fingerprint(model)}-s{'_'.join(map(str, seeds))}-t{steps}"
+        if dtype is not None and str(dtype) != "torch.float32":
+            self.key += "-" + str(dtype).replace("torch.", "")
         self.computed: list[str] = []
 
     def _read(self, path):
@@ -451,7 +467,7 @@ def _records(table) -> list[dict]:
 
 
 def report(model: str = "toy", seeds=(0,), steps: int | None = None, cache_dir=None, pipe=None, scorer=None,
-           progress: bool | None = None) -> "Report":
+           progress: bool | None = None, dtype=None) -> "Report":
     """Every measurement of the organism chapter for ``model``, as a typed :class:`Report`.
 
     ``sample``: readout accuracy of all canonical prompts. ``locogen``: for style, objects, colour and
@@ -460,7 +476,8 @@ def report(model: str = "toy", seeds=(0,), steps: int | None = None, cache_dir=N
     0.8). ``edit``: LocoEdit of van gogh at the style window, at an inert window and at all layers
     (readouts of held-out and control prompts before and after). ``fact_edit``: the president edit
     at the facts window and at all layers. ``neurons``: style readout vs k. ``token_swap``: App. M.
-    With ``cache_dir`` each part is stored when done and read back on the next call.
+    With ``cache_dir`` each part is stored when done and read back on the next call. ``dtype``: the
+    weights' dtype (:func:`loco_lib.settings.dtype`; float32 on CPU by default), part of the cache key.
     """
     import pandas as pd
     from tqdm.auto import tqdm
@@ -475,13 +492,14 @@ def report(model: str = "toy", seeds=(0,), steps: int | None = None, cache_dir=N
     seeds = settings.seeds(seeds)
     # refused before anything is measured; None stays None (the organism's default)
     steps = settings.steps(None, steps, scheduler=pipe.scheduler if pipe is not None else sample_scheduler())
-    memo = _Memo(cache_dir, model, seeds, steps)
+    dtype = settings.dtype(dtype if pipe is None else pipe.unet.dtype)
+    memo = _Memo(cache_dir, model, seeds, steps, dtype)
     sweeps = (memo.folder / f"sweeps-{memo.key}") if memo.folder is not None else None
     state = {}
 
     def need_pipe():
         if "pipe" not in state:
-            state["pipe"] = pipe if pipe is not None else load(model, progress=False)
+            state["pipe"] = pipe if pipe is not None else load(model, dtype=dtype, progress=False)
             state["scorer"] = scorer if scorer is not None else get_scorer(None, model)
         return state["pipe"], state["scorer"]
 
@@ -570,33 +588,6 @@ def report(model: str = "toy", seeds=(0,), steps: int | None = None, cache_dir=N
     return Report.from_json(out)
 
 
-def artist_windows(model: str, m: int = 2, seeds=(0,), steps: int | None = None, pipe=None, scorer=None,
-                   cache_dir=None) -> dict:
-    """LocoGen (window size ``m``) for each of the world's styles on its own prompts (the scenes of
-    the style pairs in that style), with the window of every prompt alone (the paper reports
-    DeepFloyd's windows as prompt-dependent, Sec. 5.2). Returns ``{"model", "m", "seeds", "steps", "artists": {style:
-    {"window", "clip_fraction", "moved", "prompts": [{"prompt", "window", "fraction"}]}}}``."""
-    from ..clip_score import get_scorer
-    from ..models import load
-    from ..prompts import load_artists
-
-    seeds = settings.seeds(seeds)
-    pipe = pipe if pipe is not None else load(model, progress=False)
-    scorer = scorer if scorer is not None else get_scorer(None, model)
-    out = {"model": model, "m": m, "seeds": seeds, "steps": steps, "artists": {}}
-    for style in STYLES:
-        res, table = locogen_readouts(pipe, scorer, load_artists(style, model=model), "style", m, seeds=seeds, steps=steps,
-                                      cache_dir=None if cache_dir is None else os.path.join(str(cache_dir), style))
-        best = table[table["layers"] == format_layers(res.best["layers"])].iloc[0]
-        per = res.prompt_windows()
-        out["artists"][style] = {
-            "window": res.best["layers"], "clip_fraction": float(res.best["fraction"]), "moved": float(best["moved"]),
-            "table": [{"start": int(r["start"]), "layers": r["layers"], "moved": float(r["moved"]), "style": float(r["style"])}
-                      for _, r in table.iterrows() if r["layers"] not in ("clean", "all")],
-            "prompts": [{"prompt": r.prompt, "window": r.window, "fraction": float(r.fraction)} for r in per.itertuples()]}
-    return out
-
-
 def training_info(model: str) -> dict:
     """What :mod:`loco_lib.organism.training` recorded for an organism: kind, seed, steps, batch, final loss, wall time."""
     import json
@@ -611,73 +602,28 @@ def training_info(model: str) -> dict:
             for k in ("kind", "unet", "seed", "steps", "batch", "final_loss", "wall_seconds", "threads")}
 
 
-def recorded_dir():
-    """``data/organism/``: reports measured once and kept (models whose weights are not shipped, such as
-    a second training seed, and runs with more seeds than the book's build)."""
-    from pathlib import Path
+def artist_windows(model: str, m: int = 2, seeds=(0,), steps: int | None = None, pipe=None, scorer=None,
+                   cache_dir=None, dtype=None) -> dict:
+    """LocoGen (window size ``m``) for each of the world's styles on its own prompts (the scenes of
+    the style pairs in that style), with the window of every prompt alone (the paper reports
+    DeepFloyd's windows as prompt-dependent, Sec. 5.2). Returns ``{"model", "m", "seeds", "steps", "artists": {style:
+    {"window", "clip_fraction", "moved", "prompts": [{"prompt", "window", "fraction"}]}}}``."""
+    from ..clip_score import get_scorer
+    from ..models import load
+    from ..prompts import load_artists
 
-    return Path(__file__).resolve().parents[2] / "data" / "organism"
-
-
-def two_by_two_dir():
-    """``data/organism/two-by-two/``: the DeepFloyd chapter's records (the IF-topology organisms'
-    reports, every organism's per-artist windows)."""
-    return recorded_dir() / "two-by-two"
-
-
-def recorded_report(name: str, seeds: int = 2) -> "Report":
-    """The recorded report of organism ``name`` with ``seeds`` seeds per prompt (``<name>-<seeds>seeds.json``
-    in :func:`recorded_dir` or :func:`two_by_two_dir`)."""
-    for folder in (recorded_dir(), two_by_two_dir()):
-        path = folder / f"{name}-{seeds}seeds.json"
-        if path.is_file():
-            return load_report(path)
-    raise LocoError(f"no recorded {seeds}-seed report of {name!r}: record it with "
-                    f"`loco report {name} --seeds {','.join(map(str, range(seeds)))} --out {two_by_two_dir()}/{name}-{seeds}seeds.json`")
-
-
-def save_report(rep: "Report", path) -> None:
-    """Write a :func:`report` as JSON, with the loco commit that measured it (for a model whose weights
-    are not in the repository, e.g. a second training seed: the numbers stay, with their provenance)."""
-    save_record({k: v for k, v in rep.to_json().items() if k not in ("computed", "sweeps")}, path)
-
-
-def save_record(data: dict, path) -> None:
-    """Write measured data as JSON with its provenance (``recorded``: loco commit, date), atomically."""
-    import datetime
-    import subprocess
-    from pathlib import Path
-
-    from ..jsonout import dumps
-
-    root = Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                                timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    keep = dict(data)
-    keep["recorded"] = {"loco_commit": commit, "date": datetime.date.today().isoformat()}
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(dumps(keep, indent=1))
-    os.replace(tmp, path)
-
-
-def load_report(path) -> "Report":
-    """A report written by :func:`save_report`; LocoError if the file is not one."""
-    import json
-    from pathlib import Path
-
-    try:
-        rep = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise LocoError(f"cannot read the organism report {str(path)!r}: {exc}") from None
-    missing = [k for k in ("model", "seeds", "sample", "locogen", "app_g", "edit", "fact_edit", "neurons", "token_swap")
-               if k not in rep]
-    if missing:
-        raise LocoError(f"{str(path)!r} is not an organism report: no {', '.join(missing)}")
-    try:
-        return Report.from_json(rep)
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise LocoError(f"{str(path)!r} is a damaged organism report ({type(exc).__name__}: {exc})") from None
+    seeds = settings.seeds(seeds)
+    pipe = pipe if pipe is not None else load(model, dtype=dtype, progress=False)
+    scorer = scorer if scorer is not None else get_scorer(None, model)
+    out = {"model": model, "m": m, "seeds": seeds, "steps": steps, "artists": {}}
+    for style in STYLES:
+        res, table = locogen_readouts(pipe, scorer, load_artists(style, model=model), "style", m, seeds=seeds, steps=steps,
+                                      cache_dir=None if cache_dir is None else os.path.join(str(cache_dir), style))
+        best = table[table["layers"] == format_layers(res.best["layers"])].iloc[0]
+        per = res.prompt_windows()
+        out["artists"][style] = {
+            "window": res.best["layers"], "clip_fraction": float(res.best["fraction"]), "moved": float(best["moved"]),
+            "table": [{"start": int(r["start"]), "layers": r["layers"], "moved": float(r["moved"]), "style": float(r["style"])}
+                      for _, r in table.iterrows() if r["layers"] not in ("clean", "all")],
+            "prompts": [{"prompt": r.prompt, "window": r.window, "fraction": float(r.fraction)} for r in per.itertuples()]}
+    return out

@@ -1,0 +1,130 @@
+"""Content keys for cached and recorded measurements: which code a measurement runs, and a hash of it.
+
+A cached result is valid as long as what produced it is unchanged: the weights, the settings and
+the code. :func:`code_closure` finds the code statically: the modules a module imports (every
+``import`` / ``from ... import`` inside ``loco_lib``, at module level or inside functions), the
+modules those import, and so on, plus the ``__init__.py`` of every package on the way (their source,
+which registers models and defaults; their own imports are followed only where a module in the
+closure imports them). A change to a figure or a chapter therefore keeps the organism's cached
+measurements, and a change to anything they run discards them. :func:`content_key` hashes files;
+:func:`changed_since` names the closure's files that changed since a git commit (how stale a
+recorded result is).
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import subprocess
+from pathlib import Path
+
+LIB = Path(__file__).resolve().parent
+ROOT = LIB.parent
+
+
+def _modules(root: Path = LIB) -> dict[str, Path]:
+    mods = {}
+    for path in root.rglob("*.py"):
+        parts = path.with_suffix("").relative_to(root.parent).parts
+        mods[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return mods
+
+
+def import_graph(root: Path = LIB) -> dict[str, set[str]]:
+    """``{module: modules of the same package it imports}`` for every .py file under ``root``, read
+    from the source (lazy imports inside functions count)."""
+    mods = _modules(root)
+    graph = {m: set() for m in mods}
+    for mod, path in mods.items():
+        package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    target = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    target = node.module or ""
+                names = [f"{target}.{a.name}" for a in node.names]
+                found = [n if n in mods else target for n in names]
+            elif isinstance(node, ast.Import):
+                found = [a.name for a in node.names]
+            else:
+                continue
+            graph[mod].update(t for t in found if t in mods and t != mod)
+    return graph
+
+
+def code_closure(*modules: str) -> list[Path]:
+    """The source files ``modules`` (dotted names inside loco_lib) run: their imports, transitively,
+    and the ``__init__.py`` of each package on the way. Sorted, relative to the repository root."""
+    mods = _modules()
+    graph = import_graph()
+    seen, todo = set(), list(modules)
+    while todo:
+        m = todo.pop()
+        if m in seen or m not in mods:
+            continue
+        seen.add(m)
+        todo.extend(graph[m] - {p for p in graph if mods[p].name == "__init__.py" and m.startswith(p + ".")})
+    files = {mods[m] for m in seen}
+    for m in seen:  # the packages' __init__ source, not what they import
+        parts = m.split(".")
+        for i in range(1, len(parts)):
+            files.add(mods[".".join(parts[:i])])
+    return sorted(f.relative_to(ROOT) for f in files)
+
+
+def code_digest(source: str | bytes) -> bytes:
+    """What a Python source does, without its comments, docstrings and layout: the dump of its syntax
+    tree with every docstring removed. Two sources with the same digest run the same code."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree).encode()
+
+
+def _digest(path: str, data: bytes) -> bytes:
+    return code_digest(data) if path.endswith(".py") else data
+
+
+def content_key(files, extra: str = "", n: int = 12) -> str:
+    """A short sha1 over ``files`` (paths, in the order given; Python files by :func:`code_digest`,
+    so an edited comment or docstring keeps the key) and ``extra``."""
+    h = hashlib.sha1()
+    for f in files:
+        f = Path(f)
+        rel = str(f.relative_to(ROOT) if f.is_absolute() else f)
+        h.update(rel.encode())
+        h.update(_digest(rel, (f if f.is_absolute() else ROOT / f).read_bytes()))
+    h.update(extra.encode())
+    return h.hexdigest()[:n]
+
+
+def _git(*args) -> subprocess.CompletedProcess | None:
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def changed_since(commit: str, files) -> list[str] | None:
+    """Which of ``files`` (relative to the repository root) run differently in the working tree than
+    at ``commit``: changed bytes, and for Python files a changed :func:`code_digest` (comments and
+    docstrings do not count). None when git or the commit is not available (a shallow clone, no
+    repository)."""
+    files = [str(f) for f in files]
+    run = _git("diff", "--name-only", commit, "--", *files)
+    if run is None or run.returncode != 0:
+        return None
+    changed = []
+    for path in sorted(line for line in run.stdout.decode().splitlines() if line):
+        old = _git("show", f"{commit}:{path}")
+        now = ROOT / path
+        if old is None or old.returncode != 0 or not now.exists() or not path.endswith(".py"):
+            changed.append(path)
+        elif code_digest(old.stdout) != code_digest(now.read_bytes()):
+            changed.append(path)
+    return changed
