@@ -60,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--edit", default=None, help="a saved LocoEdit (.safetensors) to apply before generating")
     gen.add_argument("--out", required=True, help="output image file (.png, .jpg)")
     gen.add_argument("--device", default=None)
+    gen.add_argument("--dtype", default=None, help="float32, float16 or bfloat16 (default: float16 on CUDA, float32 on CPU)")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     loc = sub.add_parser("locogen", help="LocoGen: score every window of m adjacent layers (Algorithm 1)")
     loc.add_argument("model")
@@ -75,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     loc.add_argument("--scorer", default=None, help="CLIP model id, 'toy-scorer' or 'tiny' (default: the model's own: tiny for twins, toy-scorer for the organisms, else CLIP ViT-L/14)")
     loc.add_argument("--batch-size", type=int, default=None)
     loc.add_argument("--device", default=None)
+    loc.add_argument("--dtype", default=None, help="float32, float16 or bfloat16 (default: float16 on CUDA, float32 on CPU)")
     loc.add_argument("--json", action="store_true", help="print the result as JSON")
     loc.add_argument("--quiet", action="store_true", help="no progress bar")
     ed = sub.add_parser("edit", help="LocoEdit (K/V projections of chosen UNet layers), DiffQuickFix (the text encoder's causal state) or UCE (every cross-attention K/V)")
@@ -97,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     ed.add_argument("--lam", type=float, default=None, help="lambda (LocoEdit/DiffQuickFix: App. H's 0.01; UCE: 0.5, as its authors' script)")
     ed.add_argument("--out", required=True, help="output .safetensors file")
     ed.add_argument("--device", default=None)
+    ed.add_argument("--dtype", default=None, help="float32, float16 or bfloat16 (default: float16 on CUDA, float32 on CPU)")
     ev = sub.add_parser("evaluate", help="CLIP-score (and the organism's readouts) of an attribute's prompts, optionally edited")
     ev.add_argument("model")
     ev.add_argument("--attribute", required=True, help="style, objects or facts")
@@ -115,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--guidance", type=float, default=None)
     ev.add_argument("--scorer", default=None, help="CLIP model id, 'toy-scorer' or 'tiny' (default: the model's own)")
     ev.add_argument("--device", default=None)
+    ev.add_argument("--dtype", default=None, help="float32, float16 or bfloat16 (default: float16 on CUDA, float32 on CPU)")
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     rep = sub.add_parser("report", help="the model organism's whole measured protocol (chapter 'The model organism')")
@@ -127,6 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--artists", action="store_true", help="instead: LocoGen for each of the world's styles on its own, "
                      "with every prompt's own window (the DeepFloyd chapter's per-prompt question)")
     rep.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    rep.add_argument("--dtype", default=None, help="float32, float16 or bfloat16 (default: float32 on the CPU)")
     rep.add_argument("--quiet", action="store_true", help="no progress bar")
     tr = sub.add_parser("trace", help="causal tracing (Sec. 4): restore one clean state at a time into a corrupted run")
     tr.add_argument("model")
@@ -149,6 +154,7 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--scorer", default=None, help="CLIP model id, 'toy-scorer' or 'tiny' (default: the model's own)")
     tr.add_argument("--batch-size", type=int, default=None)
     tr.add_argument("--device", default=None)
+    tr.add_argument("--dtype", default=None, help="float32, float16 or bfloat16 (default: float16 on CUDA, float32 on CPU)")
     tr.add_argument("--json", action="store_true", help="print the result as JSON")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -268,7 +274,7 @@ def _load(args, progress: bool = False):
     """The command's model, with ``--steps`` checked against its scheduler before any work."""
     from .models import load
 
-    pipe = load(args.model, device=args.device, progress=progress)
+    pipe = load(args.model, device=args.device, dtype=settings.dtype(args.dtype, args.device, "--dtype"), progress=progress)
     settings.steps(pipe, args.steps, "--steps")
     return pipe
 
@@ -407,7 +413,7 @@ def cmd_edit(args) -> int:
     key_sets = [concept_keys(source, c) for c in concepts]
     if any(k.attribute != args.attribute for k in key_sets):
         raise LocoError(f"{args.prompts} holds {key_sets[0].attribute} prompts, not {args.attribute}")
-    pipe = load(args.model, device=args.device, progress=False)
+    pipe = load(args.model, device=args.device, dtype=settings.dtype(args.dtype, args.device, "--dtype"), progress=False)
     for k in key_sets:
         _check_prompts(pipe, k)
     n_rows = sum(len(k) for k in key_sets)
@@ -564,9 +570,10 @@ def cmd_report(args) -> int:
         _check_output_path(args.out, (".json",))
     cache = args.cache if args.cache is not None else organism.default_cache_dir()
     if args.artists:
-        from .organism.protocol import artist_windows, save_record
+        from .organism.protocol import artist_windows
+        from .organism.records import save_record
 
-        rec = artist_windows(args.model, seeds=seeds, steps=args.steps, cache_dir=os.path.join(str(cache), "artists",
+        rec = artist_windows(args.model, seeds=seeds, steps=args.steps, dtype=settings.dtype(args.dtype, None, "--dtype"), cache_dir=os.path.join(str(cache), "artists",
                                                                                                 os.path.basename(str(args.model))))
         if args.out is not None:
             save_record(rec, args.out)
@@ -577,7 +584,8 @@ def cmd_report(args) -> int:
                 per = ", ".join(p["window"] for p in r["prompts"])
                 print(f"{style}: window {r['window']} (readout moved {r['moved']:.2f}); per prompt: {per}")
         return 0
-    rep = organism.report(args.model, seeds=seeds, steps=args.steps, cache_dir=cache, progress=not args.quiet)
+    dtype = settings.dtype(args.dtype, None, "--dtype")
+    rep = organism.report(args.model, seeds=seeds, steps=args.steps, cache_dir=cache, progress=not args.quiet, dtype=dtype)
     if args.out is not None:
         organism.save_report(rep, args.out)
     if args.json:

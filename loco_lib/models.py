@@ -121,7 +121,8 @@ def load(name: str = DEFAULT_MODEL, device: str | None = None, dtype: torch.dtyp
     """Load a pipeline by short name, hub id or local folder (a diffusers pipeline folder, or an
     folder that a registered resolver knows, e.g. an organism training: :mod:`loco_lib.registry`).
 
-    fp16 on CUDA and fp32 on CPU unless ``dtype`` is given. Every module is put in eval mode and the
+    fp16 on CUDA and fp32 on CPU unless ``dtype`` is given (:func:`loco_lib.settings.dtype`: a torch
+    dtype or ``"float32"`` / ``"float16"`` / ``"bfloat16"``). Every module is put in eval mode and the
     pipeline's own progress bar is on (``progress=False`` to silence it).
     """
     from . import registry, settings
@@ -130,8 +131,7 @@ def load(name: str = DEFAULT_MODEL, device: str | None = None, dtype: torch.dtyp
     check_model_name(name)
     device = settings.device(device)
     card = registry.card(name)  # a resolver may refuse a folder here (e.g. an unfinished training)
-    if dtype is None:
-        dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
+    dtype = settings.dtype(dtype, device)
     with quiet_libraries():
         if name in TINY:
             pipe = build_tiny(name)
@@ -139,10 +139,10 @@ def load(name: str = DEFAULT_MODEL, device: str | None = None, dtype: torch.dtyp
             pipe = card.load(name)
         else:
             pipe = _load_real(name, dtype)
-    if (name in TINY or card is not None) and dtype != torch.float32:
-        pipe = pipe.to(device=device, dtype=dtype)  # twins are built in fp32
-    else:
-        pipe = pipe.to(device)
+        if (name in TINY or card is not None) and dtype != torch.float32:
+            pipe = pipe.to(device=device, dtype=dtype)  # twins and organisms are built in fp32
+        else:
+            pipe = pipe.to(device)
     for comp in pipe.components.values():
         if isinstance(comp, torch.nn.Module):
             comp.eval()

@@ -184,6 +184,8 @@ def run_sweep(
     base = {"format": CACHE_FORMAT, "model": model_id(pipe), "steps": steps, "guidance": guidance, "size": size,
             "swap_text_paths": swap_text_paths, "negative": negative_prompt, "scheduler": type(pipe.scheduler).__name__,
             "batch_size": batch}
+    if pipe.unet.dtype != torch.float32:  # half precision gives other images; float32 keys stay as they were
+        base["dtype"] = str(pipe.unet.dtype).replace("torch.", "")
 
     def meta_of(job: Job) -> dict:
         return {**base, "original": originals[job.prompt_index], "target": targets[job.prompt_index],

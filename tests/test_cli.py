@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import loco_lib
@@ -239,8 +240,8 @@ def test_report_prints_the_summary_and_writes_the_report(capsys, tmp_path, monke
     recorded = organism.load_report(organism.recorded_dir() / "toy-seed1.json")
     calls = []
 
-    def fake_report(model, seeds, steps, cache_dir, progress):
-        calls.append((model, seeds, steps, str(cache_dir)))
+    def fake_report(model, seeds, steps, cache_dir, progress, dtype):
+        calls.append((model, seeds, steps, str(cache_dir), dtype))
         return recorded
 
     monkeypatch.setattr(organism, "report", fake_report)
@@ -248,7 +249,7 @@ def test_report_prints_the_summary_and_writes_the_report(capsys, tmp_path, monke
     code, out, err = run(capsys, "report", "toy", "--seeds", "0,1", "--steps", "9", "--cache", str(tmp_path / "c"),
                          "--out", str(out_file), "--quiet")
     assert code == 0, err
-    assert calls == [("toy", [0, 1], 9, str(tmp_path / "c"))]
+    assert calls == [("toy", [0, 1], 9, str(tmp_path / "c"), torch.float32)]
     best = recorded.locogen.style.best
     assert f"LocoGen style window, readout moved: {best[0]}-{best[-1]}" in out
     assert "training seed 1" in out
@@ -259,7 +260,7 @@ def test_report_prints_the_summary_and_writes_the_report(capsys, tmp_path, monke
     again = organism.load_report(out_file)
     strip = lambda r: {k: v for k, v in r.to_json().items() if k != "recorded"}
     assert strip(again) == strip(recorded)
-    assert set(again.recorded) == {"loco_commit", "date"}
+    assert {"loco_commit", "date"} <= set(again.recorded) <= {"loco_commit", "date", "key"}
     bad = tmp_path / "bad.json"
     bad.write_text('{"model": "toy"}')
     with pytest.raises(loco_lib.LocoError, match="not an organism report"):
