@@ -1,11 +1,13 @@
 # loco: two commands.
-#   make book   create .venv, install pinned dependencies, run every notebook with papermill on the
-#               default model (the organism `toy`, its default steps), build the Jupyter Book into _build/html
-#   make test   the test suite: unit tests, nbval on the notebooks' key outputs, and the book build
+#   make book   create .venv, install pinned dependencies, run every chapter with papermill on its default
+#               model (the organisms, their default steps) and build the Jupyter Book into _build/html:
+#               `loco reproduce --profile smoke --out _build` (a rerun keeps every chapter whose inputs are unchanged)
+#   make test   the test suite on top of the book: unit tests, and every chapter's checked results compared on
+#               the book's own execution (each chapter runs once)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-PARAMS ?=  # extra papermill parameters for every notebook, e.g. PARAMS="-p SEEDS [0,1]"
+PARAMS ?=  # extra papermill parameters for every chapter that has them, e.g. PARAMS="--param SEEDS=[0,1]"
 NOTEBOOKS := $(sort $(wildcard notebooks/*.py))
 EXECUTED  := $(patsubst notebooks/%.py,_build/src/notebooks/%.ipynb,$(NOTEBOOKS))
 # torch is installed first from its pin in pyproject.toml, so pip never pulls a CUDA build.
@@ -13,7 +15,7 @@ TORCH_PIN = $(shell grep -o '"torch==[^"]*"' pyproject.toml | tr -d '"')
 # open_clip_torch is installed without its dependencies: only its CLIP vocabulary file is read.
 VOCAB_PIN = $(shell grep -o '"open_clip_torch==[^"]*"' pyproject.toml | tr -d '"')
 
-.PHONY: book test install notebooks expectations sync clean
+.PHONY: book test test-slow install chromium notebooks expectations nbval sync clean
 .DELETE_ON_ERROR:
 
 install: $(BIN)/.installed
@@ -25,28 +27,36 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q --no-deps "$(VOCAB_PIN)"
 	touch $@
 
-# Run each notebook (its jupytext .py is the source of truth) with papermill into the book's staging tree.
-_build/src/notebooks/%.ipynb: notebooks/%.py $(BIN)/.installed $(wildcard loco_lib/*.py loco_lib/*/*.py) $(wildcard models/*/training.json)
-	@mkdir -p _build/src/notebooks
-	$(BIN)/jupytext --quiet --to ipynb -o _build/src/notebooks/$*.source.ipynb $<
-	cd notebooks && LOCO_PROGRESS=0 ../$(BIN)/papermill --log-level WARNING -k python3 $(PARAMS) \
-	    ../_build/src/notebooks/$*.source.ipynb ../$@
-	rm -f _build/src/notebooks/$*.source.ipynb
+# Each chapter (its jupytext .py is the source of truth) executed once with papermill into _build/src/notebooks;
+# the book is built from those executions, and the tests compare them (tests/test_chapter_outputs.py).
+notebooks: $(BIN)/.installed
+	$(BIN)/loco reproduce --profile smoke --out _build --no-book $(PARAMS)
 
-notebooks: $(EXECUTED)
+book: $(BIN)/.installed
+	$(BIN)/loco reproduce --profile smoke --out _build $(PARAMS)
 
-book: $(EXECUTED)
-	rm -rf _build/src/book && cp -r book _build/src/book
-	cp _config.yml _toc.yml _build/src/
-	$(BIN)/jupyter-book build _build/src --path-output . -W -n --keep-going
-	@echo "book: _build/html/index.html"
+# Headless Chromium for tests/test_book_pages.py: Debian's package, installed when missing.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
-test: book
-	$(BIN)/python -m pytest -q tests --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg
+# Two pytest workers (pytest-xdist), one torch thread each (tests/conftest.py); a test file stays on one worker.
+test: book chromium
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow" tests
 
-# Refresh the committed nbval expectations (executed notebooks, images stripped) after a change.
-expectations: $(EXECUTED)
-	$(BIN)/python tests/make_expectations.py $(EXECUTED)
+# The full-size architectures with random weights (SD-1.5, SD-XL): every real-size shape path, about 15 GB.
+test-slow: $(BIN)/.installed
+	$(BIN)/python -m pytest -q -m slow tests
+
+# Refresh the committed expectations (executed notebooks, images stripped) after a change: prints the
+# diff of every chapter's checked results and writes a changed chapter only with APPROVE=1.
+expectations: notebooks
+	$(BIN)/python tests/make_expectations.py $(if $(APPROVE),--approve) $(EXECUTED)
+
+# nbval proper: re-execute the committed expectations and compare their checked cells (slow; `make test`
+# compares the book's own execution instead).
+nbval: $(BIN)/.installed
+	cd tests/notebooks && ../../$(BIN)/python -m pytest -q -p no:cacheprovider *.ipynb --nbval-lax \
+	    --nbval-sanitize-with ../nbval_sanitize.cfg
 
 # Re-pair each notebook's .ipynb (what Colab opens) with its .py source.
 sync: $(BIN)/.installed

@@ -1,18 +1,38 @@
-"""Write the committed nbval expectations from freshly executed notebooks (`make expectations`).
+"""Write the committed expectations from the book's executed notebooks (`make expectations`).
 
 Each executed notebook is copied to tests/notebooks/ with image outputs and run-time metadata
-removed (nbval never compares images, and they would bloat the repository). nbval then
-re-executes these copies in `make test` and compares the text outputs of the cells marked ``# NBVAL_CHECK_OUTPUT``;
-tests/test_notebooks.py checks that their code still equals the notebook sources.
+removed (images are never compared, and they would bloat the repository).
+tests/test_chapter_outputs.py compares the text outputs of the cells marked ``# NBVAL_CHECK_OUTPUT``
+of the book's execution with these copies; tests/test_notebooks.py checks that their code still
+equals the notebook sources.
+
+Re-approving a result is a decision: this script first prints, chapter by chapter, the diff of the
+checked results against the committed expectation, and writes only the chapters whose checked
+results are unchanged, unless ``--approve`` (``make expectations APPROVE=1``) is given.
+
+    python tests/make_expectations.py [--approve] _build/src/notebooks/NAME.ipynb ...
 """
 import sys
 from pathlib import Path
 
 import nbformat
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from chapter_outputs import checked_outputs, diff  # noqa: E402
+
 out_dir = Path(__file__).parent / "notebooks"
 out_dir.mkdir(exist_ok=True)
-for path in sys.argv[1:]:
+approve = "--approve" in sys.argv[1:]
+held = []
+for path in [a for a in sys.argv[1:] if a != "--approve"]:
+    target = out_dir / Path(path).name
+    if target.exists():
+        changes = diff(checked_outputs(target), checked_outputs(path), Path(path).stem)
+        if changes:
+            print(changes + "\n")
+            if not approve:
+                held.append(target.name)
+                continue
     nb = nbformat.read(path, as_version=4)
     nb.metadata.pop("papermill", None)  # run times and paths: they change on every run
     for i, cell in enumerate(nb.cells):
@@ -31,6 +51,9 @@ for path in sys.argv[1:]:
                 continue  # progress bars and warnings
             kept.append(out)
         cell["outputs"] = kept
-    target = out_dir / Path(path).name
     nbformat.write(nb, target)
     print(f"wrote {target}")
+if held:
+    print(f"not written, checked results changed: {', '.join(held)}. Read the diff above; if the change is intended, "
+          "run `make expectations APPROVE=1`.")
+    sys.exit(1)
