@@ -133,6 +133,15 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--json", action="store_true", help="print the whole report as JSON")
     rep.add_argument("--dtype", default=None, help="float32, float16 or bfloat16 (default: float32 on the CPU)")
     rep.add_argument("--quiet", action="store_true", help="no progress bar")
+    rp = sub.add_parser("reproduce", help="run every chapter with papermill into a run folder and build the book from it")
+    rp.add_argument("--profile", default="smoke", help="smoke (the chapters' defaults: the model organisms) or paper "
+                                                       "(a real model with the paper's settings)")
+    rp.add_argument("--model", default=None, help="the model every chapter runs on (paper profile default: sd15)")
+    rp.add_argument("--out", default=None, help="run folder (default: runs/<profile>); rerunning resumes")
+    rp.add_argument("--chapters", default=None, help="comma-separated chapters, e.g. 01,03 (default: all)")
+    rp.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="a papermill parameter for every chapter that has it (VALUE as JSON, else a string)")
+    rp.add_argument("--no-book", action="store_true", help="execute the chapters only")
     tr = sub.add_parser("trace", help="causal tracing (Sec. 4): restore one clean state at a time into a corrupted run")
     tr.add_argument("model")
     tr.add_argument("--where", required=True, choices=("unet", "text"), help="trace the UNet's states or a text encoder's")
@@ -610,11 +619,34 @@ def _one_line_warnings(show):
     return showwarning
 
 
+def cmd_reproduce(args) -> int:
+    import json
+    from pathlib import Path
+
+    from . import reproduce
+
+    extra = {}
+    for item in args.param:
+        name, sep, value = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise LocoError(f"--param {item!r}: write NAME=VALUE, e.g. SEEDS=[0,1]")
+        try:
+            extra[name] = json.loads(value)
+        except ValueError:
+            extra[name] = value
+    only = [c.strip() for c in args.chapters.split(",") if c.strip()] if args.chapters else None
+    status = reproduce.run(args.profile, out=args.out, model=args.model, only=only, extra=extra, book=not args.no_book,
+                           log=lambda line: print(line, flush=True))
+    print(f"{sum(v == 'ran' for v in status.values())} chapters run, {sum(v == 'kept' for v in status.values())} kept"
+          + ("" if args.no_book else f"; book: {Path(args.out or reproduce.ROOT / 'runs' / args.profile).resolve()}/html/index.html"))
+    return 0
+
+
 def main(argv=None) -> int:
     try:
         args = _parser().parse_args(argv)
         commands = {"layers": cmd_layers, "generate": cmd_generate, "locogen": cmd_locogen, "edit": cmd_edit, "evaluate": cmd_evaluate,
-                    "report": cmd_report, "trace": cmd_trace}
+                    "report": cmd_report, "trace": cmd_trace, "reproduce": cmd_reproduce}
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warnings(warnings.showwarning)
             return commands[args.command](args)

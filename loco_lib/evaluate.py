@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import settings
+from . import runlog, settings
 from .errors import LocoError
 from .generate import generate
+from .sweep import model_id as sweep_model_id
 
 
 @dataclass
@@ -124,6 +125,29 @@ class Comparison:
         return [x for x in items for _ in self.seeds]
 
 
+def _log_comparison(pipe, gens, models, rep, rep_s, targets, seeds, table, scorer) -> None:
+    """One :mod:`loco_lib.runlog` row per image and score of a :func:`compare`."""
+    from .clip_score import _DEFAULT
+
+    scorer = scorer if scorer is not None else _DEFAULT.get("s")  # the cached default clip_score used
+    revision = runlog.model_revision(pipe)  # the weights without any edit (every edit is reverted by now)
+    metric = getattr(scorer, "name", None) or "-"
+    rows = []
+    for label, gen in gens.items():
+        edit = models[label]
+        what = label if edit is None else f"{label}: layers {getattr(edit, 'layers', '?')}"
+        shas = [runlog.image_sha256(im) for im in gen.images]
+        for col in ("CLIP vs T", "CLIP vs T'"):
+            if (col, label) not in table:
+                continue
+            for i, score in enumerate(table[(col, label)]):
+                target = "" if targets is None else [t for t in targets for _ in seeds][i]
+                rows.append({"source": f"compare ({col})", "model": sweep_model_id(pipe), "model_revision": revision,
+                             "prompt": rep[i], "target": target, "seed": rep_s[i], "layers_or_edit": what, "metric": metric,
+                             "metric_revision": runlog.metric_revision(scorer), "score": float(score), "image_sha256": shas[i]})
+    runlog.write(rows)
+
+
 def compare(pipe, prompts, targets=None, models: dict | None = None, seeds=(0,), *, groups=None, scorer=None,
             steps: int | None = None, guidance: float | None = None, batch_size: int = 8,
             progress: bool | None = None) -> Comparison:
@@ -170,6 +194,8 @@ def compare(pipe, prompts, targets=None, models: dict | None = None, seeds=(0,),
     for label, gen in gens.items():
         if label != first:
             table[("pixel change", label)] = pixel_change(gens[first].images, gen.images)
+    if runlog.destination() is not None:
+        _log_comparison(pipe, gens, models, rep, rep_s, targets, seeds, table, scorer)
     table = table.set_index([("", "group"), ("", "prompt")]).rename_axis(["group", "prompt"])
     table.columns = pd.MultiIndex.from_tuples(table.columns)
     return Comparison(prompts, targets, seeds, groups, gens, table, scorer)

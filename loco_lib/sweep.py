@@ -38,7 +38,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import settings
+from . import runlog, settings
 from .errors import LocoError, LocoWarning
 from .generate import progress_bars, sample_batch
 from .models import pipeline_family, progress_default
@@ -171,7 +171,7 @@ def run_sweep(
     guidance = settings.guidance(pipe, guidance)
     size = settings.size(size)
     seeds = settings.seeds(seeds)
-    from .layers import cross_attention_layers, parse_layers
+    from .layers import cross_attention_layers, format_layers, parse_layers
 
     n_layers = len(cross_attention_layers(pipe.unet))
     layer_sets = [tuple(parse_layers(list(ls), n_layers)) for ls in layer_sets]
@@ -256,4 +256,11 @@ def run_sweep(
                     meta = entry[1] if entry is not None else {**meta_of(job), "scores": {}}
                     meta.setdefault("scores", {}).setdefault(score_against, {})[scorer_id] = float(v)
                     cache.update_meta(keys[job], meta)
+        if runlog.destination() is not None:
+            revision, metric_rev = runlog.model_revision(pipe), runlog.metric_revision(scorer)
+            runlog.write({"source": f"sweep (vs {score_against})", "model": model_id(pipe), "model_revision": revision,
+                          "prompt": originals[j.prompt_index], "target": targets[j.prompt_index], "seed": j.seed,
+                          "layers_or_edit": f"layers {format_layers(list(j.layers))}" if j.layers else "clean",
+                          "metric": scorer_id, "metric_revision": metric_rev, "score": result.scores[j],
+                          "image_sha256": runlog.image_sha256(result.images[j])} for j in jobs)
     return result

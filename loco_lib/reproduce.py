@@ -1,0 +1,273 @@
+"""One command that re-runs the book: every chapter executed with papermill into a run folder, then
+the Jupyter Book built from those executions (``loco reproduce``; ``make book`` is its smoke profile).
+
+Profiles:
+
+* ``smoke``: every chapter with its own defaults (the model organisms, reduced steps), as the book
+  is built in CI;
+* ``paper``: the chapters on a real model (``--model``, default ``sd15``) with the settings the
+  paper or the authors' code state, and loco's for the rest (:data:`PROFILES` lists each one).
+
+Every scored image of a chapter is one row of ``<out>/records/<chapter>.csv`` (:mod:`loco_lib.runlog`:
+model and revision, prompt, seed, window or edit, metric and revision, score, image sha256). A
+chapter's execution is kept as ``<out>/src/notebooks/<chapter>.ipynb`` with a small record of what
+produced it (``<chapter>.done.json``: a content key of the chapter, its parameters and the code and
+data it reads, and how long it ran). A rerun skips every chapter whose key is unchanged, so an
+interrupted run resumes where it stopped. A chapter that fails stops the run with one line naming
+the chapter and the cell; its partial execution is kept as ``<chapter>.failed.ipynb``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from .errors import LocoError
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+
+# Parameters per profile and chapter ("*": every chapter that has the parameter). `paper` sets the
+# real model and the settings the paper or the authors' public code state; the rest stays loco's.
+PROFILES = {
+    "smoke": {},
+    "paper": {
+        "*": {"STEPS": 50},  # the authors' code (NUM_DIFFUSION_STEPS in loco_edit.py); the paper states none
+        "01_model_organism": None,  # the organisms only: not part of the paper profile
+        "02_causal_tracing": {"OTHER_MODEL": None},  # one real model per run
+        "03_locogen": {"N_PROMPTS": 10_000},  # every pair of the model's prompt file (App. C)
+        "05_neuron_editing": {"KS": [0, 30, 50, 100]},  # Sec. 7, Fig. 10
+        "06_deepfloyd_t5": None,  # the organisms' 2x2 design (its IF part runs in chapter 03/04 with MODEL=deepfloyd-if)
+        "07_robustness_and_baselines": {"PROFILE": "paper"},  # Table 1's 320 generic prompts
+    },
+}
+
+
+def chapters() -> list[str]:
+    return sorted(p.stem for p in NOTEBOOKS.glob("[0-9]*.py"))
+
+
+def parameters_of(chapter: str) -> set[str]:
+    """The names assigned in a chapter's ``parameters`` cell."""
+    import ast
+
+    import jupytext
+
+    for cell in jupytext.read(NOTEBOOKS / f"{chapter}.py").cells:
+        if "parameters" in cell.metadata.get("tags", []):
+            tree = ast.parse(cell.source)
+            return {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
+    raise LocoError(f"notebooks/{chapter}.py has no parameters cell")
+
+
+def plan(profile: str = "smoke", model: str | None = None, only=None, extra: dict | None = None) -> dict:
+    """``{chapter: parameters}`` for a profile (chapters the profile leaves out are absent)."""
+    if profile not in PROFILES:
+        raise LocoError(f"unknown profile {profile!r}: use {' or '.join(PROFILES)}")
+    names = chapters()
+    if only:
+        unknown = [c for c in only if not any(n == c or n.startswith(f"{c}_") for n in names)]
+        if unknown:
+            raise LocoError(f"unknown chapter {unknown[0]!r}: chapters are {', '.join(names)}")
+        names = [n for n in names if any(n == c or n.startswith(f"{c}_") for c in only)]
+    rules = PROFILES[profile]
+    out = {}
+    for name in names:
+        if name in rules and rules[name] is None:
+            continue
+        allowed = parameters_of(name)
+        params = {k: v for k, v in {**rules.get("*", {}), **(rules.get(name) or {})}.items() if k in allowed}
+        if profile == "paper" or model is not None:
+            params["MODEL"] = model or "sd15"
+        for k, v in (extra or {}).items():
+            if k not in allowed:
+                continue
+            params[k] = v
+        out[name] = params
+    return out
+
+
+# The paper's figures and tables, the chapter that makes each, and what it needs (the page
+# "Reproduce the paper" prints this table).
+FIGURES = [
+    ("Fig. 2, 3, 11-13: causal tracing in the UNet and the text encoder", "02_causal_tracing", "MODEL, OTHER_MODEL"),
+    ("Fig. 4, 5, 14-40: LocoGen windows per model and attribute", "03_locogen", "MODEL, ATTRIBUTE, M"),
+    ("App. G, Fig. 56: choosing m", "03_locogen", "MODEL, THRESHOLD"),
+    ("Fig. 6, 8, 46-53: LocoEdit of style, objects, facts", "04_locoedit", "MODEL, ATTRIBUTE, CONCEPT"),
+    ("App. F, Fig. 54: all layers vs the window", "04_locoedit", "LAYERS='all'"),
+    ("App. L, Table 1: generic prompts", "07_robustness_and_baselines", "PROFILE='paper'"),
+    ("App. I, Fig. 57: baselines (DiffQuickFix; UCE as loco's addition)", "07_robustness_and_baselines", "MODEL"),
+    ("Sec. 7, Fig. 9, 10, 59, 60: neuron editing", "05_neuron_editing", "MODEL, ARTIST, KS"),
+    ("Sec. 5.2, Fig. 7, 40: DeepFloyd's prompt-dependent windows", "06_deepfloyd_t5", "IF_MODEL='deepfloyd-if'"),
+    ("App. M, Fig. 61, 62: DeepFloyd's edit and T5's attention", "06_deepfloyd_t5", "IF_MODEL, CLIP_MODEL"),
+    ("App. J: the human study (rating viewer)", "07_robustness_and_baselines", "RATE=True"),
+]
+
+
+def figures_table():
+    """:data:`FIGURES` as a table: figure or table, chapter, the parameters to set, and the command."""
+    import pandas as pd
+
+    rows = []
+    for what, chapter, params in FIGURES:
+        rows.append({"figure / table": what, "chapter": chapter, "set": params,
+                     "command": f"loco reproduce --profile paper --model MODEL --chapters {chapter[:2]}"})
+    return pd.DataFrame(rows)
+
+
+def run_records(out) -> "object":
+    """The records of a run folder (``<out>/src/notebooks/*.done.json``): chapter, profile, parameters,
+    seconds. An empty table when the folder holds none."""
+    import pandas as pd
+
+    rows = []
+    for path in sorted((Path(out) / "src" / "notebooks").glob("*.done.json")):
+        rec = json.loads(path.read_text())
+        rows.append({"chapter": path.name[: -len(".done.json")], "profile": rec.get("profile"),
+                     "parameters": json.dumps(rec.get("parameters", {})), "seconds": rec.get("seconds")})
+    return pd.DataFrame(rows, columns=["chapter", "profile", "parameters", "seconds"])
+
+
+def _inputs_key(chapter: str, params: dict, out=None) -> str:
+    """What a chapter's execution depends on: its source, its parameters, the library's code (by
+    syntax tree) and the data and model records it reads; for a chapter with a ``RUN_DIR``
+    parameter (it reads the run's records) also the records of the other chapters of ``out``."""
+    import hashlib
+
+    from .fingerprint import content_key
+
+    source = hashlib.sha1((NOTEBOOKS / f"{chapter}.py").read_bytes()).hexdigest()
+    files = sorted((ROOT / "loco_lib").rglob("*.py"))
+    files += sorted(p for p in (ROOT / "data").rglob("*") if p.is_file() and "cache" not in p.relative_to(ROOT / "data").parts)
+    files += sorted((ROOT / "models").glob("*/training.json")) + sorted((ROOT / "benchmarks" / "results").glob("*.json"))
+    if out is not None and "RUN_DIR" in parameters_of(chapter):
+        for p in sorted((Path(out) / "src" / "notebooks").glob("*.done.json")):
+            if not p.name.startswith(chapter):
+                source += hashlib.sha1(p.read_bytes()).hexdigest()
+    return content_key(files, extra=source + json.dumps(params, sort_keys=True), n=16)
+
+
+def run(profile: str = "smoke", out=None, model: str | None = None, only=None, extra: dict | None = None,
+        book: bool = True, log=print) -> dict:
+    """Execute the chapters of ``profile`` into ``out`` (default ``runs/<profile>``) and build the book
+    there (``<out>/html``). Returns ``{chapter: "ran" | "kept"}``. Raises a one-line LocoError naming
+    the chapter and cell when a chapter fails."""
+    import jupytext
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    out = Path(out) if out is not None else ROOT / "runs" / profile
+    todo = plan(profile, model, only, extra)
+    target = out / "src" / "notebooks"
+    target.mkdir(parents=True, exist_ok=True)
+    status = {}
+    for chapter, params in todo.items():
+        done_file, executed = target / f"{chapter}.done.json", target / f"{chapter}.ipynb"
+        if "RUN_DIR" in parameters_of(chapter):
+            params = {**params, "RUN_DIR": str(out.resolve())}
+        key = _inputs_key(chapter, params, out)
+        if executed.exists() and done_file.exists() and json.loads(done_file.read_text()).get("key") == key:
+            status[chapter] = "kept"
+            log(f"{chapter}: finished before, kept")
+            continue
+        source = target / f".{chapter}.source.ipynb"
+        nb = jupytext.read(NOTEBOOKS / f"{chapter}.py")
+        nb.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3", "language": "python"})
+        nb.metadata.setdefault("language_info", {"name": "python"})
+        jupytext.write(nb, str(source))
+        partial = target / f".{chapter}.partial.ipynb"
+        t0 = time.perf_counter()
+        log(f"{chapter}: running" + (f" with {params}" if params else ""))
+        records = out / "records" / f"{chapter}.csv"
+        records.unlink(missing_ok=True)
+        saved = {k: os.environ.get(k) for k in ("LOCO_PROGRESS", "LOCO_RECORDS", "LOCO_CHAPTER")}
+        os.environ.update(LOCO_PROGRESS="0", LOCO_RECORDS=str(records.resolve()), LOCO_CHAPTER=chapter)
+        try:
+            papermill.execute_notebook(str(source), str(partial), parameters=params, kernel_name="python3",
+                                       cwd=str(NOTEBOOKS), progress_bar=False, log_output=False)
+        except PapermillExecutionError as exc:
+            failed = target / f"{chapter}.failed.ipynb"
+            os.replace(partial, failed)
+            raise LocoError(f"chapter {chapter} failed at cell {exc.exec_count} ({exc.ename}: {str(exc.evalue).strip()[:200]}); "
+                            f"its partial run is {failed}; finished chapters are kept in {out}, and the same command "
+                            "resumes after the fix") from None
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+            source.unlink(missing_ok=True)
+        os.replace(partial, executed)
+        (target / f"{chapter}.failed.ipynb").unlink(missing_ok=True)
+        seconds = time.perf_counter() - t0
+        tmp = done_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"key": key, "profile": profile, "parameters": params, "seconds": round(seconds, 1)}))
+        os.replace(tmp, done_file)
+        status[chapter] = "ran"
+        log(f"{chapter}: done in {seconds:.0f} s")
+    if book:
+        from .fingerprint import content_key
+
+        keys = "".join(json.loads((target / f"{c}.done.json").read_text())["key"] for c in todo)
+        book_key = content_key(sorted((ROOT / "book").rglob("*.*")) + [ROOT / "_config.yml", ROOT / "_toc.yml"], extra=keys)
+        stamp = out / "html" / ".loco-book-key"
+        if stamp.exists() and stamp.read_text() == book_key:
+            log("book: unchanged, kept")
+        else:
+            build_book(out, list(todo))
+            stamp.write_text(book_key)
+            log(f"book: {out / 'html' / 'index.html'}")
+    return status
+
+
+def build_book(out, chapters_run=None) -> Path:
+    """Build the Jupyter Book from the executions in ``<out>/src/notebooks`` into ``<out>/html``."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    out = Path(out)
+    src = out / "src"
+    shutil.rmtree(src / "book", ignore_errors=True)
+    shutil.copytree(ROOT / "book", src / "book")
+    shutil.copy(ROOT / "_config.yml", src / "_config.yml")
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    if chapters_run is not None:  # a partial profile: only the chapters it ran, and the book's own pages
+        toc["chapters"] = [c for c in toc["chapters"]
+                           if not c["file"].startswith("notebooks/") or Path(c["file"]).name in set(chapters_run)]
+    (src / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
+    jb = Path(sys.executable).with_name("jupyter-book")
+    build = out / ".jupyter-book"
+    run = subprocess.run([str(jb), "build", str(src), "--path-output", str(build), "-W", "-n", "--keep-going"],
+                         capture_output=True, text=True)
+    if run.returncode != 0:
+        raise LocoError(f"the book build failed (jupyter-book): {(run.stdout + run.stderr).strip().splitlines()[-1]}")
+    html = out / "html"
+    shutil.rmtree(html, ignore_errors=True)
+    os.replace(build / "_build" / "html", html)
+    return html
+
+
+GPUS = {"T4 (16 GB)": 16, "A100 (40 GB)": 40}
+
+
+def memory_table(record: dict):
+    """The full-size record of ``benchmarks/full_size.py`` as one row per model and method: parameters
+    (all components), the half-precision weights (2 bytes per parameter: exact), the peak resident
+    memory measured on the CPU (float32, the record's size and steps), and whether the half-precision
+    weights alone fit each GPU of :data:`GPUS` (activations at 512 or 1024 px are not in the record)."""
+    import pandas as pd
+
+    rows = []
+    for model, methods in record["results"].items():
+        for method, r in methods.items():
+            params = sum(r["parameters"].values())
+            fp16 = params * 2 / 2**30
+            rows.append({"model": model, "method": method, "parameters (M)": round(params / 1e6),
+                         "fp16 weights (GB)": round(fp16, 1), "CPU peak, fp32 (GB)": round(r["peak_rss_gb"], 1),
+                         **{f"weights fit {g}": "yes" if fp16 < gb else "no" for g, gb in GPUS.items()}})
+    return pd.DataFrame(rows).set_index(["model", "method"])

@@ -1,0 +1,120 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Reproduce the paper
+#
+# Every chapter of this book is a notebook that `loco reproduce` executes with papermill into a run
+# folder, after which the book is built from those executions:
+#
+# ```bash
+# loco reproduce --profile smoke                 # the chapters' defaults: the model organisms, on a CPU (what `make book` runs)
+# loco reproduce --profile paper --model sd15    # the chapters on a real model with the paper's settings (a CUDA GPU)
+# loco reproduce --profile paper --model sdxl --chapters 03,04 --out runs/sdxl
+# ```
+#
+# A rerun keeps every chapter whose inputs (its source, its parameters, the library's code, the
+# prompt data) are unchanged, so an interrupted run resumes; a chapter that fails stops the run
+# with one line naming the chapter and the cell, and its partial execution is kept beside the
+# finished ones. This page is itself executed as part of the run and reads the run's records.
+
+# %%
+import sys
+
+IN_COLAB = "google.colab" in sys.modules
+LOCO_REVISION = "v0.1.0"  # the loco release of this notebook: the book's Colab button opens the same one
+if IN_COLAB:  # fetch the repository at that revision (library, prompt data, trained organisms) and install its pins
+    import subprocess
+
+    subprocess.run(f"git clone -q --depth 1 --branch {LOCO_REVISION} https://github.com/loco-book/loco /content/loco && "
+                   "python /content/loco/loco_lib/colab_setup.py", shell=True, check=True)
+    sys.path.insert(0, "/content/loco")
+
+# %% tags=["parameters"]
+MODEL = "sd15"  # the real model the paper profile's table below is written for
+RUN_DIR = None  # the run folder whose records are shown (set by `loco reproduce`; None: _build in the repository)
+
+# %%
+import json
+
+import pandas as pd
+
+from loco_lib import reproduce
+
+# %% [markdown]
+# ## Which chapter makes which figure
+#
+# Each figure and table of the paper, the chapter that makes it, the parameters to set (in Colab:
+# the chapter's parameters cell) and the command that runs it on a real model:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+with pd.option_context("display.max_colwidth", None, "display.width", 250):
+    display(reproduce.figures_table())
+
+# %% [markdown]
+# ## What the profiles set
+#
+# The `paper` profile gives every chapter the real model and the settings the paper or the authors'
+# public code state; every other setting stays the chapter's own (loco's choice, said where it is
+# set). The chapter "The model organism" and the organisms' 2x2 design of "DeepFloyd IF and T5" are
+# not part of it (their IF part runs with `IF_MODEL = "deepfloyd-if"`).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+pd.DataFrame({chapter: {"parameters": json.dumps(params)} for chapter, params in reproduce.plan("paper", MODEL).items()}).T
+
+# %% [markdown]
+# ## Hardware
+#
+# The real models need a CUDA GPU; loco's own builds run on CPUs only, so no time or memory on a
+# GPU has been measured here. What has been measured is every method on the full-size SD-1.5 and
+# SD-XL architectures with random weights (`benchmarks/full_size.py`, each method in a fresh
+# process, float32 on the CPU at 64 px for 2 steps; `make test-slow` runs the same steps). The
+# parameter counts make the half-precision weight memory exact; whether the weights alone fit a
+# GPU is read off them, while the activations at 512 or 1024 px, which come on top, are not in
+# this record.
+
+# %%
+bench = reproduce.ROOT / "benchmarks" / "results" / "full_size-cpu.json"
+if bench.exists():
+    record = json.loads(bench.read_text())
+    print(f"measured {record['date']}: {record['size']} px, {record['steps']} steps, {record['dtype']}, torch {record['torch']}, "
+          f"{record['cpu_count']} CPU cores")
+    display(reproduce.memory_table(record))
+else:
+    print("no full-size record in this checkout: python benchmarks/full_size.py --out benchmarks/results/full_size-cpu.json")
+
+# %% [markdown]
+# ## Time
+#
+# The run that built this page: each chapter's time, from the run folder's records
+# (`<out>/src/notebooks/<chapter>.done.json`). On the `smoke` profile these are the organisms on the
+# build machine's CPU cores.
+
+# %%
+records = reproduce.run_records(RUN_DIR or reproduce.ROOT / "_build")
+records
+
+# %%
+import matplotlib.pyplot as plt
+
+done = records.dropna(subset=["seconds"])
+fig, ax = plt.subplots(figsize=(6, 0.35 * max(len(done), 1) + 0.8))
+ax.barh(done["chapter"], done["seconds"] / 60, color="tab:blue")
+ax.invert_yaxis()
+ax.set_xlabel("minutes (this run's records)")
+ax.set_title(f"chapter times, profile {', '.join(sorted(set(done['profile'].dropna()))) or '-'}")
+fig.tight_layout()

@@ -1,0 +1,116 @@
+"""`loco reproduce`: profiles, resuming a run, and a failing chapter named with its cell."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from loco_lib import reproduce
+from loco_lib.cli import main
+from loco_lib.errors import LocoError
+
+CHAPTER = '''# %% [markdown]
+# # {title}
+
+# %% tags=["parameters"]
+MODEL = "toy"
+FAIL = False
+N = 2
+
+# %%
+print("model", MODEL, "n", N)
+
+# %%
+if FAIL:
+    raise RuntimeError("asked to fail")
+print("done")
+'''
+
+
+def test_plans_of_the_profiles():
+    smoke = reproduce.plan("smoke")
+    assert list(smoke) == reproduce.chapters() and all(p == {} for p in smoke.values())
+    paper = reproduce.plan("paper")
+    assert "01_model_organism" not in paper and "06_deepfloyd_t5" not in paper
+    assert all(p["MODEL"] == "sd15" for p in paper.values())
+    assert all(p["STEPS"] == 50 for c, p in paper.items() if "STEPS" in reproduce.parameters_of(c))
+    assert paper["02_causal_tracing"]["OTHER_MODEL"] is None
+    assert paper["05_neuron_editing"]["KS"] == [0, 30, 50, 100] and paper["07_robustness_and_baselines"]["PROFILE"] == "paper"
+    assert reproduce.plan("paper", model="sdxl")["03_locogen"]["MODEL"] == "sdxl"
+    only = reproduce.plan("smoke", only=["03"], extra={"SEEDS": [0, 1], "NOT_A_PARAMETER": 1})
+    assert only == {"03_locogen": {"SEEDS": [0, 1]}}
+    with pytest.raises(LocoError, match="unknown profile"):
+        reproduce.plan("full")
+    with pytest.raises(LocoError, match="unknown chapter '99'"):
+        reproduce.plan("smoke", only=["99"])
+
+
+@pytest.fixture
+def two_chapters(tmp_path, monkeypatch):
+    nb = tmp_path / "notebooks"
+    nb.mkdir()
+    for name in ("01_first", "02_second"):
+        (nb / f"{name}.py").write_text(CHAPTER.format(title=name))
+    monkeypatch.setattr(reproduce, "NOTEBOOKS", nb)
+    return nb
+
+
+def test_a_run_resumes_and_names_the_failing_chapter(two_chapters, tmp_path):
+    out = tmp_path / "run"
+    lines = []
+    assert reproduce.run("smoke", out=out, book=False, log=lines.append) == {"01_first": "ran", "02_second": "ran"}
+    executed = out / "src" / "notebooks" / "02_second.ipynb"
+    assert "done" in executed.read_text()
+    record = json.loads((out / "src" / "notebooks" / "02_second.done.json").read_text())
+    assert record["profile"] == "smoke" and record["seconds"] >= 0
+    # nothing changed: both kept, nothing executed
+    assert reproduce.run("smoke", out=out, book=False, log=lines.append) == {"01_first": "kept", "02_second": "kept"}
+    # another parameter is another input: executed again
+    assert reproduce.run("smoke", out=out, book=False, extra={"N": 3}, log=lines.append)["01_first"] == "ran"
+    # a failing chapter stops the run with its name and cell; the finished one is kept
+    src = two_chapters / "02_second.py"
+    src.write_text(src.read_text().replace("FAIL = False", "FAIL = True"))
+    with pytest.raises(LocoError) as err:
+        reproduce.run("smoke", out=out, book=False, extra={"N": 3}, log=lines.append)
+    msg = str(err.value)
+    assert "chapter 02_second failed at cell" in msg and "RuntimeError: asked to fail" in msg and "\n" not in msg
+    assert (out / "src" / "notebooks" / "02_second.failed.ipynb").exists()
+    # fixed (with a changed source): the rerun keeps the first chapter and runs only the second
+    src.write_text(src.read_text().replace("FAIL = True", "FAIL = False  # fixed"))
+    assert reproduce.run("smoke", out=out, book=False, extra={"N": 3}, log=lines.append) == {
+        "01_first": "kept", "02_second": "ran"}
+    assert not (out / "src" / "notebooks" / "02_second.failed.ipynb").exists()
+
+
+def test_a_chapter_reading_the_run_records_reruns_when_they_change(two_chapters, tmp_path):
+    (two_chapters / "03_report.py").write_text(CHAPTER.format(title="report").replace('N = 2', 'N = 2\nRUN_DIR = None'))
+    out = tmp_path / "run"
+    reproduce.run("smoke", out=out, book=False, log=lambda line: None)
+    assert reproduce.run("smoke", out=out, book=False, log=lambda line: None)["03_report"] == "kept"
+    table = reproduce.run_records(out)
+    assert list(table["chapter"]) == ["01_first", "02_second", "03_report"] and (table["seconds"] >= 0).all()
+    assert json.loads(table["parameters"].iloc[2])["RUN_DIR"] == str(out.resolve())
+    first = two_chapters / "01_first.py"
+    first.write_text(first.read_text() + "\n# %%\nprint('one more cell')\n")
+    status = reproduce.run("smoke", out=out, book=False, log=lambda line: None)
+    assert status == {"01_first": "ran", "02_second": "kept", "03_report": "ran"}  # its records changed
+
+
+def test_cli_errors_are_one_line(capsys):
+    assert main(["reproduce", "--profile", "full"]) == 2
+    assert "unknown profile 'full'" in capsys.readouterr().err
+    assert main(["reproduce", "--param", "SEEDS"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "NAME=VALUE" in err[0]
+
+
+def test_figures_and_memory_tables():
+    figs = reproduce.figures_table()
+    assert set(figs["chapter"]) <= set(reproduce.chapters())
+    assert all(c.startswith("loco reproduce --profile paper") for c in figs["command"])
+    record = {"results": {"sdxl": {"locogen": {"parameters": {"unet": 2_567_463_684, "text_encoder": 123_060_480,
+                                                                "text_encoder_2": 694_659_840, "vae": 83_653_863},
+                                               "peak_rss_gb": 14.2, "seconds": 30.0}}}}
+    row = reproduce.memory_table(record).loc[("sdxl", "locogen")]
+    assert row["fp16 weights (GB)"] == round(3_468_837_867 * 2 / 2**30, 1) == 6.5
+    assert row["weights fit T4 (16 GB)"] == "yes" and row["CPU peak, fp32 (GB)"] == 14.2
