@@ -65,3 +65,61 @@ def random_unet(name: str, dtype=None, device="cpu", seed: int = 0):
         torch.manual_seed(seed)
         unet = UNet2DConditionModel(**unet_config(name))
     return unet.to(device=device, dtype=dtype).eval()
+
+
+# The Stable Diffusion VAE (SD-1.x/2.x and SD-XL share its layout; SD-XL scales latents by 0.13025).
+_VAE = dict(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, norm_num_groups=32,
+            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+            block_out_channels=(128, 256, 512, 512))
+
+
+def _text_encoder(cfg: dict, projection: bool = False):
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    keys = ("hidden_act", "hidden_size", "intermediate_size", "max_position_embeddings", "num_attention_heads",
+            "num_hidden_layers", "projection_dim", "vocab_size", "layer_norm_eps")
+    config = CLIPTextConfig(**{k: cfg[k] for k in keys}, bos_token_id=49406, eos_token_id=49407, pad_token_id=1)
+    return (CLIPTextModelWithProjection if projection else CLIPTextModel)(config)
+
+
+def random_pipeline(name: str, seed: int = 0, dtype=None):
+    """A full-size pipeline of ``name`` (``sd15``, ``sd14``, ``openjourney``, ``sd21`` or ``sdxl``) with
+    seeded random weights: the UNet and the text encoders built from their real configs
+    (``data/architectures.json``), the standard SD VAE, the real CLIP tokenizers (offline) and the
+    twins' schedulers. Every real-size shape path runs on it; it knows nothing."""
+    import torch
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    from .errors import LocoError
+    from .models import _ddim, _euler, quiet_libraries
+    from .tokenizers import clip_tokenizer
+
+    key = arch_key(name)
+    arch = architectures()[key]
+    if key == "if_i_xl":
+        raise LocoError("random_pipeline builds the Stable Diffusion family (sd14, sd15, openjourney, sd21, sdxl)")
+    with quiet_libraries(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = random_unet(name)
+        if key == "sdxl":
+            pipe = StableDiffusionXLPipeline(
+                vae=AutoencoderKL(**_VAE, scaling_factor=0.13025, sample_size=1024),
+                text_encoder=_text_encoder(arch["text_encoder"]),
+                text_encoder_2=_text_encoder(arch["text_encoder_2"], projection=True),
+                tokenizer=clip_tokenizer(), tokenizer_2=clip_tokenizer(pad_token="!"), unet=unet, scheduler=_euler(),
+                force_zeros_for_empty_prompt=True, add_watermarker=False)
+        else:
+            v = key == "sd21"
+            pipe = StableDiffusionPipeline(
+                vae=AutoencoderKL(**_VAE, sample_size=arch.get("resolution", 512)), text_encoder=_text_encoder(arch["text_encoder"]),
+                tokenizer=clip_tokenizer(pad_token="!" if v else "<|endoftext|>"), unet=unet,
+                scheduler=_ddim("v_prediction" if v else "epsilon"), safety_checker=None, feature_extractor=None,
+                requires_safety_checker=False)
+        if dtype is not None:
+            pipe = pipe.to(dtype=dtype)
+    for comp in pipe.components.values():
+        if isinstance(comp, torch.nn.Module):
+            comp.eval()
+    pipe.loco_name = f"random-{name}"
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
