@@ -312,8 +312,9 @@ def fit_table(pipe, edit: "Edit", originals, targets, subjects=None, target_subj
         old = pipe.unet.get_parameter(name).detach().cpu().double()
         new = new.double()
         xo, xt = rows_o[layer].cpu().double(), rows_t[layer].cpu().double()
-        out.append({"layer": layer, "matrix": name.split(".")[-2], "fit before": float(objective(old, old, xo, xt, 0.0)),
-                    "fit after": float(objective(new, old, xo, xt, 0.0)),
+        before, after = float(objective(old, old, xo, xt, 0.0)), float(objective(new, old, xo, xt, 0.0))
+        out.append({"layer": layer, "matrix": name.split(".")[-2], "fit before": before, "fit after": after,
+                    "fit left": after / before if before > 0 else float("nan"),
                     "weight change": float((new - old).norm() / old.norm())})
     return pd.DataFrame(out)
 

@@ -2,16 +2,16 @@
 
 Real checkpoints (loaded from the hub in Colab; fp16 on CUDA, fp32 on CPU):
 
-==============  ==========================================  ===========
-name            hub id                                      family
-==============  ==========================================  ===========
-sd14            CompVis/stable-diffusion-v1-4               sd
-sd15            stable-diffusion-v1-5/stable-diffusion-v1-5 sd
-openjourney     prompthero/openjourney                      sd
-sd21            stabilityai/stable-diffusion-2-1            sd
-sdxl            stabilityai/stable-diffusion-xl-base-1.0    sdxl
-deepfloyd-if    DeepFloyd/IF-I-XL-v1.0 (gated)              if
-==============  ==========================================  ===========
+==============  ============================================  ===========
+name            hub id                                        family
+==============  ============================================  ===========
+sd14            CompVis/stable-diffusion-v1-4                 sd
+sd15            stable-diffusion-v1-5/stable-diffusion-v1-5   sd
+openjourney     prompthero/openjourney                        sd
+sd21            stabilityai/stable-diffusion-2-1              sd
+sdxl            stabilityai/stable-diffusion-xl-base-1.0      sdxl
+deepfloyd-if    DeepFloyd/IF-I-XL-v1.0 (gated)                if
+==============  ============================================  ===========
 
 SD-1.x / OpenJourney are sampled with DDIM as in the paper (Sec. 5.1); SD-2.1 ships DDIM, SD-XL
 Euler, IF DDPM. Any other hub id or local folder of one of these pipeline families also works.

@@ -37,7 +37,7 @@ Other choices, documented
   guidance batch ``[uncond, cond]`` (the unconditional branch is never touched, as in LocoGen).
 * k: per projection by default (k neurons of each chosen layer's K output and k of its V output,
   the natural reading of "k of 1280" with d' = 1280 in SD's layer 8); ``scope="global"`` takes the
-  k largest |z| across all chosen layers' K and V outputs together.
+  k largest ``|z|`` across all chosen layers' K and V outputs together.
 * The mechanism: one :class:`~loco_lib.hooks.Patch` per projection on its output (so bias, IF's
   ``encoder_hid_proj`` and GroupNorm come first, exactly as in a plain run), only in the conditional
   rows. Leaving the context removes every hook.
@@ -165,14 +165,14 @@ Key = tuple  # (layer index, "key" | "value")
 
 
 def _order(abs_z: np.ndarray) -> np.ndarray:
-    """Indices by |z| descending; ties keep neuron order; NaN (constant neurons) last."""
+    """Indices by ``|z|`` descending; ties keep neuron order; NaN (constant neurons) last."""
     key = np.where(np.isnan(abs_z), -1.0, abs_z)
     return np.argsort(-key, kind="stable")
 
 
 @dataclass
 class NeuronRanking:
-    """Per (layer, projection): Welch statistics, the |z| ordering and the style-free mean."""
+    """Per (layer, projection): Welch statistics, the ``|z|`` ordering and the style-free mean."""
 
     layers: list[CrossAttentionLayer]
     z: dict  # {(layer, proj): float64 [d'] signed statistic}
@@ -180,7 +180,7 @@ class NeuronRanking:
     n_with: int
     n_without: int
     position: int | None = None
-    order: dict = field(init=False)  # {(layer, proj): int64 [d'] neuron indices by |z| descending}
+    order: dict = field(init=False)  # {(layer, proj): int64 [d'] neuron indices by ``|z|`` descending}
 
     def __post_init__(self):
         self.order = {key: _order(np.abs(z)) for key, z in self.z.items()}
@@ -197,10 +197,10 @@ class NeuronRanking:
         return int(self.z[key].shape[0])
 
     def top(self, k: int, scope: str = "projection") -> dict:
-        """The selection ``{(layer, proj): int64 neuron indices}`` of the k top-|z| neurons.
+        """The selection ``{(layer, proj): int64 neuron indices}`` of the k neurons of largest ``|z|``.
 
         ``scope="projection"`` (default): k neurons of every chosen layer's K output and k of its V
-        output. ``scope="global"``: the k largest |z| over all chosen K and V outputs together
+        output. ``scope="global"``: the k largest ``|z|`` over all chosen K and V outputs together
         (ties: layer order, then key before value, then neuron index). NaN statistics come last.
         """
         if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:
@@ -229,7 +229,7 @@ class NeuronRanking:
         return sel
 
     def table(self):
-        """One row per neuron (layer, projection, neuron, z, |z|, rank, neutral mean), by |z| descending."""
+        """One row per neuron (layer, projection, neuron, z, ``|z|``, rank, neutral mean), by ``|z|`` descending."""
         import pandas as pd
 
         frames = []
@@ -247,7 +247,7 @@ class NeuronRanking:
 
 def rank_neurons(pipe, layers, with_style, without_style, subjects_with=None, subjects_without=None, *,
                  position: int | None = None) -> NeuronRanking:
-    """Rank the K/V output neurons of ``layers`` by |Welch z| between prompts with and without a style.
+    """Rank the K/V output neurons of ``layers`` by ``|Welch z|`` between prompts with and without a style.
 
     ``with_style`` / ``without_style``: at least two prompts each (the two groups may differ in
     size). ``subjects_with`` / ``subjects_without``: the subject whose last token is read (e.g.

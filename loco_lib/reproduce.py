@@ -166,7 +166,7 @@ def run(profile: str = "smoke", out=None, model: str | None = None, only=None, e
     for chapter, params in todo.items():
         done_file, executed = target / f"{chapter}.done.json", target / f"{chapter}.ipynb"
         if "RUN_DIR" in parameters_of(chapter):
-            params = {**params, "RUN_DIR": str(out.resolve())}
+            params = {**params, "RUN_DIR": os.path.relpath(out.resolve(), NOTEBOOKS)}  # the chapters run in notebooks/
         key = _inputs_key(chapter, params, out)
         if executed.exists() and done_file.exists() and json.loads(done_file.read_text()).get("key") == key:
             status[chapter] = "kept"

@@ -39,10 +39,11 @@
 import sys
 
 IN_COLAB = "google.colab" in sys.modules
-if IN_COLAB:  # fetch the repository (library, prompt data) and install its pins, keeping Colab's torch
+LOCO_REVISION = "v0.1.0"  # the loco release of this notebook: the book's Colab button opens the same one
+if IN_COLAB:  # fetch the repository at that revision (library, prompt data) and install its pins, keeping Colab's torch
     import subprocess
 
-    subprocess.run("git clone -q --depth 1 https://github.com/loco-book/loco /content/loco && "
+    subprocess.run(f"git clone -q --depth 1 --branch {LOCO_REVISION} https://github.com/loco-book/loco /content/loco && "
                    "python /content/loco/loco_lib/colab_setup.py", shell=True, check=True)
     sys.path.insert(0, "/content/loco")
 
@@ -110,11 +111,12 @@ fig = image_grid(
 # the random twin both numbers only show that the window changes something.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 from loco_lib.plots import pixel_change
 
-print(f"altered vs original: {pixel_change(original, altered)[0]:.2f}")
-print(f"altered vs target:   {pixel_change(target, altered)[0]:.2f}")
-print(f"original vs target:  {pixel_change(target, original)[0]:.2f}")
+print(f"altered vs original: {pixel_change(original, altered)[0]:.1f}")
+print(f"altered vs target:   {pixel_change(target, altered)[0]:.1f}")
+print(f"original vs target:  {pixel_change(target, original)[0]:.1f}")
 
 # %% [markdown]
 # On the organism an attribute scorer (a small CLIP trained on its world) reads each image off:
@@ -122,6 +124,7 @@ print(f"original vs target:  {pixel_change(target, original)[0]:.2f}")
 # and colour and loses the van gogh strokes.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 from loco_lib.clip_score import get_scorer
 
 scorer = get_scorer(None, MODEL)

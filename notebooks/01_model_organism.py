@@ -36,10 +36,11 @@
 import sys
 
 IN_COLAB = "google.colab" in sys.modules
-if IN_COLAB:  # fetch the repository (library, prompt data, trained organisms) and install its pins
+LOCO_REVISION = "v0.1.0"  # the loco release of this notebook: the book's Colab button opens the same one
+if IN_COLAB:  # fetch the repository at that revision (library, prompt data, trained organisms) and install its pins
     import subprocess
 
-    subprocess.run("git clone -q --depth 1 https://github.com/loco-book/loco /content/loco && "
+    subprocess.run(f"git clone -q --depth 1 --branch {LOCO_REVISION} https://github.com/loco-book/loco /content/loco && "
                    "python /content/loco/loco_lib/colab_setup.py", shell=True, check=True)
     sys.path.insert(0, "/content/loco")
 
@@ -48,7 +49,7 @@ MODEL = "toy"  # the organism with a CLIP-style (causal) text encoder
 COMPARE = "toy-t5"  # the same organism with a T5 (bidirectional) encoder, for App. M
 SEEDS = [0]  # seeds per prompt (the book's build uses one; the numbers in the closing table say how many)
 STEPS = None  # None: the organism's default (15 DDIM steps, guidance 3)
-CACHE_DIR = None  # finished measurements are kept here (None: _build/organism-cache in the repository)
+CACHE_DIR = None  # finished measurements (None: data/organism/cache in the repository, images in _build/organism-cache)
 
 # %%
 import json
@@ -142,11 +143,17 @@ print("scorer accuracy on 2000 held-out renders:", {a: f"{v:.3f}" for a, v in he
 #
 # `organism.report` runs the protocol of this chapter for one model and returns plain numbers; each
 # finished part is written to `CACHE_DIR`, so a second run (or a run after an interruption) reads it
-# back instead of generating again.
+# back instead of generating again. By default the parts are the JSON files in
+# `data/organism/cache/`, committed with the repository: each file name carries a content key of the
+# model's weights and of the code that measures (`organism.weights_fingerprint`), so they are read
+# back only while both are unchanged, and a change to either measures again (`tests/test_organism.py`
+# re-measures one part on every test run and compares).
 
 # %%
-cache = CACHE_DIR or organism.default_cache_dir()
-reports = {name: organism.report(name, seeds=SEEDS, steps=STEPS, cache_dir=cache) for name in (MODEL, COMPARE)}
+cache = CACHE_DIR or organism.committed_cache_dir()
+images = None if CACHE_DIR else organism.default_cache_dir()  # LocoGen's images stay out of the repository
+reports = {name: organism.report(name, seeds=SEEDS, steps=STEPS, cache_dir=cache, sweeps_dir=images)
+           for name in (MODEL, COMPARE)}
 for name, rep in reports.items():
     print(f"{name}: computed now: {', '.join(rep.computed) or 'nothing (all read from the cache)'}")
 
@@ -157,7 +164,8 @@ for name, rep in reports.items():
 # seed, read back by the scorer:
 
 # %%
-pd.DataFrame({name: vars(rep.sample) for name, rep in reports.items()}).T
+# NBVAL_CHECK_OUTPUT
+pd.DataFrame({name: vars(rep.sample) for name, rep in reports.items()}).T.round(2)
 
 # %%
 pipe = loco_lib.load(MODEL, progress=False)
@@ -215,9 +223,9 @@ organism.window_table({MODEL: reports[MODEL]}, ("colour",))
 from loco_lib.locogen import locogen, window_grid
 from loco_lib.prompts import default_prompts, load_pairs
 
-style_pairs = load_pairs(default_prompts("style", MODEL))
+style_pairs = load_pairs(default_prompts("style", MODEL)).select([0])
 res = locogen(pipe, style_pairs, "style", 2, SEEDS, scorer=scorer, steps=STEPS,
-              cache_dir=f"{reports[MODEL].sweeps}/style", progress=False)  # the report's images
+              cache_dir=f"{reports[MODEL].sweeps}/style", progress=False)  # the report's images of this prompt
 fig = window_grid(res, prompt_index=0, ncols=9)
 
 # %% [markdown]
@@ -225,6 +233,7 @@ fig = window_grid(res, prompt_index=0, ncols=9)
 # least 80 % of the way from clean to fully altered:
 
 # %%
+# NBVAL_CHECK_OUTPUT
 pd.DataFrame({name: {"m selected": rep.app_g.m} for name, rep in reports.items()}).T
 
 # %% [markdown]
@@ -236,6 +245,7 @@ pd.DataFrame({name: {"m selected": rep.app_g.m} for name, rep in reports.items()
 # control: windows where LocoGen moved nothing) and at every layer (App. F's baseline).
 
 # %%
+# NBVAL_CHECK_OUTPUT
 organism.edit_table(reports[MODEL])
 
 # %% [markdown]
@@ -262,6 +272,7 @@ organism.edit_table(reports[MODEL])
 # images that show the red circle's shape and colour.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 organism.edit_table(reports[MODEL], "fact_edit")
 
 # %% [markdown]
@@ -283,7 +294,8 @@ organism.edit_table(reports[MODEL], "fact_edit")
 fig = organism.plot_neurons(reports)
 
 # %%
-pd.DataFrame({name: {p.k: p.style for p in rep.neurons} for name, rep in reports.items()}).rename_axis("k")
+# NBVAL_CHECK_OUTPUT
+pd.DataFrame({name: {p.k: p.style for p in rep.neurons} for name, rep in reports.items()}).rename_axis("k").round(2)
 
 # %% [markdown]
 # ## 5. CLIP vs T5: the App. M hypothesis
@@ -294,6 +306,7 @@ pd.DataFrame({name: {p.k: p.style for p in rep.neurons} for name, rep in reports
 # encoder. First the same LocoEdit protocol on both:
 
 # %%
+# NBVAL_CHECK_OUTPUT
 organism.edit_summary(reports)
 
 # %% [markdown]
@@ -310,7 +323,8 @@ organism.edit_summary(reports)
 # style.
 
 # %%
-pd.DataFrame({name: {t.which: t.style for t in rep.token_swap} for name, rep in reports.items()}).rename_axis("tokens swapped")
+# NBVAL_CHECK_OUTPUT
+pd.DataFrame({name: {t.which: t.style for t in rep.token_swap} for name, rep in reports.items()}).rename_axis("tokens swapped").round(2)
 
 # %% [markdown]
 # The answer is the opposite of the hypothesis as the paper words it. With the **causal** encoder the
@@ -351,6 +365,7 @@ organism.summary_table({f"{MODEL} ({seeds_label})": reports[MODEL], f"{COMPARE} 
 # one-seed numbers of this page move with more samples.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 recorded = {path.stem: organism.load_report(path) for path in sorted(organism.recorded_dir().glob("*.json"))}
 pd.DataFrame({name: {"model": r.model, "training seed": r.training["seed"], "final loss": round(r.training["final_loss"], 4),
                      "training time": f"{r.training['wall_seconds'] / 60:.0f} min" if "wall_seconds" in r.training else "-",
@@ -367,7 +382,7 @@ pd.DataFrame({name: {"model": r.model, "training seed": r.training["seed"], "fin
 organism.status_table(sorted(organism.recorded_dir().glob("*.json")))
 
 # %%
-live = {name: reports[name] if name in reports else organism.report(name, seeds=SEEDS, steps=STEPS, cache_dir=cache)
+live = {name: reports[name] if name in reports else organism.report(name, seeds=SEEDS, steps=STEPS, cache_dir=cache, sweeps_dir=images)
         for name in ("toy", "toy-t5")}  # the shipped models, as measured on this page
 fig = organism.plot_windows({"toy, training seed 0": live["toy"], "toy, training seed 1": recorded["toy-seed1"]})
 
@@ -404,6 +419,7 @@ organism.window_table(seed_runs, ("facts",), columns=("shape", "colour", "moved"
 # control what does not.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 organism.summary_table({f"toy ({seeds_label}, above)": live["toy"], "toy (2 seeds, recorded)": recorded["toy-2seeds"],
                         f"toy-t5 ({seeds_label}, above)": live["toy-t5"], "toy-t5 (2 seeds, recorded)": recorded["toy-t5-2seeds"]})
 

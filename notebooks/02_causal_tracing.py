@@ -55,10 +55,11 @@
 import sys
 
 IN_COLAB = "google.colab" in sys.modules
-if IN_COLAB:  # fetch the repository (library, prompt data) and install its pins, keeping Colab's torch
+LOCO_REVISION = "v0.1.0"  # the loco release of this notebook: the book's Colab button opens the same one
+if IN_COLAB:  # fetch the repository at that revision (library, prompt data) and install its pins, keeping Colab's torch
     import subprocess
 
-    subprocess.run("git clone -q --depth 1 https://github.com/loco-book/loco /content/loco && "
+    subprocess.run(f"git clone -q --depth 1 --branch {LOCO_REVISION} https://github.com/loco-book/loco /content/loco && "
                    "python /content/loco/loco_lib/colab_setup.py", shell=True, check=True)
     sys.path.insert(0, "/content/loco")
 
@@ -139,7 +140,9 @@ pd.Series(unet_trace.summary())
 # The strongest states, with the images of the first prompt and seed:
 
 # %%
-unet_trace.table().sort_values("restored", ascending=False).head(8)[["label", "name", "score", "restored"]].round(2)
+# NBVAL_CHECK_OUTPUT
+unet_trace.table().sort_values("restored", ascending=False).head(8)[["label", "name", "score", "restored"]].round(
+    {"score": 1, "restored": 2})
 
 # %%
 top = unet_trace.ranking()[:4]
@@ -156,6 +159,7 @@ fig = image_grid([unet_trace.images[r] for r in runs],
 # only through it, so the curve need not rise with k.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 needed = trace.states_needed(pipe, unet_trace, cache_dir=cache, scorer=scorer)
 print("states needed:", {f"{f:.0%}": k for f, k in needed.needed.items()}, f"of {needed.n_states}")
 ax = needed.curve.plot(x="k", y="restored", marker="o", legend=False, figsize=(5, 2.6), logx=True)
@@ -287,7 +291,8 @@ for name in models:
 print("prompts per group:", {g: len(ps) for g, ps in groups.items()})
 
 # %%
-pd.concat({name: c.mean("group") for name, c in side_by_side.items()}, names=["model"]).round(2)
+# NBVAL_CHECK_OUTPUT
+pd.concat({name: c.mean("group") for name, c in side_by_side.items()}, names=["model"]).round(1)
 
 # %% [markdown]
 # With the organism's scorer, the readouts: the fraction of images that show what their prompt asks

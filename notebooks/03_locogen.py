@@ -39,10 +39,11 @@
 import sys
 
 IN_COLAB = "google.colab" in sys.modules
-if IN_COLAB:  # fetch the repository (library, prompt data) and install its pins, keeping Colab's torch
+LOCO_REVISION = "v0.1.0"  # the loco release of this notebook: the book's Colab button opens the same one
+if IN_COLAB:  # fetch the repository at that revision (library, prompt data) and install its pins, keeping Colab's torch
     import subprocess
 
-    subprocess.run("git clone -q --depth 1 https://github.com/loco-book/loco /content/loco && "
+    subprocess.run(f"git clone -q --depth 1 --branch {LOCO_REVISION} https://github.com/loco-book/loco /content/loco && "
                    "python /content/loco/loco_lib/colab_setup.py", shell=True, check=True)
     sys.path.insert(0, "/content/loco")
 
@@ -99,12 +100,14 @@ print(f"{len(result.table)} windows of m={M}; {len(result.sweep.computed)} image
 print("windows:", ", ".join(result.table["layers"]))
 
 # %%
-result.table[["start", "layers", "mean", "std"]].round(3)
+# NBVAL_CHECK_OUTPUT
+result.table[["start", "layers", "mean", "std"]].round(1)
 
 # %%
+# NBVAL_CHECK_OUTPUT
 best = result.best
-print(f"clean {result.clean:.3f} | all layers altered {result.altered_all:.3f} | best window {best['layers']}: "
-      f"{best['mean']:.3f} ({100 * best['fraction']:.0f}% of the way from clean to fully altered)")
+print(f"clean {result.clean:.1f} | all layers altered {result.altered_all:.1f} | best window {best['layers']}: "
+      f"{best['mean']:.1f} ({100 * best['fraction']:.0f}% of the way from clean to fully altered)")
 fig = plot_window_scores(result, title=f"{MODEL}: LocoGen, {ATTRIBUTE}, m={M}")
 
 # %% [markdown]
@@ -121,6 +124,7 @@ fig = window_grid(result, prompt_index=0)
 # attribute moves it and leaves the other two alone.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 if hasattr(scorer, "accuracy"):
     display(readouts(result, scorer).round(2))
 else:
@@ -136,11 +140,12 @@ else:
 # generated once.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 selection = loco_lib.select_m(pipe, prompts, ATTRIBUTE, threshold=THRESHOLD, ms=[1, 2, 3], seeds=SEEDS,
                               scorer=scorer, steps=STEPS, guidance=GUIDANCE, cache_dir=CACHE_DIR,
                               stop_at_first=False)
 print("chosen m:", selection.m)
-selection.table.round(3)
+selection.table.round({"mean": 1, "fraction": 2})
 
 # %% [markdown]
 # ## Resuming

@@ -41,10 +41,11 @@
 import sys
 
 IN_COLAB = "google.colab" in sys.modules
-if IN_COLAB:  # fetch the repository (library, prompt data) and install its pins, keeping Colab's torch
+LOCO_REVISION = "v0.1.0"  # the loco release of this notebook: the book's Colab button opens the same one
+if IN_COLAB:  # fetch the repository at that revision (library, prompt data) and install its pins, keeping Colab's torch
     import subprocess
 
-    subprocess.run("git clone -q --depth 1 https://github.com/loco-book/loco /content/loco && "
+    subprocess.run(f"git clone -q --depth 1 --branch {LOCO_REVISION} https://github.com/loco-book/loco /content/loco && "
                    "python /content/loco/loco_lib/colab_setup.py", shell=True, check=True)
     sys.path.insert(0, "/content/loco")
 
@@ -189,7 +190,10 @@ print(f"{bench['model']}, layers {bench['layers']}, {bench['n_prompts']} prompts
 # weight moved.
 
 # %%
-fit_table(pipe, edit, block.originals, block.targets, block.subjects, block.target_subjects).style.hide(axis="index").format({"fit before": "{:.3g}", "fit after": "{:.2e}", "weight change": "{:.1%}"})
+# NBVAL_CHECK_OUTPUT
+fit = fit_table(pipe, edit, block.originals, block.targets, block.subjects, block.target_subjects)
+fit.assign(**{"fit before": fit["fit before"].map("{:.3g}".format), "fit left": fit["fit left"].map("{:.2%}".format),
+              "weight change": fit["weight change"].map("{:.1%}".format)}).drop(columns="fit after")
 
 # %% [markdown]
 # The fit term drops to almost nothing. How far the weight moves depends on how much of the text
@@ -202,8 +206,11 @@ fit_table(pipe, edit, block.originals, block.targets, block.subjects, block.targ
 # keeps the weight near $\hat W$ and the edit fades.
 
 # %%
-lambda_table(pipe, edit.layers, block.originals, block.targets, block.subjects, block.target_subjects,
-             lams=(LAM, 1.0, 100.0)).style.hide(axis="index").format({"lambda": "{:g}", "fit left": "{:.2%}", "weight change": "{:.1%}"})
+# NBVAL_CHECK_OUTPUT
+lams = lambda_table(pipe, edit.layers, block.originals, block.targets, block.subjects, block.target_subjects,
+                    lams=(LAM, 1.0, 100.0))
+lams.assign(**{"lambda": lams["lambda"].map("{:g}".format), "fit left": lams["fit left"].map("{:.2%}".format),
+               "weight change": lams["weight change"].map("{:.1%}".format)})
 
 # %% [markdown]
 # ## Before and after
@@ -273,7 +280,8 @@ for title, start, n, texts in (("held-in", 0, n_in, block.originals), ("held-out
 # image with the same seed.
 
 # %%
-results.mean("prompt").drop(columns="all layers", level=1).round(2)
+# NBVAL_CHECK_OUTPUT
+results.mean("prompt").drop(columns="all layers", level=1).round(1)
 
 # %% [markdown]
 # ## Editing every layer instead (App. F)
@@ -300,7 +308,8 @@ fig = image_grid(after_loc + after_all + diff_loc + diff_all,
                           f"both change rows on one scale: white = {top:.0f} of 255")
 
 # %%
-results.mean("group").round(2)
+# NBVAL_CHECK_OUTPUT
+results.mean("group").round(1)
 
 # %% [markdown]
 # ## Unrelated prompts (App. L, Table 1)
@@ -320,7 +329,8 @@ print("\n".join(generic))
 # %%
 unrelated = compare(pipe, generic, None, {"original": None, "localized": edit, "all layers": edit_all}, seeds=SEEDS,
                     scorer=scorer, steps=STEPS, guidance=GUIDANCE)
-unrelated.mean("prompt", total=True).droplevel("group").round(2)
+# NBVAL_CHECK_OUTPUT
+unrelated.mean("prompt", total=True).droplevel("group").round(1)
 
 # %%
 before = unrelated.images("original")
@@ -343,6 +353,7 @@ fig = image_grid(before + diff_loc + diff_all, titles=[wrap(p) for p in generic]
 # measured this (no weights here); Table 1 is the paper's measurement.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 if hasattr(scorer, "accuracy"):
     display(pd.concat({f"held-out {concept}": results.readouts("held-out"), "unrelated": unrelated.readouts()},
                       names=["prompts"]).round(2))

@@ -40,10 +40,11 @@
 import sys
 
 IN_COLAB = "google.colab" in sys.modules
-if IN_COLAB:  # fetch the repository (library, prompt data) and install its pins, keeping Colab's torch
+LOCO_REVISION = "v0.1.0"  # the loco release of this notebook: the book's Colab button opens the same one
+if IN_COLAB:  # fetch the repository at that revision (library, prompt data) and install its pins, keeping Colab's torch
     import subprocess
 
-    subprocess.run("git clone -q --depth 1 https://github.com/loco-book/loco /content/loco && "
+    subprocess.run(f"git clone -q --depth 1 --branch {LOCO_REVISION} https://github.com/loco-book/loco /content/loco && "
                    "python /content/loco/loco_lib/colab_setup.py", shell=True, check=True)
     sys.path.insert(0, "/content/loco")
 
@@ -150,8 +151,9 @@ print(f"groups: {ranking.n_with} prompts with the style and {ranking.n_without} 
 # the style-free mean that `MODE = "mean"` writes in their place.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 table = ranking.table()
-table.groupby(["layer", "projection"], sort=False).head(4).sort_values(["layer", "projection", "rank"]).reset_index(drop=True).round(3)
+table.groupby(["layer", "projection"], sort=False).head(4).sort_values(["layer", "projection", "rank"]).reset_index(drop=True).round(2)
 
 # %% [markdown]
 # How concentrated is the signal? Each curve is one projection's $|t|$ values sorted from the
@@ -189,6 +191,7 @@ fig.tight_layout()
 # neurons the two rankings share, summed over the projections.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 last_position = pipe.tokenizer.model_max_length - 1  # 76 on SD (77 tokens), 11 on the organism
 ranking_76 = rank_neurons(pipe, layers, artist.originals, artist.targets, position=last_position)
 shared = []
@@ -232,17 +235,19 @@ for label, group in sweep.groupby("label", sort=False):
 print(f"images per k: {len(prompts_x)}")
 
 # %%
-sweep[["label", "k", "n_neurons", "clip_score", "std"]].round(2)
+# NBVAL_CHECK_OUTPUT
+sweep[["label", "k", "n_neurons", "clip_score", "std"]].round(1)
 
 # %% [markdown]
 # With the organism's scorer the sweep can also be read off directly: the fraction of the images
 # that still show the artist's style, for each k (the sweep's own images, `MODE`).
 
 # %%
+# NBVAL_CHECK_OUTPUT
 main = sweep[sweep["label"] == f"{MODE} replacement"]
 if "accuracy" in sweep:
     display(pd.DataFrame({"k": main["k"], f"images still in {artist_name} style": [a["style"] for a in main["accuracy"]]})
-            .reset_index(drop=True))
+            .reset_index(drop=True).round(2))
 else:
     print(f"{scorer.name} has no attribute readouts (only the model organism's scorer does)")
 

@@ -51,10 +51,11 @@
 import sys
 
 IN_COLAB = "google.colab" in sys.modules
-if IN_COLAB:  # fetch the repository (library, prompt data) and install its pins, keeping Colab's torch
+LOCO_REVISION = "v0.1.0"  # the loco release of this notebook: the book's Colab button opens the same one
+if IN_COLAB:  # fetch the repository at that revision (library, prompt data) and install its pins, keeping Colab's torch
     import subprocess
 
-    subprocess.run("git clone -q --depth 1 https://github.com/loco-book/loco /content/loco && "
+    subprocess.run(f"git clone -q --depth 1 --branch {LOCO_REVISION} https://github.com/loco-book/loco /content/loco && "
                    "python /content/loco/loco_lib/colab_setup.py", shell=True, check=True)
     sys.path.insert(0, "/content/loco")
 
@@ -240,6 +241,7 @@ print(f"{IF_MODEL}: {len(loco_lib.cross_attention_layers(if_pipe.unet))} cross-a
       f"{per_prompt['window'].nunique()} distinct windows over {len(per_prompt)} prompts")
 
 # %%
+# NBVAL_CHECK_OUTPUT
 per_prompt[["artist", "prompt", "window", "fraction"]].round(2)
 
 # %% [markdown]
@@ -268,6 +270,7 @@ pd.DataFrame({name: {"tokens": len(m.tokens), "causal": m.causal,
 # non-semantic images on the real IF.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 keys = load_edit("style", "van gogh")
 if_window = per_prompt.loc[per_prompt["artist"] == "Van Gogh", "window"].mode().iloc[0]
 if_edit = compute_edit(if_pipe, if_window.replace("-", ","), keys.originals, keys.targets, keys.subjects, keys.target_subjects)
@@ -276,7 +279,7 @@ result = compare(if_pipe, held_out.originals, held_out.targets, {"original": Non
                  scorer=if_scorer, steps=STEPS, guidance=GUIDANCE)
 fig = image_grid(result.images("original") + result.images("LocoEdit"), row_labels=["original", f"edited ({if_window})"],
                  ncols=len(held_out), size=1.8)
-result.mean("prompt").round(2)
+result.mean("prompt").round(1)
 
 # %% [markdown]
 # ## What this page shows, and what it does not

@@ -45,10 +45,11 @@
 import sys
 
 IN_COLAB = "google.colab" in sys.modules
-if IN_COLAB:  # fetch the repository (library, prompt data) and install its pins, keeping Colab's torch
+LOCO_REVISION = "v0.1.0"  # the loco release of this notebook: the book's Colab button opens the same one
+if IN_COLAB:  # fetch the repository at that revision (library, prompt data) and install its pins, keeping Colab's torch
     import subprocess
 
-    subprocess.run("git clone -q --depth 1 https://github.com/loco-book/loco /content/loco && "
+    subprocess.run(f"git clone -q --depth 1 --branch {LOCO_REVISION} https://github.com/loco-book/loco /content/loco && "
                    "python /content/loco/loco_lib/colab_setup.py", shell=True, check=True)
     sys.path.insert(0, "/content/loco")
 
@@ -256,6 +257,7 @@ kept.round(2)
 # sample of 8 of them, `"paper"` all 48).
 
 # %%
+# NBVAL_CHECK_OUTPUT
 object_source = default_prompts("objects", MODEL)
 obj = edit_concepts(object_source)[0]
 obj_keys = concept_keys(object_source, obj)

@@ -57,8 +57,12 @@ def chromium() -> str:
 
 
 def _run(args, timeout=120):
+    import tempfile
+
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars"]
-    return subprocess.run([chromium(), *flags, *args], capture_output=True, text=True, timeout=timeout)
+    with tempfile.TemporaryDirectory() as profile:  # one profile per call: parallel test workers do not collide
+        return subprocess.run([chromium(), *flags, f"--user-data-dir={profile}", *args], capture_output=True, text=True,
+                              timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +83,7 @@ def probe(page: Path) -> dict:
         run = _run(["--window-size=1280,40000", "--virtual-time-budget=15000", "--dump-dom", copy.as_uri()])
     finally:
         copy.unlink()
-    m = re.search(r'<pre id="loco-probe">(.*?)</pre>', run.stdout, re.S)
+    m = re.search(r'<pre id="loco-probe"[^>]*>(.*?)</pre>', run.stdout, re.S)
     assert m, f"the probe did not run on {page.name}: {run.stderr[-2000:]}"
     return json.loads(m.group(1).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&"))
 

@@ -1,8 +1,8 @@
-"""The notebooks: paired files in sync, a parameters cell, and nbval expectations that match.
+"""The notebooks: paired files in sync, a parameters cell, and expectations that match.
 
-nbval itself (``pytest --nbval-lax``, run by ``make test``) re-executes tests/notebooks/*.ipynb and
-compares the cells marked ``# NBVAL_CHECK_OUTPUT``; these tests make sure those expectations are
-the current notebooks and not stale copies.
+tests/test_chapter_outputs.py compares the cells marked ``# NBVAL_CHECK_OUTPUT`` of the book's
+execution with tests/notebooks/*.ipynb (``make nbval`` re-executes them with nbval); these tests
+make sure those expectations are the current notebooks and not stale copies.
 """
 from pathlib import Path
 
@@ -52,3 +52,20 @@ def test_expectations_current(src):
     assert checked, "no cell is marked # NBVAL_CHECK_OUTPUT"
     for c in checked:
         assert c.get("outputs"), "a checked cell has no stored output to compare against"
+
+
+def test_colab_setup_pins_the_release_the_book_links():
+    """Every chapter's set-up cell clones the release of pyproject's version, and the book's Colab
+    button (_config.yml's repository branch) opens the notebooks of that same release."""
+    import re
+    import tomllib
+
+    import yaml
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config["repository"]["branch"] == f"v{version}"
+    for src in SOURCES:
+        setup = jupytext.read(src).cells[1].source
+        assert re.search(rf'^LOCO_REVISION = "v{re.escape(version)}"', setup, re.M), f"{src.name}: LOCO_REVISION is not v{version}"
+        assert "--branch {LOCO_REVISION}" in setup and "colab_setup.py" in setup

@@ -170,6 +170,38 @@ def test_report_parts_are_cached_and_resumed(tmp_path, monkeypatch):
     assert O.default_cache_dir() == tmp_path / "c"
 
 
+def test_memo_keeps_one_content_key_per_setting(tmp_path, monkeypatch):
+    """A part measured under a new content key replaces the file of the old key (same seeds, steps,
+    dtype), and leaves other settings' files alone."""
+    keys = iter(["aaaaaaaaaaaa", "bbbbbbbbbbbb"])
+    monkeypatch.setattr(P, "weights_fingerprint", lambda model: next(keys))
+    P._Memo(tmp_path, "toy", [0], None)("edit", lambda: 1)
+    (tmp_path / "toy" / "edit-aaaaaaaaaaaa-s0_1-tNone.json").write_text("2")
+    (tmp_path / "toy" / "fact_edit-aaaaaaaaaaaa-s0-tNone.json").write_text("3")
+    P._Memo(tmp_path, "toy", [0], None)("edit", lambda: 4)
+    assert sorted(p.name for p in (tmp_path / "toy").iterdir()) == [
+        "edit-aaaaaaaaaaaa-s0_1-tNone.json", "edit-bbbbbbbbbbbb-s0-tNone.json", "fact_edit-aaaaaaaaaaaa-s0-tNone.json"]
+
+
+def test_committed_cache_is_what_the_code_measures():
+    """Chapter 1 reads its measurements from data/organism/cache when their content key (weights and
+    measuring code) is current. Re-measure one part, the token swap of toy, and compare it with the
+    committed file of the current key: a cache that the code would not reproduce fails here."""
+    import json
+
+    from loco_lib.tokens import TOKEN_SETS
+
+    key = f"{O.weights_fingerprint('toy')}-s0-tNone"
+    path = O.committed_cache_dir() / "toy" / f"token_swap-{key}.json"
+    assert path.exists(), (f"{path.relative_to(O.committed_cache_dir().parents[2])} is missing: the code that measures "
+                           "changed; `make book` measures it again (chapter 1), then commit data/organism/cache")
+    pipe = loco_lib.load("toy", progress=False)
+    scorer = get_scorer(None, "toy")
+    pairs = load_pairs(default_prompts("style", "toy"))
+    fresh = [P.token_swap(pipe, scorer, pairs.originals, pairs.targets, "van gogh", w, seeds=[0]) for w in TOKEN_SETS]
+    assert json.loads(json.dumps(fresh)) == json.loads(path.read_text())
+
+
 def test_default_windows_and_organism_artists():
     from loco_lib.paper import default_window, paper_window
     from loco_lib.prompts import load_artists

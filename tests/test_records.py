@@ -12,7 +12,7 @@ from loco_lib import organism
 from loco_lib.fingerprint import ROOT, changed_since, code_closure, code_digest, content_key
 from loco_lib.organism.records import record_status, status_table
 
-RECORDS = sorted((ROOT / "data" / "organism").rglob("*.json"))
+RECORDS = sorted(p for p in (ROOT / "data" / "organism").rglob("*.json") if "cache" not in p.parts)
 
 
 def _git(*args) -> str:

@@ -89,7 +89,8 @@ def test_a_chapter_reading_the_run_records_reruns_when_they_change(two_chapters,
     assert reproduce.run("smoke", out=out, book=False, log=lambda line: None)["03_report"] == "kept"
     table = reproduce.run_records(out)
     assert list(table["chapter"]) == ["01_first", "02_second", "03_report"] and (table["seconds"] >= 0).all()
-    assert json.loads(table["parameters"].iloc[2])["RUN_DIR"] == str(out.resolve())
+    run_dir = json.loads(table["parameters"].iloc[2])["RUN_DIR"]
+    assert (two_chapters / run_dir).resolve() == out.resolve()  # relative to where the chapters run
     first = two_chapters / "01_first.py"
     first.write_text(first.read_text() + "\n# %%\nprint('one more cell')\n")
     status = reproduce.run("smoke", out=out, book=False, log=lambda line: None)

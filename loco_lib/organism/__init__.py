@@ -25,7 +25,7 @@ from ..registry import ModelCard, register, register_resolver, register_scorer
 from .figures import (PAPER, edit_summary, edit_table, plot_artist_windows, plot_neurons, plot_windows,  # noqa: F401
                       summary, summary_table, two_by_two, two_by_two_findings, window_summary, window_table)
 from .model import BUILTIN, SAMPLING, load_trained, organism_kind
-from .protocol import (NEURON_KS, Report, artist_windows, canonical_prompts, colour_pairs, default_cache_dir,  # noqa: F401
+from .protocol import (NEURON_KS, Report, artist_windows, canonical_prompts, colour_pairs, committed_cache_dir, default_cache_dir,  # noqa: F401
                        edit_readouts, edit_series, inert_window, locogen_readouts, measuring_code, neuron_curve, report,
                        sample_accuracy, second_window, token_swap, training_info, weights_fingerprint)
 from .records import (load_report, record_status, recorded_dir, recorded_report, save_record, save_report, status_table,  # noqa: F401

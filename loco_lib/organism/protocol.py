@@ -405,6 +405,17 @@ def default_cache_dir():
     return Path(env) if env else Path(__file__).resolve().parents[2] / "_build" / "organism-cache"
 
 
+def committed_cache_dir():
+    """``data/organism/cache/``: the finished parts of the organism chapter's reports, committed with the
+    repository (a few kB of JSON per part, no images), so that a fresh clone builds the chapter from
+    them while the code that measures and the weights are unchanged: every file name carries the
+    content key (:func:`weights_fingerprint`), and a change to either measures again and replaces
+    the file. ``tests/test_organism.py`` re-measures one part and compares."""
+    from pathlib import Path
+
+    return Path(__file__).resolve().parents[2] / "data" / "organism" / "cache"
+
+
 class _Memo:
     """Results of named measurements as JSON files in ``folder`` (None: nothing is kept), keyed by
     the model's weights, the seeds and the steps, so an interrupted report resumes where it stopped.
@@ -419,9 +430,10 @@ class _Memo:
         self.folder = Path(folder) / Path(str(model)).name if folder is not None else None  # "toy", or a folder's name
         if self.folder is not None:
             _make_cache_folder(Path(folder), self.folder)
-        self.key = f"{weights_fingerprint(model)}-s{'_'.join(map(str, seeds))}-t{steps}"
+        self.settings = f"s{'_'.join(map(str, seeds))}-t{steps}"
         if dtype is not None and str(dtype) != "torch.float32":
-            self.key += "-" + str(dtype).replace("torch.", "")
+            self.settings += "-" + str(dtype).replace("torch.", "")
+        self.key = f"{weights_fingerprint(model)}-{self.settings}"
         self.computed: list[str] = []
 
     def _read(self, path):
@@ -448,6 +460,9 @@ class _Memo:
             tmp = path.with_suffix(".tmp")
             tmp.write_text(self._json.dumps(value))
             tmp.replace(path)
+            for old in path.parent.glob(f"{name}-*-{self.settings}.json"):  # other content keys: obsolete
+                if old != path and old.name.count("-") == path.name.count("-"):
+                    old.unlink()
         return value
 
 
@@ -467,7 +482,7 @@ def _records(table) -> list[dict]:
 
 
 def report(model: str = "toy", seeds=(0,), steps: int | None = None, cache_dir=None, pipe=None, scorer=None,
-           progress: bool | None = None, dtype=None) -> "Report":
+           progress: bool | None = None, dtype=None, sweeps_dir=None) -> "Report":
     """Every measurement of the organism chapter for ``model``, as a typed :class:`Report`.
 
     ``sample``: readout accuracy of all canonical prompts. ``locogen``: for style, objects, colour and
@@ -478,7 +493,10 @@ def report(model: str = "toy", seeds=(0,), steps: int | None = None, cache_dir=N
     at the facts window and at all layers. ``neurons``: style readout vs k. ``token_swap``: App. M.
     With ``cache_dir`` each part is stored when done and read back on the next call. ``dtype``: the
     weights' dtype (:func:`loco_lib.settings.dtype`; float32 on CPU by default), part of the cache key.
+    ``sweeps_dir``: where LocoGen's images go (default: beside the parts in ``cache_dir``).
     """
+    from pathlib import Path
+
     import pandas as pd
     from tqdm.auto import tqdm
 
@@ -494,7 +512,10 @@ def report(model: str = "toy", seeds=(0,), steps: int | None = None, cache_dir=N
     steps = settings.steps(None, steps, scheduler=pipe.scheduler if pipe is not None else sample_scheduler())
     dtype = settings.dtype(dtype if pipe is None else pipe.unet.dtype)
     memo = _Memo(cache_dir, model, seeds, steps, dtype)
-    sweeps = (memo.folder / f"sweeps-{memo.key}") if memo.folder is not None else None
+    if sweeps_dir is not None:
+        sweeps = Path(sweeps_dir) / Path(str(model)).name / f"sweeps-{memo.key}"
+    else:
+        sweeps = (memo.folder / f"sweeps-{memo.key}") if memo.folder is not None else None
     state = {}
 
     def need_pipe():
