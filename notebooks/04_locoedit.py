@@ -181,8 +181,8 @@ print(f"{bench['model']}, layers {bench['layers']}, {bench['n_prompts']} prompts
       f"{bench['seconds']:.1f} s on {bench['cpu_count']} CPU cores ({bench['dtype']}), loco {bench['loco_commit']}, {bench['date']}")
 
 # %% [markdown]
-# Fine-tuning editors such as ESD (Gandikota et al., 2023, https://arxiv.org/abs/2303.07345) train
-# for hundreds of steps instead.
+# Fine-tuning editors such as ESD (Gandikota et al., 2023, https://arxiv.org/abs/2303.07345) reach
+# their edit by gradient steps on the model instead of one solve.
 #
 # Does the new weight do what the objective asks? For each matrix: the fit term
 # $\lVert X_{\text{orig}} W - X_{\text{target}} \hat W \rVert_F^2$ at the old weight and at the new
