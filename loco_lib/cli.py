@@ -22,6 +22,7 @@ from is one line too (``loco: warning: ...``). ``--json`` output is valid JSON (
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import warnings
@@ -65,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     loc = sub.add_parser("locogen", help="LocoGen: score every window of m adjacent layers (Algorithm 1)")
     loc.add_argument("model")
     loc.add_argument("--attribute", required=True, help="style, objects or facts")
-    loc.add_argument("--m", type=int, required=True, help="window size (number of adjacent layers)")
+    loc.add_argument("--m", "--window", dest="m", type=int, required=True,
+                     help="window size m (number of adjacent layers); write --window under accelerate launch or torchrun, whose own options make --m ambiguous")
     loc.add_argument("--prompts", default=None, help="a prompt-pair YAML/JSON file (default: the bundled set of the attribute)")
     loc.add_argument("--limit", type=int, default=None, help="use only the first N prompt pairs")
     loc.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1")
@@ -142,6 +144,9 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                     help="a papermill parameter for every chapter that has it (VALUE as JSON, else a string)")
     rp.add_argument("--no-book", action="store_true", help="execute the chapters only")
+    rp.add_argument("--processes", type=int, default=1,
+                    help="one per GPU: each chapter's sweeps and traces are first split over this many processes "
+                         "(accelerate launch), then the chapter runs once and reads them from its caches")
     tr = sub.add_parser("trace", help="causal tracing (Sec. 4): restore one clean state at a time into a corrupted run")
     tr.add_argument("model")
     tr.add_argument("--where", required=True, choices=("unet", "text"), help="trace the UNet's states or a text encoder's")
@@ -636,10 +641,32 @@ def cmd_reproduce(args) -> int:
             extra[name] = value
     only = [c.strip() for c in args.chapters.split(",") if c.strip()] if args.chapters else None
     status = reproduce.run(args.profile, out=args.out, model=args.model, only=only, extra=extra, book=not args.no_book,
-                           log=lambda line: print(line, flush=True))
+                           log=lambda line: print(line, flush=True), processes=args.processes)
     print(f"{sum(v == 'ran' for v in status.values())} chapters run, {sum(v == 'kept' for v in status.values())} kept"
           + ("" if args.no_book else f"; book: {Path(args.out or reproduce.ROOT / 'runs' / args.profile).resolve()}/html/index.html"))
     return 0
+
+
+SPLIT_COMMANDS = ("locogen", "trace", "evaluate")  # the long sweeps that several processes share (loco_lib.parallel)
+
+
+@contextlib.contextmanager
+def _one_process_speaks(command: str):
+    """Under ``accelerate launch`` with several processes every process runs the command and shares
+    its sweeps; only the first one prints. Commands that split nothing are refused."""
+    from . import parallel
+
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        yield
+        return
+    if command not in SPLIT_COMMANDS:
+        raise LocoError(f"`loco {command}` runs in one process; only {', '.join(SPLIT_COMMANDS)} split their work "
+                        "over the processes of `accelerate launch`")
+    if parallel.world().main:
+        yield
+        return
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+        yield
 
 
 def main(argv=None) -> int:
@@ -647,7 +674,7 @@ def main(argv=None) -> int:
         args = _parser().parse_args(argv)
         commands = {"layers": cmd_layers, "generate": cmd_generate, "locogen": cmd_locogen, "edit": cmd_edit, "evaluate": cmd_evaluate,
                     "report": cmd_report, "trace": cmd_trace, "reproduce": cmd_reproduce}
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _one_process_speaks(args.command):
             warnings.showwarning = _one_line_warnings(warnings.showwarning)
             return commands[args.command](args)
     except LocoError as exc:

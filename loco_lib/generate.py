@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from . import settings
+from . import parallel, settings
 from .altered import _is_per_sample
 from .errors import LocoError
 from .models import progress_default
@@ -93,17 +93,21 @@ def generate(
     cond = encode(pipe, prompts, negative_prompt)
     alt = encode(pipe, alt_prompts, negative_prompt) if altering else None
 
-    images: list = []
-    chunks = [list(range(i, min(n, i + batch_size))) for i in range(0, n, batch_size)]
+    # several processes (accelerate launch): each makes its share of the batches, then all gather them
+    world = parallel.world()
+    chunks = world.share(enumerate(parallel.batches(n, batch_size)))
+    progress = progress and world.main
+    done: list = []
     start = time.perf_counter()
     with progress_bars(pipe, progress):
-        for idx in tqdm(chunks, desc="batches", disable=not progress or len(chunks) == 1, leave=False):
+        for k, idx in tqdm(chunks, desc="batches", disable=not progress or len(chunks) == 1, leave=False):
             chunk_layers = ([layers[i] for i in idx] if per_sample else layers) if altering else None
-            images.extend(sample_batch(
+            done.append((k, sample_batch(
                 pipe, cond.select(idx), [seeds[i] for i in idx], steps=steps, guidance=guidance, size=size,
                 alt=alt.select(idx) if altering else None, layers=chunk_layers, swap_text_paths=swap_text_paths,
                 output_type=output_type,
-            ))
+            )))
+    images = [im for _, part in sorted(parallel.gather(done), key=lambda kv: kv[0]) for im in part]
     seconds = time.perf_counter() - start
     used = {"steps": steps, "guidance": guidance, "size": size, "layers": layers, "alt_prompts": alt_prompts, "swap_text_paths": swap_text_paths}
     return Generation(images=images, prompts=prompts, seeds=seeds, seconds=seconds, settings=used)

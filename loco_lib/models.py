@@ -123,13 +123,14 @@ def load(name: str = DEFAULT_MODEL, device: str | None = None, dtype: torch.dtyp
 
     fp16 on CUDA and fp32 on CPU unless ``dtype`` is given (:func:`loco_lib.settings.dtype`: a torch
     dtype or ``"float32"`` / ``"float16"`` / ``"bfloat16"``). Every module is put in eval mode and the
-    pipeline's own progress bar is on (``progress=False`` to silence it).
+    pipeline's own progress bar is on (``progress=False`` to silence it). In a run of several
+    processes (``accelerate launch``) the default device is this process's GPU (:mod:`loco_lib.parallel`).
     """
-    from . import registry, settings
+    from . import parallel, registry, settings
 
     name = os.fspath(name) if isinstance(name, os.PathLike) else name
     check_model_name(name)
-    device = settings.device(device)
+    device = settings.device(parallel.device() if device is None else device)
     card = registry.card(name)  # a resolver may refuse a folder here (e.g. an unfinished training)
     dtype = settings.dtype(dtype, device)
     with quiet_libraries():

@@ -153,17 +153,88 @@ def _inputs_key(chapter: str, params: dict, out=None) -> str:
     return content_key(files, extra=source + json.dumps(params, sort_keys=True), n=16)
 
 
+def launcher(processes: int) -> list[str]:
+    """The command that starts ``processes`` copies of a Python module on this machine: ``accelerate
+    launch --multi_gpu`` with CUDA, else ``torchrun --standalone`` (the launcher accelerate itself
+    runs), whose processes share the work over Gloo on the CPU."""
+    import sys
+
+    import torch
+
+    if torch.cuda.is_available():
+        return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes)]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
+
+
+def prefill(chapter: str, prepared, processes: int, log=print) -> float:
+    """Run a chapter's code (``prepared``: its notebook with the parameters already injected) in
+    ``processes`` processes, so that its LocoGen sweeps and traces split their jobs over the GPUs
+    (:mod:`loco_lib.parallel`) and land in their caches; the papermill run that follows reads them.
+    Returns the seconds it took; a failure is a one-line LocoError naming the chapter."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k not in ("LOCO_RECORDS", "LOCO_CHAPTER")}  # the papermill run records
+    env.update(LOCO_PROGRESS="0", PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    t0 = time.perf_counter()
+    log(f"{chapter}: sweeps split over {processes} processes")
+    proc = subprocess.run([*launcher(processes), "-m", "loco_lib.reproduce", str(prepared)], cwd=NOTEBOOKS, env=env,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("loco: error:")]
+        first = [line for line in errors if " in process " not in line]  # the first process's, when it has one
+        last = (first or errors)[-1] if errors else (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise LocoError(f"chapter {chapter} failed in its {processes}-process run: {last[:300]}")
+    return time.perf_counter() - t0
+
+
+def run_cells(path) -> None:
+    """Execute the code cells of a notebook in this process, in order, in one IPython namespace (the
+    body of :func:`prefill`'s processes); only the first process prints."""
+    import contextlib
+
+    import matplotlib
+    import nbformat
+
+    matplotlib.use("Agg")
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from . import parallel
+
+    shell = InteractiveShell.instance()
+    cells = [c for c in nbformat.read(str(path), as_version=4).cells if c.cell_type == "code"]
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+        for i, cell in enumerate(cells, start=1):
+            result = shell.run_cell(cell.source, store_history=False, silent=True)
+            if not result.success:
+                exc = result.error_in_exec or result.error_before_exec
+                raise LocoError(f"code cell {i} ({type(exc).__name__}: {str(exc).strip()[:200]})"
+                                + ("" if parallel.world().main else f" in process {parallel.world().index}"))
+
+
 def run(profile: str = "smoke", out=None, model: str | None = None, only=None, extra: dict | None = None,
-        book: bool = True, log=print) -> dict:
+        book: bool = True, log=print, processes: int = 1) -> dict:
     """Execute the chapters of ``profile`` into ``out`` (default ``runs/<profile>``) and build the book
     there (``<out>/html``). Returns ``{chapter: "ran" | "kept"}``. Raises a one-line LocoError naming
-    the chapter and cell when a chapter fails."""
+    the chapter and cell when a chapter fails. ``processes`` > 1 (one per GPU): each chapter first
+    runs in that many processes (:func:`prefill`), which share its sweeps and traces and fill their
+    caches, then once with papermill, which reads them."""
+    if not isinstance(processes, int) or processes < 1:
+        raise LocoError(f"processes must be a whole number from 1, not {processes!r}")
     import jupytext
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     out = Path(out) if out is not None else ROOT / "runs" / profile
     todo = plan(profile, model, only, extra)
+    if profile == "paper":  # say what each chapter needs of a GPU before any runs
+        record = json.loads(FULL_SIZE_RECORD.read_text()) if FULL_SIZE_RECORD.exists() else None
+        for chapter, params in todo.items():
+            need = gpu_need(record, chapter, params.get("MODEL", ""))
+            if need:
+                log(f"{chapter}: {params['MODEL']} ({need['methods']}) needs a GPU that holds {need['fp16 weights (GB)']} GB "
+                    f"of half-precision weights, plus the activations and the CLIP scorer: at least a {need['smallest GPU for the weights']}")
+            elif chapter in CHAPTER_METHODS:
+                log(f"{chapter}: no full-size memory record for {params.get('MODEL')!r}; its GPU need is not measured")
     target = out / "src" / "notebooks"
     target.mkdir(parents=True, exist_ok=True)
     status = {}
@@ -184,6 +255,17 @@ def run(profile: str = "smoke", out=None, model: str | None = None, only=None, e
         partial = target / f".{chapter}.partial.ipynb"
         t0 = time.perf_counter()
         log(f"{chapter}: running" + (f" with {params}" if params else ""))
+        split = None
+        if processes > 1:
+            prepared = target / f".{chapter}.prepared.ipynb"
+            papermill.execute_notebook(str(source), str(prepared), parameters=params, prepare_only=True,
+                                       kernel_name="python3", progress_bar=False, log_output=False)
+            try:
+                split = round(prefill(chapter, prepared, processes, log), 1)
+            finally:
+                prepared.unlink(missing_ok=True)
+                if split is None:
+                    source.unlink(missing_ok=True)
         records = out / "records" / f"{chapter}.csv"
         records.unlink(missing_ok=True)
         saved = {k: os.environ.get(k) for k in ("LOCO_PROGRESS", "LOCO_RECORDS", "LOCO_CHAPTER")}
@@ -208,7 +290,10 @@ def run(profile: str = "smoke", out=None, model: str | None = None, only=None, e
         (target / f"{chapter}.failed.ipynb").unlink(missing_ok=True)
         seconds = time.perf_counter() - t0
         tmp = done_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"key": key, "profile": profile, "parameters": params, "seconds": round(seconds, 1)}))
+        record = {"key": key, "profile": profile, "parameters": params, "seconds": round(seconds, 1)}
+        if split is not None:
+            record.update(processes=processes, split_seconds=split)
+        tmp.write_text(json.dumps(record))
         os.replace(tmp, done_file)
         status[chapter] = "ran"
         log(f"{chapter}: done in {seconds:.0f} s")
@@ -275,3 +360,48 @@ def memory_table(record: dict):
                          "fp16 weights (GB)": round(fp16, 1), "CPU peak, fp32 (GB)": round(r["peak_rss_gb"], 1),
                          **{f"weights fit {g}": "yes" if fp16 < gb else "no" for g, gb in GPUS.items()}})
     return pd.DataFrame(rows).set_index(["model", "method"])
+
+
+if __name__ == "__main__":  # one process of prefill(): python -m loco_lib.reproduce NOTEBOOK
+    import sys
+
+    try:
+        run_cells(sys.argv[1])
+    except LocoError as exc:
+        print(f"loco: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+# What each chapter of the paper profile runs on the real model, by the method names of the full-size
+# record (benchmarks/full_size.py); SD-1.4 and OpenJourney have SD-1.5's architecture (tested).
+CHAPTER_METHODS = {"02_causal_tracing": ("trace",), "03_locogen": ("locogen",), "04_locoedit": ("locoedit",),
+                   "05_neuron_editing": ("neurons",), "07_robustness_and_baselines": ("locogen", "trace", "locoedit")}
+SAME_ARCHITECTURE = {"sd14": "sd15", "openjourney": "sd15"}
+FULL_SIZE_RECORD = ROOT / "benchmarks" / "results" / "full_size-cpu.json"
+
+
+def gpu_need(record: dict | None, chapter: str, model: str) -> dict:
+    """What a chapter of the paper profile needs of a GPU for ``model``, from the full-size record:
+    the methods it runs, their half-precision weights (exact, from the parameter counts), their
+    largest measured CPU peak (float32, the record's size) and the smallest GPU of :data:`GPUS` that
+    holds those weights. Activations at 512 or 1024 px and the CLIP scorer come on top and are not in
+    the record, so this is a lower bound. ``{}`` for a chapter that runs no real model or a model the record lacks."""
+    methods = CHAPTER_METHODS.get(chapter)
+    measured = (record or {}).get("results", {}).get(SAME_ARCHITECTURE.get(model, model))
+    if not methods or not measured or any(m not in measured for m in methods):
+        return {}
+    params = max(sum(measured[m]["parameters"].values()) for m in methods)
+    fp16 = params * 2 / 2**30
+    fits = [g for g, gb in sorted(GPUS.items(), key=lambda kv: kv[1]) if fp16 < gb]
+    return {"methods": ", ".join(methods), "fp16 weights (GB)": round(fp16, 1),
+            "CPU peak, fp32 (GB)": round(max(measured[m]["peak_rss_gb"] for m in methods), 1),
+            "smallest GPU for the weights": fits[0] if fits else f"none of {', '.join(GPUS)}"}
+
+
+def gpu_table(record: dict, models=("sd15", "sdxl")):
+    """:func:`gpu_need` for every chapter of the paper profile and each of ``models``."""
+    import pandas as pd
+
+    rows = [{"chapter": c, "model": m, **gpu_need(record, c, m)} for c in plan("paper") for m in models]
+    rows = [r for r in rows if len(r) > 2]
+    return pd.DataFrame(rows).set_index(["chapter", "model"])

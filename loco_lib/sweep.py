@@ -38,7 +38,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import runlog, settings
+from . import parallel, runlog, settings
 from .errors import LocoError, LocoWarning
 from .generate import progress_bars, sample_batch
 from .models import pipeline_family, progress_default
@@ -59,7 +59,7 @@ class SweepResult:
     images: dict  # Job -> PIL image
     scores: dict  # Job -> float (when a scorer was given)
     arrays: dict = field(default_factory=dict)  # Job -> float array in [0, 1], for freshly computed jobs
-    computed: list = field(default_factory=list)  # jobs generated in this run (the rest came from the cache)
+    computed: list = field(default_factory=list)  # jobs this process generated now (the rest: the cache, other processes)
     counter: dict = field(default_factory=dict)  # UNet calls / rows evaluated in this run
     seconds: float = 0.0
 
@@ -206,15 +206,20 @@ def run_sweep(
         else:
             pending.append(job)
 
+    # several processes (accelerate launch): each takes every n-th batch of the pending jobs, in the batches
+    # one process would make (so the images are the same), and saves what it finished; then all gather
+    world = parallel.world()
+    progress = progress and world.main
     start = time.perf_counter()
     if pending:
         cond_all = encode(pipe, originals, negative_prompt)
         alt_all = encode(pipe, targets, negative_prompt)
-        bar = tqdm(total=len(pending), desc="sweep (images)", disable=not progress, leave=False)
+        mine = [pending[i] for idx in world.share(parallel.batches(len(pending), batch)) for i in idx]
+        bar = tqdm(total=len(mine), desc="sweep (images)", disable=not progress, leave=False)
         with progress_bars(pipe, False):
             i = 0
-            while i < len(pending):
-                chunk = pending[i : i + batch]
+            while i < len(mine):
+                chunk = mine[i : i + batch]
                 idx = [j.prompt_index for j in chunk]
                 try:
                     arrays = sample_batch(
@@ -241,22 +246,31 @@ def run_sweep(
                 bar.update(len(chunk))
                 i += len(chunk)
         bar.close()
+        if world.count > 1:
+            for job, img, arr in parallel.gather([(j, result.images[j], result.arrays.get(j)) for j in result.computed]):
+                result.images[job] = img
+                if keep_arrays:
+                    result.arrays[job] = arr
     result.seconds = time.perf_counter() - start
 
     if scorer is not None:
         todo = [job for job in jobs if job not in result.scores]
         texts = originals if score_against == "original" else targets
-        for k in range(0, len(todo), 64):
+        scored = []
+        for k in world.share(range(0, len(todo), 64)):
             part = todo[k : k + 64]
             vals = scorer.score([result.images[j] for j in part], [texts[j.prompt_index] for j in part]).tolist()
             for job, v in zip(part, vals):
                 result.scores[job] = float(v)
+                scored.append((job, float(v)))
                 if cache.folder is not None:
                     entry = cache.load(keys[job])
                     meta = entry[1] if entry is not None else {**meta_of(job), "scores": {}}
                     meta.setdefault("scores", {}).setdefault(score_against, {})[scorer_id] = float(v)
                     cache.update_meta(keys[job], meta)
-        if runlog.destination() is not None:
+        if world.count > 1:
+            result.scores.update(parallel.gather(scored))
+        if runlog.destination() is not None and world.main:
             revision, metric_rev = runlog.model_revision(pipe), runlog.metric_revision(scorer)
             runlog.write({"source": f"sweep (vs {score_against})", "model": model_id(pipe), "model_revision": revision,
                           "prompt": originals[j.prompt_index], "target": targets[j.prompt_index], "seed": j.seed,

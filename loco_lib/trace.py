@@ -53,7 +53,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import settings
+from . import parallel, settings
 from .errors import LocoError
 from .hooks import FromSample, Patch, Site, hooks
 
@@ -336,7 +336,7 @@ class TraceResult:
     settings: dict = field(default_factory=dict)
     counter: dict = field(default_factory=dict)  # UNet calls / rows evaluated in this run
     seconds: float = 0.0
-    computed: list = field(default_factory=list)  # runs generated now (the rest came from the cache)
+    computed: list = field(default_factory=list)  # runs this process generated now (the rest: the cache, other processes)
     arrays: dict = field(default_factory=dict, repr=False)  # Run -> float image, for fresh runs (keep_arrays)
 
     def _mean(self, restore, band: int = 0) -> float:
@@ -573,12 +573,15 @@ def trace(pipe, prompts, subjects=None, *, where: str = "unet", encoder: int = 1
             if scorer_id in entry[1].get("scores", {}).get("original", {}):
                 result.scores[r] = entry[1]["scores"]["original"][scorer_id]
 
+    # several processes (accelerate launch): each traces every n-th pending (prompt, seed), then all gather
+    world = parallel.world()
+    mine = world.share(pending.items())
     start = time.perf_counter()
     length = _sequence_length(pipe, component, prompts[0]) if where == "text" and pending else None
-    total = sum(len(v) for v in pending.values())
-    bar = tqdm(total=total, desc=f"trace {where} (images)", disable=not progress or total == 0, leave=False)
+    total = sum(len(v) for _, v in mine)
+    bar = tqdm(total=total, desc=f"trace {where} (images)", disable=not progress or total == 0 or not world.main, leave=False)
     with progress_bars(pipe, False):
-        for (p, s), todo in pending.items():
+        for (p, s), todo in mine:
             prompt, subject = prompts[p], subjects[p]
             restored = [r for r in todo if r.restore is not None]
             per_call = batch - 1 if batched else 1
@@ -626,19 +629,28 @@ def trace(pipe, prompts, subjects=None, *, where: str = "unet", encoder: int = 1
                     result.computed.append(r)
                 bar.update(len(fresh))
     bar.close()
+    if world.count > 1:
+        for r, img, arr in parallel.gather([(r, result.images[r], result.arrays.get(r)) for r in result.computed]):
+            result.images[r] = img
+            if keep_arrays:
+                result.arrays[r] = arr
     result.seconds = time.perf_counter() - start
 
     todo = [r for g in runs_by_group.values() for r in g if r not in result.scores]
-    for k in range(0, len(todo), 64):
+    scored = []
+    for k in world.share(range(0, len(todo), 64)):
         part = todo[k:k + 64]
         vals = scorer.score([result.images[r] for r in part], [prompts[r.prompt_index] for r in part]).tolist()
         for r, v in zip(part, vals):
             result.scores[r] = float(v)
+            scored.append((r, float(v)))
             entry = cache.load(keys[r]) if cache.folder is not None else None
             if entry is not None:
                 meta = entry[1]
                 meta.setdefault("scores", {}).setdefault("original", {})[scorer_id] = float(v)
                 cache.update_meta(keys[r], meta)
+    if world.count > 1:
+        result.scores.update(parallel.gather(scored))
     return result
 
 

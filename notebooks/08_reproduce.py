@@ -98,6 +98,39 @@ else:
     print("no full-size record in this checkout: python benchmarks/full_size.py --out benchmarks/results/full_size-cpu.json")
 
 # %% [markdown]
+# Per chapter of the `paper` profile, the methods it runs on the real model, their half-precision
+# weights and the smallest of these GPUs that holds them (`loco reproduce --profile paper` prints
+# the same line for each chapter before it starts). SD-1.4 and OpenJourney have SD-1.5's
+# architecture (`data/architectures.json`), so their rows are SD-1.5's. This is a lower bound: the
+# activations at full resolution and the CLIP scorer's weights come on top.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+if bench.exists():
+    display(reproduce.gpu_table(record))
+
+# %% [markdown]
+# ## More than one GPU
+#
+# On a machine with several GPUs, the long sweeps (LocoGen windows, causal traces, evaluations)
+# split their jobs over one process per GPU ({mod}`loco_lib.parallel`). Process *r* of *n* takes
+# every *n*-th batch of the jobs, in the batches one process would make, so the images are the
+# same; every process writes what it finished into the same resumable cache. Either run one
+# command in several processes,
+#
+# ```bash
+# accelerate launch --multi_gpu --num_processes 4 -m loco_lib locogen sd15 --attribute style --window 2 --cache runs/style
+# ```
+#
+# (`--window` is `--m` spelled so that the launcher's own options do not take it), or a whole
+# profile: `loco reproduce --profile paper --processes 4` first runs each chapter's code in four
+# processes, which fills the caches of its sweeps and traces, then executes the chapter once with
+# papermill, which reads them. Evaluations keep no cache, so in a whole profile they are computed
+# in both passes and only the sweeps and traces gain. The split is tested with two CPU processes (`tests/test_parallel.py`: the same images bit
+# for bit and the same scores as one process, a disjoint share per process, a rerun computes
+# nothing); no run on several GPUs has been made here.
+
+# %% [markdown]
 # ## Time
 #
 # The run that built this page: each chapter's time, from the run folder's records
