@@ -286,6 +286,8 @@ def run(profile: str = "smoke", out=None, model: str | None = None, only=None, e
                 else:
                     os.environ[k] = v
             source.unlink(missing_ok=True)
+        if set(params) == {"RUN_DIR"}:  # the run folder is plumbing, not a setting a reader chose: not shown
+            _hide_injected_cell(partial)
         os.replace(partial, executed)
         (target / f"{chapter}.failed.ipynb").unlink(missing_ok=True)
         seconds = time.perf_counter() - t0
@@ -310,6 +312,18 @@ def run(profile: str = "smoke", out=None, model: str | None = None, only=None, e
             stamp.write_text(book_key)
             log(f"book: {out / 'html' / 'index.html'}")
     return status
+
+
+def _hide_injected_cell(path) -> None:
+    """Tag papermill's injected parameters cell ``remove-cell`` (Jupyter Book leaves it out)."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    nbformat.write(nb, str(path))
 
 
 def build_book(out, chapters_run=None) -> Path:

@@ -91,6 +91,15 @@ def test_a_chapter_reading_the_run_records_reruns_when_they_change(two_chapters,
     assert list(table["chapter"]) == ["01_first", "02_second", "03_report"] and (table["seconds"] >= 0).all()
     run_dir = json.loads(table["parameters"].iloc[2])["RUN_DIR"]
     assert (two_chapters / run_dir).resolve() == out.resolve()  # relative to where the chapters run
+    import nbformat  # the injected RUN_DIR cell is plumbing: the book leaves it out; chosen parameters stay shown
+
+    cells = nbformat.read(str(out / "src" / "notebooks" / "03_report.ipynb"), as_version=4).cells
+    injected = [c for c in cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "remove-cell" in injected[0].metadata["tags"]
+    other = tmp_path / "other"
+    reproduce.run("smoke", out=other, book=False, extra={"N": 3}, log=lambda line: None)
+    cells = nbformat.read(str(other / "src" / "notebooks" / "03_report.ipynb"), as_version=4).cells
+    assert [c.metadata["tags"] for c in cells if "injected-parameters" in c.metadata.get("tags", [])] == [["injected-parameters"]]
     first = two_chapters / "01_first.py"
     first.write_text(first.read_text() + "\n# %%\nprint('one more cell')\n")
     status = reproduce.run("smoke", out=out, book=False, log=lambda line: None)
