@@ -3,7 +3,7 @@
 A LocoGen search (paper Algorithm 1, Sec. 5.1), a causal trace (Sec. 4) or an evaluation (Sec. 6:
 Fig. 8, Table 1) is a list of independent generations. Started with several processes, e.g.::
 
-    accelerate launch --multi_gpu --num_processes 4 -m loco_lib locogen --model sd15 --cache runs/cache ...
+    accelerate launch --multi_gpu --num_processes 4 -m loco_lib locogen sd15 --attribute style --window 2 --cache runs/style
 
 every process runs the same command; the sweep engine (:func:`loco_lib.sweep.run_sweep`), the
 tracer (:func:`loco_lib.trace.trace`) and :func:`loco_lib.generate.generate` (hence
