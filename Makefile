@@ -41,7 +41,7 @@ chromium:
 
 # Two pytest workers (pytest-xdist), one torch thread each (tests/conftest.py); a test file stays on one worker.
 test: book chromium
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow" tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow" --durations=15 tests
 
 # The full-size architectures with random weights (SD-1.5, SD-XL): every real-size shape path, about 15 GB.
 test-slow: $(BIN)/.installed

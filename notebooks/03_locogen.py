@@ -63,6 +63,7 @@ THRESHOLD = 0.8  # App. G: how far from clean to fully altered the best window m
 import loco_lib
 from loco_lib.clip_score import get_scorer
 from loco_lib.locogen import plot_window_scores, readouts, window_grid
+from loco_lib.organism.kept import measure
 from loco_lib.prompts import default_prompts
 
 pipe = loco_lib.load(MODEL)
@@ -137,15 +138,16 @@ else:
 # (Sec. 5.1.2) and does not state the threshold's value. loco's threshold is relative: the best
 # window must move the score at least `THRESHOLD` of the way from the clean to the fully altered
 # reference. Sizes share the cache, so the clean and fully altered images are
-# generated once.
+# generated once. On an organism the finished choice is kept with the repository
+# (`loco_lib.organism.kept`: `data/organism/cache/chapters/`, keyed by the weights, the code and
+# the settings), so the book reads it while none of them has changed.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-selection = loco_lib.select_m(pipe, prompts, ATTRIBUTE, threshold=THRESHOLD, ms=[1, 2, 3], seeds=SEEDS,
-                              scorer=scorer, steps=STEPS, guidance=GUIDANCE, cache_dir=CACHE_DIR,
-                              stop_at_first=False)
-print("chosen m:", selection.m)
-selection.table.round({"mean": 1, "fraction": 2})
+selection = measure("select-m", MODEL, loco_lib.select_m, pipe, prompts, ATTRIBUTE, threshold=THRESHOLD, ms=[1, 2, 3],
+                    seeds=SEEDS, scorer=scorer, steps=STEPS, guidance=GUIDANCE, cache_dir=CACHE_DIR, stop_at_first=False)
+print("chosen m:", selection["m"])
+selection["table"].round({"mean": 1, "fraction": 2})
 
 # %% [markdown]
 # ## Resuming

@@ -81,6 +81,7 @@ from loco_lib.clip_score import get_scorer
 from loco_lib.evaluate import compare
 from loco_lib.locoedit import compute_edit
 from loco_lib.locogen import locogen
+from loco_lib.organism.kept import measure
 from loco_lib.plots import image_grid, plot_attention_maps
 from loco_lib.prompts import default_prompts, load_artists, load_edit, load_pairs
 from loco_lib.text import attention_map
@@ -172,8 +173,8 @@ fig = organism.plot_artist_windows(artists)
 pooled = {}
 for name in ("toy-if-clip", "toy-if"):
     pipe = loco_lib.load(name)
-    _, t = organism.locogen_readouts(pipe, get_scorer(None, name), load_pairs(default_prompts("style", name)), "style",
-                                     2, seeds=SEEDS, steps=STEPS, swap_text_paths=True)
+    _, t = measure("pooled-text", name, organism.locogen_readouts, pipe, get_scorer(None, name),
+                   load_pairs(default_prompts("style", name)), "style", 2, seeds=SEEDS, steps=STEPS, swap_text_paths=True)
     pooled[name] = t.set_index("layers")["style"]
     del pipe
 

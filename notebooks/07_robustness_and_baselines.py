@@ -77,6 +77,7 @@ import loco_lib
 from loco_lib import diffquickfix, locoedit, study, trace, uce, unlearning
 from loco_lib.clip_score import get_scorer
 from loco_lib.locogen import locogen
+from loco_lib.organism.kept import measure
 from loco_lib.paper import default_window
 from loco_lib.plots import image_grid
 from loco_lib.prompts import concept_keys, default_prompts, edit_concepts, load_artists
@@ -196,21 +197,24 @@ fig = image_grid([im for row in rows for im in row], titles=[p[:28] for p in gro
 # UCE erases many concepts in one solve; the paper edits one concept at a time. LocoEdit's closed
 # form takes any number of rows, so one edit can carry the keys of several artists. Where to put
 # them: LocoGen localizes each artist separately, so first the window of every artist (LocoGen with
-# the window size of the style window above, on each artist's prompts).
+# the window size of the style window above, on each artist's prompts). On an organism these
+# windows and the retention table below are kept with the repository (`loco_lib.organism.kept`:
+# `data/organism/cache/chapters/`, keyed by the weights, the code and the settings), so the book
+# reads them while none of them has changed.
 
 # %%
 m = len(window)
 windows = {}
 for a in artists[:MULTI]:
-    res = locogen(pipe, load_artists(a, model=MODEL)[: N_PER_ARTIST or None], "style", m, TABLE_SEEDS, scorer=scorer,
-                  steps=STEPS, guidance=GUIDANCE, cache_dir=os.path.join(cache, f"{MODEL}-artist-{a}"), progress=False)
-    windows[a] = res
+    windows[a] = measure(f"artist-window-{a}", MODEL, locogen, pipe, load_artists(a, model=MODEL)[: N_PER_ARTIST or None],
+                         "style", m, TABLE_SEEDS, scorer=scorer, steps=STEPS, guidance=GUIDANCE,
+                         cache_dir=os.path.join(cache, f"{MODEL}-artist-{a}"), progress=False)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-pd.DataFrame([{"artist": a, "window": r.best["layers"], "CLIP vs T at the window": round(r.best["mean"], 1),
-               "clean": round(r.clean, 1), "all layers altered": round(r.altered_all, 1),
-               "fraction of the way": round(r.best["fraction"], 2)} for a, r in windows.items()])
+pd.DataFrame([{"artist": a, "window": r["best"]["layers"], "CLIP vs T at the window": round(r["best"]["mean"], 1),
+               "clean": round(r["clean"], 1), "all layers altered": round(r["altered_all"], 1),
+               "fraction of the way": round(r["best"]["fraction"], 2)} for a, r in windows.items()])
 
 # %% [markdown]
 # Then, for the first one, two and three artists: one LocoEdit with each artist's keys at its own
@@ -224,11 +228,11 @@ multi = {"original": None}
 for n in range(1, min(MULTI, len(artists)) + 1):
     chosen = artists[:n]
     multi[f"LocoEdit, {n} artist{'s' * (n > 1)}"] = locoedit.compute_multi_edit(
-        pipe, [windows[a].best["layers"] for a in chosen], [concept_keys(style_source, a) for a in chosen])
+        pipe, [windows[a]["best"]["layers"] for a in chosen], [concept_keys(style_source, a) for a in chosen])
     multi[f"UCE, {n} artist{'s' * (n > 1)}"] = uce.compute_edit(
         pipe, chosen, guide, [a for a in artists if a not in chosen] or None)
-kept = unlearning.retention(pipe, multi, MODEL, artists[:MULTI], scorer=scorer, seeds=TABLE_SEEDS,
-                            n_per_concept=N_PER_ARTIST, profile=PROFILE, steps=STEPS, guidance=GUIDANCE)
+kept = measure("multi-concept-retention", MODEL, unlearning.retention, pipe, multi, MODEL, artists[:MULTI], scorer=scorer,
+               seeds=TABLE_SEEDS, n_per_concept=N_PER_ARTIST, profile=PROFILE, steps=STEPS, guidance=GUIDANCE)
 print("images per artist and model:", kept.attrs["n"], f"(seeds {TABLE_SEEDS})")
 
 # %%
@@ -254,7 +258,8 @@ kept.round(2)
 # paper's rows. On a real model the prompts are `loco_lib.unlearning.generic_prompts(PROFILE)`;
 # the organism has no MS-COCO classes, and its analogue is every shape x colour x style scene that
 # does not name the edited style or object (48 scenes each; `PROFILE = "smoke"` takes a seeded
-# sample of 8 of them, `"paper"` all 48).
+# sample of 8 of them, `"paper"` all 48). On an organism the table is kept with the repository
+# like the windows above.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -281,8 +286,8 @@ print(f"style edit: {groups.concept!r} at {window}; object edit: {obj!r} -> {obj
 print({c: len(e["prompts"]) for c, e in table1_edits.items()}, "generic prompts per column;", f"seeds {TABLE_SEEDS}")
 
 # %%
-table1, table1_images = unlearning.robustness_table(pipe, table1_edits, None, scorer=scorer, seeds=TABLE_SEEDS,
-                                                     steps=STEPS, guidance=GUIDANCE)
+table1, table1_per_image = measure("table-1", MODEL, unlearning.robustness_table, pipe, table1_edits, None, scorer=scorer,
+                                  seeds=TABLE_SEEDS, steps=STEPS, guidance=GUIDANCE)
 
 # %%
 # NBVAL_CHECK_OUTPUT
