@@ -1,0 +1,59 @@
+"""The organisms draw what they are asked (claim 1 of tests/test_organism.py, the chapter "The model
+organism"): every shape x colour x style caption at the default steps and guidance, read by the
+attribute scorer, for the four organisms of the 2x2 design."""
+import pytest
+
+import loco_lib
+from loco_lib import organism as O
+from loco_lib.clip_score import get_scorer
+from organism_threads import THREADS
+
+ATTRS = ("shape", "colour", "style")
+
+
+@pytest.fixture(scope="module")
+def scorer():
+    return get_scorer("toy-scorer")
+
+
+def test_toy_draws_what_it_is_asked(scorer):
+    """1. Sample quality at the default steps and guidance: >= 0.85 per attribute (all 64 shape x
+    colour x style captions and the 4 alias captions)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    try:
+        acc = O.sample_accuracy(loco_lib.load("toy", progress=False), scorer, seeds=(0,))
+    finally:
+        torch.set_num_threads(threads)
+    assert acc["n"] == 68
+    assert all(acc[a] >= 0.85 for a in ATTRS), {a: acc[a] for a in ATTRS}
+
+
+def test_toy_t5_draws_what_it_is_asked(scorer):
+    """1. The same bar for the T5 organism (same data, UNet, seed and training budget)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    try:
+        acc = O.sample_accuracy(loco_lib.load("toy-t5", progress=False), scorer, seeds=(0,))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(acc[a] >= 0.85 for a in ATTRS), {a: acc[a] for a in ATTRS}
+
+
+@pytest.mark.parametrize("name", ["toy-if", "toy-if-clip"])
+def test_if_topology_organisms_draw_what_they_are_asked(scorer, name):
+    """1. The same bar for the DeepFloyd-topology organisms of the 2x2 design (same data, seed and
+    training budget; added-K/V UNet with a T5 or a CLIP-style encoder)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    try:
+        acc = O.sample_accuracy(loco_lib.load(name, progress=False), scorer, seeds=(0,))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(acc[a] >= 0.85 for a in ATTRS), {a: acc[a] for a in ATTRS}
