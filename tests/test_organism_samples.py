@@ -16,31 +16,29 @@ def scorer():
     return get_scorer("toy-scorer")
 
 
-def test_toy_draws_what_it_is_asked(scorer):
-    """1. Sample quality at the default steps and guidance: >= 0.85 per attribute (all 64 shape x
-    colour x style captions and the 4 alias captions)."""
+def _accuracy(name, scorer) -> dict:
+    """The organism's sample readouts over every caption, one seed, with THREADS torch threads."""
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(THREADS)
     try:
-        acc = O.sample_accuracy(loco_lib.load("toy", progress=False), scorer, seeds=(0,))
+        return O.sample_accuracy(loco_lib.load(name, progress=False), scorer, seeds=(0,))
     finally:
         torch.set_num_threads(threads)
+
+
+def test_toy_draws_what_it_is_asked(scorer):
+    """1. Sample quality at the default steps and guidance: >= 0.85 per attribute (all 64 shape x
+    colour x style captions and the 4 alias captions)."""
+    acc = _accuracy("toy", scorer)
     assert acc["n"] == 68
     assert all(acc[a] >= 0.85 for a in ATTRS), {a: acc[a] for a in ATTRS}
 
 
 def test_toy_t5_draws_what_it_is_asked(scorer):
     """1. The same bar for the T5 organism (same data, UNet, seed and training budget)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    try:
-        acc = O.sample_accuracy(loco_lib.load("toy-t5", progress=False), scorer, seeds=(0,))
-    finally:
-        torch.set_num_threads(threads)
+    acc = _accuracy("toy-t5", scorer)
     assert all(acc[a] >= 0.85 for a in ATTRS), {a: acc[a] for a in ATTRS}
 
 
@@ -48,12 +46,5 @@ def test_toy_t5_draws_what_it_is_asked(scorer):
 def test_if_topology_organisms_draw_what_they_are_asked(scorer, name):
     """1. The same bar for the DeepFloyd-topology organisms of the 2x2 design (same data, seed and
     training budget; added-K/V UNet with a T5 or a CLIP-style encoder)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    try:
-        acc = O.sample_accuracy(loco_lib.load(name, progress=False), scorer, seeds=(0,))
-    finally:
-        torch.set_num_threads(threads)
+    acc = _accuracy(name, scorer)
     assert all(acc[a] >= 0.85 for a in ATTRS), {a: acc[a] for a in ATTRS}
