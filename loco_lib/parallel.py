@@ -5,12 +5,13 @@ Fig. 8, Table 1) is a list of independent generations. Started with several proc
 
     accelerate launch --multi_gpu --num_processes 4 -m loco_lib locogen sd15 --attribute style --window 2 --cache runs/style
 
-every process runs the same command; the sweep engine (:func:`loco_lib.sweep.run_sweep`), the
-tracer (:func:`loco_lib.trace.trace`) and :func:`loco_lib.generate.generate` (hence
-:func:`loco_lib.evaluate.evaluate` and :func:`~loco_lib.evaluate.compare`) cut their pending work
-into the batches a single process would make, and process ``r`` of ``n`` takes batches ``r, r + n,
-r + 2n, ...``. So every image is computed in exactly the batch it would have had in one process (the
-batch composition moves images by float rounding), each process writes the entries it finished into
+every process runs the same command; the sweep engine (:func:`loco_lib.sweep.run_sweep`) and
+:func:`loco_lib.generate.generate` (hence :func:`loco_lib.evaluate.evaluate` and
+:func:`~loco_lib.evaluate.compare`) cut their pending work into the batches a single process would
+make, and process ``r`` of ``n`` takes batches ``r, r + n, r + 2n, ...``; the tracer
+(:func:`loco_lib.trace.trace`) deals out its pending (prompt, seed) groups the same way. So every
+image is computed in exactly the batch it would have had in one process (the batch composition
+moves images by float rounding), each process writes the entries it finished into
 the same resumable cache, and the results are gathered so that every process goes on with all of
 them. Only the first process prints, writes files and shows progress bars. Each process loads the
 model onto its own GPU (``cuda:LOCAL_RANK``).

@@ -114,8 +114,9 @@ if bench.exists():
 #
 # On a machine with several GPUs, the long sweeps (LocoGen windows, causal traces, evaluations)
 # split their jobs over one process per GPU ({mod}`loco_lib.parallel`). Process *r* of *n* takes
-# every *n*-th batch of the jobs, in the batches one process would make, so the images are the
-# same; every process writes what it finished into the same resumable cache. Either run one
+# every *n*-th batch of the jobs, in the batches one process would make (a trace: every *n*-th
+# prompt and seed), so the images are the same; every process writes what it finished into the
+# same resumable cache. Either run one
 # command in several processes,
 #
 # ```bash

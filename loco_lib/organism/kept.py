@@ -1,9 +1,9 @@
 """Measurements of the book's chapters on the organisms, kept with the repository and keyed by content.
 
 Chapter "The model organism" reads its report from ``data/organism/cache/`` (:func:`~loco_lib.organism.report`).
-The long measurements of the other chapters that end in a table (the artists' LocoGen windows and
-the multi-concept retention of "Robustness and baselines", App. G's choice of m in "LocoGen", the
-pooled-text readouts of "DeepFloyd IF and T5") are kept the same way by :func:`measure`: one small
+The long measurements of the other chapters that end in a table (the artists' LocoGen windows, the
+multi-concept retention and Table 1 of "Robustness and baselines", App. G's choice of m in "LocoGen",
+the pooled-text readouts of "DeepFloyd IF and T5") are kept the same way by :func:`measure`: one small
 JSON file per measurement under ``data/organism/cache/chapters/<model>/``, whose name carries a
 content key of
 
