@@ -171,7 +171,7 @@ def test_the_paper_profile_says_which_gpu_each_chapter_needs(tmp_path, monkeypat
     monkeypatch.setattr(reproduce, "plan", lambda *a, **k: {"03_locogen": {"MODEL": "sdxl"}, "02_causal_tracing": {"MODEL": "sd21"}})
     monkeypatch.setattr(reproduce, "parameters_of", lambda chapter: {"MODEL"})
     monkeypatch.setattr(reproduce, "_inputs_key", lambda *a: "k")
-    with pytest.raises(Exception):  # the chapter files do not exist here; the lines come first
+    with pytest.raises(FileNotFoundError):  # the chapter files do not exist here; the lines come first
         reproduce.run("paper", out=tmp_path / "run", book=False, log=lines.append)
     assert lines[0].startswith("03_locogen: sdxl (locogen) needs a GPU that holds 6.5 GB of half-precision weights")
     assert lines[0].endswith("at least a T4 (16 GB)")
