@@ -114,7 +114,7 @@ def figures_table():
     for what, chapter, params in FIGURES:
         if PROFILES["paper"].get(chapter, {}) is None:  # not in the paper profile: its own defaults plus the real models
             command = (f"loco reproduce --profile smoke --chapters {chapter[:2]} "
-                       "--param IF_MODEL=deepfloyd-if --param CLIP_MODEL=sd15 --out runs/deepfloyd")
+                       "--param IF_MODEL=deepfloyd-if --param CLIP_MODEL=sd15 --param IF_STEPS=null --out runs/deepfloyd")
         else:
             command = f"loco reproduce --profile paper --model MODEL --chapters {chapter[:2]}"
         rows.append({"figure / table": what, "chapter": chapter, "set": params, "command": command})

@@ -85,6 +85,7 @@ import loco_lib
 from loco_lib import diffquickfix, trace
 from loco_lib.clip_score import get_scorer
 from loco_lib.evaluate import compare
+from loco_lib.organism.kept import comparison_tables, measure
 from loco_lib.plots import image_grid
 from loco_lib.prompts import default_prompts, edit_concepts, load_controls, load_edit
 
@@ -117,10 +118,17 @@ print(f"{len(states)} states:", pd.Series([s.kind for s in states]).value_counts
 # sample of every batch and each restored run copies its state from there
 # (`loco_lib.hooks.FromSample`), so nothing is stored between runs and all restored runs of a prompt
 # and seed share one UNet batch.
+#
+# On an organism the finished traces of this page, their scores without their images, are kept with
+# the repository (`loco_lib.organism.kept`: `data/organism/cache/chapters/`, keyed by the weights,
+# the code and the settings), as are the number of states needed and the DiffQuickFix/LocoEdit
+# tables below, so the book reads them while none of those has changed. The images a figure shows
+# are generated again (a few runs, through the trace's cache). On a real model every trace runs.
 
 # %%
-unet_trace = trace.trace(pipe, prompts, where="unet", **settings)
-print(f"{len(unet_trace.computed)} images generated now ({unet_trace.seconds:.1f} s), the rest from the cache")
+unet_trace = measure("unet-trace", MODEL, trace.trace, pipe, prompts, where="unet", **settings)
+print(f"{len(unet_trace.scores)} runs: {len(unet_trace.prompts)} prompts x {len(unet_trace.seeds)} seeds x "
+      f"({len(unet_trace.sets)} restored states + clean + corrupted)")
 fig = trace.plot_trace(unet_trace)
 
 # %%
@@ -146,9 +154,11 @@ unet_trace.table().sort_values("restored", ascending=False).head(8)[["label", "n
 
 # %%
 top = unet_trace.ranking()[:4]
-runs = [trace.Run(0, SEEDS[0], None), trace.Run(0, SEEDS[0], ())] + [trace.Run(0, SEEDS[0], unet_trace.sets[k]) for k in top]
-fig = image_grid([unet_trace.images[r] for r in runs],
-                 titles=["clean", "corrupted"] + [f"restore {unet_trace.states[unet_trace.sets[k][0]].label}" for k in top],
+shown_args = dict(where="unet", sets=[unet_trace.sets[k] for k in top], **{**settings, "seeds": SEEDS[:1]})
+shown = trace.trace(pipe, prompts.originals[:1], prompts.subjects[:1], **shown_args)  # the figure's runs
+runs = [trace.Run(0, SEEDS[0], None), trace.Run(0, SEEDS[0], ())] + [trace.Run(0, SEEDS[0], st) for st in shown.sets]
+fig = image_grid([shown.images[r] for r in runs],
+                 titles=["clean", "corrupted"] + [f"restore {shown.states[st[0]].label}" for st in shown.sets],
                  size=1.8, suptitle=prompts.originals[0])
 
 # %% [markdown]
@@ -160,7 +170,7 @@ fig = image_grid([unet_trace.images[r] for r in runs],
 
 # %%
 # NBVAL_CHECK_OUTPUT
-needed = trace.states_needed(pipe, unet_trace, cache_dir=cache, scorer=scorer)
+needed = measure("states-needed", MODEL, trace.states_needed, pipe, unet_trace, cache_dir=cache, scorer=scorer)
 print("states needed:", {f"{f:.0%}": k for f, k in needed.needed.items()}, f"of {needed.n_states}")
 ax = needed.curve.plot(x="k", y="restored", marker="o", legend=False, figsize=(5, 2.6), logx=True)
 ax.axhline(0.5, ls=":", c="0.5"); ax.axhline(0.9, ls=":", c="0.5")
@@ -173,8 +183,8 @@ ax.set_ylabel("fraction of the gap restored"); ax.set_xlabel("k strongest states
 # noisiest).
 
 # %%
-banded = trace.trace(pipe, prompts.originals[:1], prompts.subjects[:1], where="unet", kinds="resnet", bands=BANDS,
-                     **{**settings, "seeds": SEEDS[:1]})
+banded = measure("banded-trace", MODEL, trace.trace, pipe, prompts.originals[:1], prompts.subjects[:1], where="unet",
+                 kinds="resnet", bands=BANDS, **{**settings, "seeds": SEEDS[:1]})
 fig = trace.plot_trace(banded)
 
 # %%
@@ -225,8 +235,8 @@ text = {}
 for name in models:
     pairs = loco_lib.load_pairs(default_prompts(ATTRIBUTE, name), limit=N_PROMPTS)
     for tokens in ("last", "subject"):
-        text[name, tokens] = trace.trace(pipes[name], pairs, where="text", tokens=tokens,
-                                         **{**settings, "scorer": scorers[name]})
+        text[name, tokens] = measure(f"text-trace-{tokens}", name, trace.trace, pipes[name], pairs, where="text",
+                                     tokens=tokens, **{**settings, "scorer": scorers[name]})
 
 # %%
 import matplotlib.pyplot as plt
@@ -267,7 +277,7 @@ pd.DataFrame({f"{name}, {tokens}": r.summary() for (name, tokens), r in text.ite
 
 # %%
 concept = edit_concepts(source)[0]
-side_by_side, labels = {}, {}
+side_by_side, labels, edits_of, prompts_of = {}, {}, {}, {}
 for name in models:
     src = default_prompts(ATTRIBUTE, name)
     block = load_edit(src, concept)
@@ -278,10 +288,10 @@ for name in models:
                                                block.target_subjects),
              "DiffQuickFix": diffquickfix.compute_edit(pipes[name], block.originals, block.targets, block.subjects,
                                                        block.target_subjects, layer=layer)}
-    labels[name] = f"LocoEdit at UNet layers {loco_lib.format_layers(window)}, DiffQuickFix at text layer {layer}"
+    labels[name], edits_of[name] = f"LocoEdit at UNet layers {loco_lib.format_layers(window)}, DiffQuickFix at text layer {layer}", edits
     groups = {f"{concept} (edited)": list(loco_lib.load_pairs(src, concept=concept).originals), **load_controls(src)}
-    flat = [p for g in groups.values() for p in g]
-    side_by_side[name] = compare(pipes[name], flat, None, edits, seeds=SEEDS[:1],
+    flat = prompts_of[name] = [p for g in groups.values() for p in g]
+    side_by_side[name] = measure("dqf-locoedit", name, comparison_tables, pipes[name], flat, None, edits, seeds=SEEDS[:1],
                                  groups=[g for g, ps in groups.items() for _ in ps], scorer=scorers[name], steps=STEPS,
                                  guidance=GUIDANCE)
     for label, e in edits.items():
@@ -292,7 +302,7 @@ print("prompts per group:", {g: len(ps) for g, ps in groups.items()})
 
 # %%
 # NBVAL_CHECK_OUTPUT
-pd.concat({name: c.mean("group") for name, c in side_by_side.items()}, names=["model"]).round(1)
+pd.concat({name: c["mean"] for name, c in side_by_side.items()}, names=["model"]).round(1)
 
 # %% [markdown]
 # With the organism's scorer, the readouts: the fraction of images that show what their prompt asks
@@ -302,8 +312,7 @@ pd.concat({name: c.mean("group") for name, c in side_by_side.items()}, names=["m
 # %%
 # NBVAL_CHECK_OUTPUT
 if hasattr(scorer, "accuracy"):
-    display(pd.concat({(name, g): c.readouts(g).rename_axis("edit") for name, c in side_by_side.items()
-                       for g in dict.fromkeys(c.groups)}, names=["model", "prompts"]).round(2))
+    display(pd.concat({name: c["readouts"] for name, c in side_by_side.items()}, names=["model"]).round(2))
 else:
     print(f"{scorer.name} has no attribute readouts (only the model organism's scorer does)")
 
@@ -322,8 +331,9 @@ else:
 # window comes from LocoGen and does not need a causal state in the text encoder.
 
 # %%
-first = side_by_side[MODEL]
-n = min(4, len(first.groups))
+n = min(4, len(prompts_of[MODEL]))  # the first prompts of the edited concept, generated again for the figure
+first = compare(pipe, prompts_of[MODEL][:n], None, edits_of[MODEL], seeds=SEEDS[:1], scorer=scorer, steps=STEPS,
+                guidance=GUIDANCE)
 fig = image_grid([im for label in first.generations for im in first.images(label, 0, n)],
                  titles=[p.replace(" in the style of ", "\nin the style of ") for p in first.prompts[:n]]
                         + [""] * (n * (len(first.generations) - 1)),
@@ -333,11 +343,12 @@ fig = image_grid([im for label in first.generations for im in first.images(label
 # ## Resuming
 #
 # Every image and score of a trace is cached in `CACHE_DIR`; the same trace again generates nothing.
+# Here, the trace of the strongest states' figure above:
 
 # %%
 # NBVAL_CHECK_OUTPUT
-again = trace.trace(pipe, prompts, where="unet", **settings)
-print(f"images generated on the second run: {len(again.computed)}; same scores: {again.scores == unet_trace.scores}")
+again = trace.trace(pipe, prompts.originals[:1], prompts.subjects[:1], **shown_args)
+print(f"images generated on the second run: {len(again.computed)}; same scores: {again.scores == shown.scores}")
 
 # %% [markdown]
 # From the command line, the same traces (JSON with the clean and corrupted scores and one entry per

@@ -67,6 +67,7 @@ IF_MODEL = "tiny-if"  # the real-model path: "deepfloyd-if" in Colab (a 24 GB GP
 CLIP_MODEL = "tiny-sd15"  # the causal encoder beside it: "sd15" in Colab
 IF_PROMPTS = 4  # style prompts per artist for IF's per-prompt windows
 IF_M = 2  # LocoGen window size on IF (loco's choice on the twin; set the paper's for the real model)
+IF_STEPS = 10  # sampling steps on IF_MODEL (loco's choice for the twin, whose numbers test the code path; None: the model's default, 100 for DeepFloyd IF)
 STEPS = None  # None: each model's default
 GUIDANCE = None
 
@@ -218,7 +219,9 @@ for line in organism.two_by_two_findings(reports, artists):
 #
 # On the real models the same questions are asked with the paper's prompts. Here they run on the
 # tiny twins, random weights of the real topologies, so the numbers below test the code path, not
-# the science; in Colab set `IF_MODEL = "deepfloyd-if"` and `CLIP_MODEL = "sd15"`.
+# the science, and they run with `IF_STEPS` = 10 sampling steps instead of IF's 100 (loco's choice,
+# to keep the book's build short); in Colab set `IF_MODEL = "deepfloyd-if"`, `CLIP_MODEL = "sd15"`
+# and `IF_STEPS = None`.
 #
 # **Per-prompt windows** (Sec. 5.2): LocoGen on each artist's App. K.1 prompts, and the window every
 # prompt picks on its own (`LocoGenResult.prompt_windows`), not only the mean.
@@ -228,7 +231,7 @@ if_pipe = loco_lib.load(IF_MODEL)
 if_scorer = get_scorer(None, IF_MODEL)
 rows = []
 for artist in ("Van Gogh", "Monet"):
-    res = locogen(if_pipe, load_artists(artist)[:IF_PROMPTS], "style", IF_M, SEEDS, scorer=if_scorer, steps=STEPS,
+    res = locogen(if_pipe, load_artists(artist)[:IF_PROMPTS], "style", IF_M, SEEDS, scorer=if_scorer, steps=IF_STEPS,
                   guidance=GUIDANCE, progress=False)
     per = res.prompt_windows()
     per.insert(0, "artist", artist)
@@ -277,7 +280,7 @@ if_window = per_prompt.loc[per_prompt["artist"] == "Van Gogh", "window"].mode().
 if_edit = compute_edit(if_pipe, if_window.replace("-", ","), keys.originals, keys.targets, keys.subjects, keys.target_subjects)
 held_out = load_artists("Van Gogh")[:IF_PROMPTS]
 result = compare(if_pipe, held_out.originals, held_out.targets, {"original": None, "LocoEdit": if_edit}, seeds=SEEDS,
-                 scorer=if_scorer, steps=STEPS, guidance=GUIDANCE)
+                 scorer=if_scorer, steps=IF_STEPS, guidance=GUIDANCE)
 fig = image_grid(result.images("original") + result.images("LocoEdit"), row_labels=["original", f"edited ({if_window})"],
                  ncols=len(held_out), size=1.8)
 result.mean("prompt").round(1)

@@ -76,8 +76,9 @@ import pandas as pd
 import loco_lib
 from loco_lib import diffquickfix, locoedit, study, trace, uce, unlearning
 from loco_lib.clip_score import get_scorer
+from loco_lib.evaluate import compare
 from loco_lib.locogen import locogen
-from loco_lib.organism.kept import measure
+from loco_lib.organism.kept import baselines_table, measure
 from loco_lib.paper import default_window
 from loco_lib.plots import image_grid
 from loco_lib.prompts import concept_keys, default_prompts, edit_concepts, load_artists
@@ -163,14 +164,18 @@ print("solve times: " + ", ".join(f"{label} {1000 * e.edit_seconds:.1f} ms" for 
 # ## Side by side
 #
 # Every prompt of the three groups, every seed, under each edit (`loco_lib.unlearning.baselines`).
+# On an organism the finished table is kept with the repository (`loco_lib.organism.kept`, keyed
+# by the weights, the code, the edits' weights and the prompts), and the images below are generated
+# again for the figures.
 
 # %%
-side = unlearning.baselines(pipe, edits, groups, scorer=scorer, seeds=SEEDS, steps=STEPS, guidance=GUIDANCE)
-print("images per model:", side.table.attrs["n"], f"(seeds {SEEDS})")
+side = measure("baselines", MODEL, baselines_table, pipe, edits, groups, scorer=scorer, seeds=SEEDS, steps=STEPS,
+               guidance=GUIDANCE)
+print("images per model:", side.attrs["n"], f"(seeds {SEEDS})")
 
 # %%
 # NBVAL_CHECK_OUTPUT
-side.table.round(2)
+side.round(2)
 
 # %% [markdown]
 # On the organism, read from the table above: every edit removes van gogh from every image (UA
@@ -181,15 +186,17 @@ side.table.round(2)
 # The images: the erased prompts under each model, then prompts of other artists.
 
 # %%
-n_show = min(4, len(groups.erased))
-rows = [side.images(label, "erased", n_show) for label in edits]
+n_show, n_in = min(4, len(groups.erased)), min(4, len(groups.in_domain))
+shown = compare(pipe, groups.erased[:n_show] + groups.in_domain[:n_in], None, edits, seeds=SEEDS[:1], scorer=scorer,
+                steps=STEPS, guidance=GUIDANCE)  # the figures' images: the first prompts of two groups, first seed
+rows = [shown.images(label, 0, n_show) for label in edits]
 fig = image_grid([im for row in rows for im in row], titles=[p[:28] for p in groups.erased[:n_show]] + [""] * (len(rows) - 1) * n_show,
                  row_labels=list(edits), ncols=n_show, size=1.8, suptitle=f"prompts naming {groups.concept} (seed {SEEDS[0]})")
 
 # %%
-rows = [side.images(label, "in-domain", n_show) for label in edits]
-fig = image_grid([im for row in rows for im in row], titles=[p[:28] for p in groups.in_domain[:n_show]] + [""] * (len(rows) - 1) * n_show,
-                 row_labels=list(edits), ncols=n_show, size=1.8, suptitle=f"prompts naming other artists (seed {SEEDS[0]})")
+rows = [shown.images(label, n_show, n_in) for label in edits]
+fig = image_grid([im for row in rows for im in row], titles=[p[:28] for p in groups.in_domain[:n_in]] + [""] * (len(rows) - 1) * n_in,
+                 row_labels=list(edits), ncols=n_in, size=1.8, suptitle=f"prompts naming other artists (seed {SEEDS[0]})")
 
 # %% [markdown]
 # ## One edit, several concepts
@@ -313,7 +320,7 @@ table1.round(2)
 
 # %%
 pairs = study.make_pairs(groups.erased[:n_show], ["style"] * n_show, [groups.concept] * n_show, [SEEDS[0]] * n_show,
-                         side.images("original", "erased", n_show), side.images("LocoEdit", "erased", n_show))
+                         shown.images("original", 0, n_show), shown.images("LocoEdit", 0, n_show))
 fig = study.static_grid(pairs)
 print(pairs[0].question, f"({study.SCALE})")
 if RATE:

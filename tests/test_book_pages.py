@@ -80,7 +80,7 @@ def probe(page: Path) -> dict:
     copy = page.with_name(f".probe-{page.name}")
     copy.write_text(html.replace("</body>", PROBE + "</body>", 1))
     try:
-        run = _run(["--window-size=1280,40000", "--virtual-time-budget=15000", "--dump-dom", copy.as_uri()])
+        run = _run(["--window-size=1280,2400", "--virtual-time-budget=15000", "--dump-dom", copy.as_uri()])
     finally:
         copy.unlink()
     m = re.search(r'<pre id="loco-probe"[^>]*>(.*?)</pre>', run.stdout, re.S)

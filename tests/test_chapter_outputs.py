@@ -26,20 +26,21 @@ ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.py"))
 
 
-def executed(name: str) -> Path:
-    """The book's execution of chapter ``name`` (``loco reproduce --profile smoke --out _build``, which
-    keeps it when its inputs are unchanged)."""
+@pytest.fixture(scope="module")
+def executions() -> Path:
+    """The folder of the book's executions of every chapter (``loco reproduce --profile smoke --out
+    _build``, one call for all chapters, which keeps each execution whose inputs are unchanged)."""
     run = subprocess.run([sys.executable, "-m", "loco_lib", "reproduce", "--profile", "smoke", "--out", "_build",
-                          "--chapters", name, "--no-book"], cwd=ROOT, capture_output=True, text=True)
-    assert run.returncode == 0, f"executing {name} failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
-    return ROOT / "_build" / "src" / "notebooks" / f"{name}.ipynb"
+                          "--no-book"], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, f"executing the chapters failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+    return ROOT / "_build" / "src" / "notebooks"
 
 
 @pytest.mark.parametrize("name", CHAPTERS)
-def test_checked_results_match_the_expectation(name):
+def test_checked_results_match_the_expectation(executions, name):
     expected = checked_outputs(ROOT / "tests" / "notebooks" / f"{name}.ipynb")
     assert expected, f"tests/notebooks/{name}.ipynb has no cell marked {MARK}"
-    actual = checked_outputs(executed(name))
+    actual = checked_outputs(executions / f"{name}.ipynb")
     assert [s for s, _ in actual] == [s for s, _ in expected], (
         f"{name}: the checked cells of the chapter and of its expectation differ: run `make expectations`")
     changes = diff(expected, actual, name)

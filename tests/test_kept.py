@@ -15,7 +15,7 @@ from loco_lib.clip_score import get_scorer
 from loco_lib.errors import LocoError
 from loco_lib.locogen import locogen
 from loco_lib.organism import kept
-from loco_lib.prompts import default_prompts, load_pairs
+from loco_lib.prompts import default_prompts, load_edit, load_pairs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +31,7 @@ def _args(toy):
 
 def test_a_kept_measurement_is_read_back_until_an_argument_changes(toy, tmp_path, monkeypatch):
     scorer = get_scorer(None, "toy")
-    first = kept.measure("w", "toy", locogen, *_args(toy), scorer=scorer, progress=False, where=tmp_path)
+    first = kept.measure("w", "toy", locogen, *_args(toy), scorer=scorer, progress=False, kept_dir=tmp_path)
     files = list((tmp_path / "toy").glob("w-*.json"))
     assert len(files) == 1 and first["m"] == 8 and first["best"]["layers"]
     # the file is what is read: change it and the change comes back (nothing is measured)
@@ -40,13 +40,13 @@ def test_a_kept_measurement_is_read_back_until_an_argument_changes(toy, tmp_path
     files[0].write_text(json.dumps(stored))
     assert len(stored["records"]) == len(first["windows"]) + 2  # one per image: every window, clean, all layers
     monkeypatch.setenv("LOCO_RECORDS", str(tmp_path / "run.csv"))
-    assert kept.measure("w", "toy", locogen, *_args(toy), scorer=scorer, progress=False, where=tmp_path,
+    assert kept.measure("w", "toy", locogen, *_args(toy), scorer=scorer, progress=False, kept_dir=tmp_path,
                         cache_dir=str(tmp_path / "images"))["best"]["mean"] == -1.0  # cache_dir is not part of the key
     with open(tmp_path / "run.csv", newline="") as fh:  # the rows it read were added to this run's record
         assert [r["image_sha256"] for r in csv.DictReader(fh)] == [r["image_sha256"] for r in stored["records"]]
     # another argument: another key, measured again, and the old file is replaced
-    other = kept.measure("w", "toy", locogen, *_args(toy)[:3], 7, [0], scorer=scorer, progress=False, where=tmp_path)
-    assert kept.measure("w", "toy", locogen, *_args(toy)[:3], 7, [0], scorer=scorer, where=tmp_path) == other  # read back
+    other = kept.measure("w", "toy", locogen, *_args(toy)[:3], 7, [0], scorer=scorer, progress=False, kept_dir=tmp_path)
+    assert kept.measure("w", "toy", locogen, *_args(toy)[:3], 7, [0], scorer=scorer, kept_dir=tmp_path) == other  # read back
     assert other["m"] == 7 and [f.name for f in (tmp_path / "toy").glob("w-*.json")] != [files[0].name]
     assert len(list((tmp_path / "toy").glob("w-*.json"))) == 1
 
@@ -71,7 +71,7 @@ def test_models_that_are_not_organisms_are_measured_every_time(tmp_path):
     pipe = loco_lib.load("tiny-sd15", progress=False)
     assert kept.key("tiny-sd15", locogen, [pipe], {}) is None
     out = kept.measure("w", "tiny-sd15", lambda: pd.DataFrame({"a": [1.5]}, index=pd.Index(["x"], name="row")),
-                       where=tmp_path)
+                       kept_dir=tmp_path)
     assert out.loc["x", "a"] == 1.5 and out.index.name == "row" and not any(tmp_path.iterdir())
     with pytest.raises(LocoError, match="cannot key"):
         kept.describe(object())
@@ -115,11 +115,100 @@ def test_the_kept_pooled_text_readouts_equal_a_new_measurement():
 
 def test_file_names_and_the_replacement_of_other_keys(tmp_path, monkeypatch):
     monkeypatch.setattr(kept, "key", lambda model, fn, args, kwargs: "k1")
-    assert kept.measure("artist window van gogh", "toy", lambda: {"x": 1}, where=tmp_path) == {"x": 1}
+    assert kept.measure("artist window van gogh", "toy", lambda: {"x": 1}, kept_dir=tmp_path) == {"x": 1}
     assert [p.name for p in (tmp_path / "toy").iterdir()] == ["artist_window_van_gogh-k1.json"]
     monkeypatch.setattr(kept, "key", lambda model, fn, args, kwargs: "k2")
-    assert kept.measure("artist window van gogh", "toy", lambda: {"x": 2}, where=tmp_path) == {"x": 2}
+    assert kept.measure("artist window van gogh", "toy", lambda: {"x": 2}, kept_dir=tmp_path) == {"x": 2}
     assert [p.name for p in (tmp_path / "toy").iterdir()] == ["artist_window_van_gogh-k2.json"]  # k1 is obsolete
     (tmp_path / "toy" / "artist_window_van_gogh-k2.json").write_text("{not json")
     with pytest.warns(Warning, match="damaged kept measurement"):
-        assert kept.measure("artist window van gogh", "toy", lambda: {"x": 3}, where=tmp_path) == {"x": 3}
+        assert kept.measure("artist window van gogh", "toy", lambda: {"x": 3}, kept_dir=tmp_path) == {"x": 3}
+
+
+def _small_trace(toy, where="text"):
+    from loco_lib import trace
+
+    pairs = load_pairs(default_prompts("style", "toy"), limit=1)
+    return trace.trace, [toy, pairs], dict(where=where, seeds=[0], steps=4, scorer=get_scorer(None, "toy"), progress=False)
+
+
+def test_a_kept_trace_keeps_every_score_and_reads_like_the_trace(toy, tmp_path):
+    """A causal trace is kept with its states, sets, settings and every run's score (no images): read
+    back, it gives the same table, summary, ranking and strongest state, and says it computed nothing."""
+    fn, args, kwargs = _small_trace(toy)
+    fresh = fn(*args, **kwargs)
+    first = kept.measure("t", "toy", fn, *args, kept_dir=tmp_path, **kwargs)
+    back = kept.measure("t", "toy", fn, *args, kept_dir=tmp_path, **kwargs)  # read from the file
+    assert len(list((tmp_path / "toy").glob("t-*.json"))) == 1
+    for r in (first, back):
+        assert type(r) is type(fresh) and r.scores == fresh.scores and r.states == fresh.states and r.sets == fresh.sets
+        pd.testing.assert_frame_equal(r.table(), fresh.table())
+        assert r.summary() == fresh.summary() and r.ranking() == fresh.ranking()
+        assert r.strongest("mlp") == fresh.strongest("mlp") and r.tokens == fresh.tokens
+        assert r.images == {} and r.computed == []
+    # the key of a measurement that takes a trace follows the trace's scores
+    other = kept.measure("t", "toy", fn, *args, kept_dir=tmp_path, **{**kwargs, "tokens": "subject"})
+    assert kept.describe(other) != kept.describe(back) and kept.describe(back) == kept.describe(fresh)
+
+
+def test_states_needed_and_comparison_tables_come_back_as_they_went(toy, tmp_path):
+    from loco_lib import trace
+    from loco_lib.evaluate import compare
+    from loco_lib.locoedit import compute_edit
+
+    fn, args, kwargs = _small_trace(toy)
+    result = fn(*args, **kwargs)
+    needed = trace.states_needed(toy, result, ks=[1, 2], scorer=kwargs["scorer"], progress=False)
+    back = kept.measure("n", "toy", trace.states_needed, toy, result, kept_dir=tmp_path, ks=[1, 2], scorer=kwargs["scorer"],
+                        progress=False)
+    assert back.needed == needed.needed and back.n_states == needed.n_states
+    pd.testing.assert_frame_equal(back.curve, needed.curve)
+
+    src = default_prompts("style", "toy")
+    block = load_edit(src, "van gogh")
+    edit = compute_edit(toy, [0, 1], block.originals, block.targets, block.subjects, block.target_subjects)
+    prompts, groups = ["a red circle in the style of van gogh", "a blue square"], ["z edited", "a control"]
+    settings = dict(seeds=[0], groups=groups, scorer=kwargs["scorer"], steps=4, progress=False)
+    c = compare(toy, prompts, None, {"original": None, "LocoEdit": edit}, **settings)
+    tables = kept.measure("c", "toy", kept.comparison_tables, toy, prompts, None, {"original": None, "LocoEdit": edit},
+                          kept_dir=tmp_path, **settings)
+    again = kept.measure("c", "toy", kept.comparison_tables, toy, prompts, None, {"original": None, "LocoEdit": edit},
+                         kept_dir=tmp_path, **settings)
+    for t in (tables, again):
+        pd.testing.assert_frame_equal(t["mean"], c.mean("group"))
+        assert list(t["readouts"].index.get_level_values("prompts").unique()) == groups  # the groups' order, not sorted
+        for g in groups:
+            pd.testing.assert_frame_equal(t["readouts"].loc[g], c.readouts(g).rename_axis("edit"))
+
+
+def test_a_kept_trace_of_another_layout_is_measured_again(toy, tmp_path):
+    fn, args, kwargs = _small_trace(toy)
+    kept.measure("t", "toy", fn, *args, kept_dir=tmp_path, **kwargs)
+    path = next((tmp_path / "toy").glob("t-*.json"))
+    stored = json.loads(path.read_text())
+    stored["value"]["__trace__"]["format"] = 0
+    path.write_text(json.dumps(stored))
+    with pytest.warns(Warning, match="damaged kept measurement"):
+        r = kept.measure("t", "toy", fn, *args, kept_dir=tmp_path, **kwargs)
+    assert r.computed == [] and json.loads(path.read_text())["value"]["__trace__"]["format"] == kept.TRACE_FORMAT
+
+
+def test_the_kept_text_trace_of_the_tracing_chapter_equals_a_new_measurement():
+    """The chapter "Causal tracing" reads its traces through kept.measure; the T5 organism's text
+    trace, measured again here with the chapter's own arguments, must give the kept file's scores."""
+    from loco_lib import trace
+
+    p = _chapter_parameters("02_causal_tracing")
+    name = p["OTHER_MODEL"]
+    pipe = loco_lib.load(name, progress=False)
+    pairs = load_pairs(default_prompts(p["ATTRIBUTE"], name), limit=p["N_PROMPTS"])
+    kwargs = dict(where="text", tokens="last", seeds=p["SEEDS"], steps=p["STEPS"], guidance=p["GUIDANCE"],
+                  factor=p["NOISE"], scorer=get_scorer(p["SCORER"], name))
+    k = kept.key(name, trace.trace, [pipe, pairs], kwargs)
+    path = kept.folder() / name / f"text_trace_last-{k}.json"  # the file name of measure("text-trace-last", ...)
+    assert path.exists(), f"{path.name} is not kept: run `make book` and commit data/organism/cache/chapters"
+    stored = kept._from_json(json.loads(path.read_text())["value"])
+    fresh = trace.trace(pipe, pairs, progress=False, **kwargs)
+    assert set(stored.scores) == set(fresh.scores)
+    # scores of 0-100; the thread count can flip the rounding of a pixel, which moves a score by ~1e-3
+    assert [stored.scores[r] for r in fresh.scores] == pytest.approx(list(fresh.scores.values()), abs=0.01)

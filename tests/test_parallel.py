@@ -87,7 +87,7 @@ def test_both_leave_the_same_cache_and_a_rerun_computes_nothing(runs):
 
 
 def test_the_cli_prints_once_and_refuses_commands_that_split_nothing(tmp_path):
-    proc = _torchrun("-m", "loco_lib", "locogen", "toy", "--attribute", "style", "--window", "2", "--limit", "1",
+    proc = _torchrun("-m", "loco_lib", "locogen", "toy", "--attribute", "style", "--window", "2", "--limit", "1", "--steps", "4",
                      "--cache", str(tmp_path / "cache"), "--json", "--quiet")
     result = json.loads(proc.stdout)  # one JSON document: the second process printed nothing
     assert result["best"]["layers"]
@@ -109,7 +109,7 @@ from loco_lib.sweep import run_sweep
 
 pipe = loco_lib.load("toy", progress=False)
 r = run_sweep(pipe, ["a red circle"], ["a green circle"], [[], [0, 1], [2, 3], [4, 5]], seeds=[0, 1],
-              cache_dir=CACHE_DIR, batch_size=2, progress=False)
+              cache_dir=CACHE_DIR, batch_size=2, steps=4, progress=False)
 print("computed now:", len(r.computed), "of", len(r.images))
 
 # %%

@@ -1,11 +1,13 @@
 """Measurements of the book's chapters on the organisms, kept with the repository and keyed by content.
 
 Chapter "The model organism" reads its report from ``data/organism/cache/`` (:func:`~loco_lib.organism.report`).
-The long measurements of the other chapters that end in a table (the artists' LocoGen windows, the
-multi-concept retention and Table 1 of "Robustness and baselines", App. G's choice of m in "LocoGen",
-the pooled-text readouts of "DeepFloyd IF and T5") are kept the same way by :func:`measure`: one small
-JSON file per measurement under ``data/organism/cache/chapters/<model>/``, whose name carries a
-content key of
+The long measurements of the other chapters that end in a table or a plot of scores (the causal
+traces, the number of states needed and the DiffQuickFix/LocoEdit tables of "Causal tracing"; the
+editors' side-by-side table, the artists' LocoGen windows, the multi-concept retention and Table 1
+of "Robustness and baselines"; App. G's choice of m in "LocoGen"; the pooled-text readouts of
+"DeepFloyd IF and T5") are kept the same way by :func:`measure`: one small JSON file per
+measurement under
+``data/organism/cache/chapters/<model>/``, whose name carries a content key of
 
 * the organism's weights, the scorer's and the organism's measuring code
   (:func:`~loco_lib.organism.weights_fingerprint`);
@@ -13,6 +15,8 @@ content key of
 * its arguments (prompts, seeds, steps, window sizes; a pipeline by its model, a scorer by its
   name, an edit by the weights it writes, :func:`edit_key`).
 
+A causal trace (:class:`~loco_lib.trace.TraceResult`) is kept with every score and without its
+images; a chapter that shows some of them generates those again (through the trace's own cache).
 A change to any of them measures again and replaces the file (``make book``, then commit it), so a
 fresh clone builds the chapters from these files while nothing they depend on has changed. Each file
 also holds the per-image rows the measurement wrote (:mod:`loco_lib.runlog`), which a run that reads
@@ -68,6 +72,13 @@ def describe(x):
         return {str(k): describe(v) for k, v in x.items()}
     if isinstance(x, Edit):
         return {"edit": edit_key(x)}
+    if type(x).__name__ == "TraceResult":  # a trace (e.g. what states_needed ranks): its settings and scores
+        record = {k: v for k, v in _trace_record(x).items() if k not in ("counter", "seconds")}  # not how it ran
+        return {"trace": hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:24]}
+    if type(x).__name__ == "Groups":  # unlearning's prompt groups: every prompt and label
+        from dataclasses import asdict
+
+        return {"groups": describe(asdict(x))}
     if hasattr(x, "unet") and hasattr(x, "scheduler"):  # a pipeline: its model (and dtype)
         from ..sweep import model_id
 
@@ -89,6 +100,13 @@ def _to_json(value):
 
     if isinstance(value, MSelection):  # App. G's choice: the size and its table (the per-size results are left out)
         return {"m": value.m, "threshold": value.threshold, "table": _to_json(value.table)}
+    from ..trace import Needed, TraceResult
+
+    if isinstance(value, TraceResult):
+        return {"__trace__": _trace_record(value)}
+    if isinstance(value, Needed):
+        return {"__needed__": {"curve": _to_json(value.curve), "needed": [[f, k] for f, k in value.needed.items()],
+                               "n_states": value.n_states}}
     if hasattr(value, "to_json") and not isinstance(value, (dict, list, str)):
         return _to_json(value.to_json())
     if isinstance(value, (list, tuple)):
@@ -98,6 +116,70 @@ def _to_json(value):
     if hasattr(value, "item"):  # numpy scalars
         return value.item()
     return value
+
+
+TRACE_FORMAT = 1  # the layout of a kept trace below; a file of another layout is measured again
+
+
+def _trace_record(result) -> dict:
+    """A :class:`~loco_lib.trace.TraceResult` as JSON: its settings, states, restored sets and every
+    run's score; not its images, nor what the run that made it computed."""
+    from dataclasses import asdict
+
+    def plain(x):
+        return [plain(v) for v in x] if isinstance(x, (list, tuple)) else x
+
+    return {"format": TRACE_FORMAT, "where": result.where, "encoder": result.encoder, "prompts": list(result.prompts),
+            "subjects": list(result.subjects), "seeds": [int(s) for s in result.seeds],
+            "states": [asdict(st) for st in result.states], "sets": plain(result.sets), "bands": plain(result.bands),
+            "tokens": plain(result.tokens), "settings": _to_json(result.settings),
+            "counter": _to_json(dict(result.counter)), "seconds": result.seconds,
+            "scores": [[r.prompt_index, r.seed, plain(r.restore), r.band, float(v)]
+                       for r, v in sorted(result.scores.items(), key=lambda kv: repr(kv[0]))]}
+
+
+def _trace_from_record(d: dict):
+    """The :class:`~loco_lib.trace.TraceResult` of :func:`_trace_record` (no images; nothing computed now)."""
+    from ..trace import Run, State, TraceResult
+
+    if d.get("format") != TRACE_FORMAT:
+        raise ValueError(f"kept trace of layout {d.get('format')!r}, this code reads layout {TRACE_FORMAT}")
+    tup = lambda x: None if x is None else tuple(x)
+    tokens = d["tokens"] if isinstance(d["tokens"], str) else list(d["tokens"])
+    return TraceResult(d["where"], d["encoder"], d["prompts"], d["subjects"], d["seeds"],
+                       [State(**st) for st in d["states"]], [tuple(st) for st in d["sets"]],
+                       [tuple(b) for b in d["bands"]], tokens,
+                       {Run(p, s, tup(restore), band): v for p, s, restore, band, v in d["scores"]},
+                       settings=d["settings"], counter=d["counter"], seconds=d["seconds"])
+
+
+def comparison_tables(pipe, prompts, targets=None, models: dict | None = None, seeds=(0,), *, groups=None, scorer=None,
+                      steps: int | None = None, guidance: float | None = None, batch_size: int = 8,
+                      progress: bool | None = None) -> dict:
+    """:func:`loco_lib.evaluate.compare` reduced to the tables a chapter shows: ``"mean"``, the
+    scores' means per group (:meth:`~loco_lib.evaluate.Comparison.mean`), and with the organism's
+    attribute scorer ``"readouts"``, each group's readouts per model in one table indexed by
+    (prompts, edit) (None with another scorer). The images are left out, so the result can be kept
+    by :func:`measure`."""
+    import pandas as pd
+
+    from ..evaluate import compare
+
+    c = compare(pipe, prompts, targets, models, seeds, groups=groups, scorer=scorer, steps=steps, guidance=guidance,
+                batch_size=batch_size, progress=progress)
+    readouts = None
+    if hasattr(c.scorer, "accuracy"):
+        readouts = pd.concat({g: c.readouts(g).rename_axis("edit") for g in dict.fromkeys(c.groups)}, names=["prompts"])
+    return {"mean": c.mean("group"), "readouts": readouts}
+
+
+def baselines_table(pipe, edits: dict, groups, **kwargs):
+    """:func:`loco_lib.unlearning.baselines` reduced to its table (one row per model: UA, IRA, CRA,
+    CLIP vs T and T', the images per group in ``attrs["n"]``), so it can be kept by :func:`measure`.
+    ``kwargs``: scorer, seeds, steps, guidance, progress."""
+    from ..unlearning import baselines
+
+    return baselines(pipe, edits, groups, **kwargs).table
 
 
 def _axis(index) -> dict:
@@ -124,6 +206,13 @@ def _from_json(value):
         frame = pd.DataFrame(f["data"], index=_index(f["index"]), columns=_index(f["columns"]))
         frame.attrs.update(f["attrs"])
         return frame
+    if isinstance(value, dict) and set(value) == {"__trace__"}:
+        return _trace_from_record(value["__trace__"])
+    if isinstance(value, dict) and set(value) == {"__needed__"}:
+        from ..trace import Needed
+
+        n = value["__needed__"]
+        return Needed(_from_json(n["curve"]), {f: k for f, k in n["needed"]}, n["n_states"])
     if isinstance(value, list):
         return [_from_json(v) for v in value]
     if isinstance(value, dict):
@@ -146,9 +235,9 @@ def key(model: str, fn, args, kwargs) -> str | None:
     return content_key(code_closure(fn.__module__), extra=weights + json.dumps(call, sort_keys=True))
 
 
-def measure(name: str, model: str, fn, *args, where=None, **kwargs):
+def measure(name: str, model: str, fn, *args, kept_dir=None, **kwargs):
     """``fn(*args, **kwargs)`` as JSON (tables come back as DataFrames, results with ``to_json`` as
-    their JSON), read from ``<where>/<model>/<name>-<key>.json`` when that file exists (``where``
+    their JSON), read from ``<kept_dir>/<model>/<name>-<key>.json`` when that file exists (``kept_dir``
     defaults to :func:`folder`), else measured and written there atomically; files of the same
     measurement with other keys are removed. ``name`` may hold any characters: others than letters,
     digits, ``_`` and ``.`` become ``_`` in the file name (``-`` separates the key)."""
@@ -156,23 +245,23 @@ def measure(name: str, model: str, fn, *args, where=None, **kwargs):
     if k is None:
         return _from_json(_to_json(fn(*args, **kwargs)))
     name = re.sub(r"[^A-Za-z0-9_.]+", "_", name)  # a file name: "artist-window-van gogh" -> "artist-window-van_gogh"
-    base = Path(where) if where is not None else folder()
+    base = Path(kept_dir) if kept_dir is not None else folder()
     path = base / Path(str(model)).name / f"{name}-{k}.json"
     if path.exists():
         try:
             stored = json.loads(path.read_text())
-            value, records = stored["value"], stored["records"]
+            value, records = _from_json(stored["value"]), stored["records"]
         except (ValueError, KeyError, TypeError):
             import warnings
 
             warnings.warn(f"damaged kept measurement {str(path)!r}: measuring it again", LocoWarning, stacklevel=2)
         else:
             runlog.write(records)  # the run's per-image record gets the rows of the measurement it reads
-            return _from_json(value)
+            return value
     value, records = _recorded(lambda: _to_json(fn(*args, **kwargs)))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")  # one per process: several may finish the same measurement
-    tmp.write_text(json.dumps({"value": value, "records": records}, sort_keys=True))
+    tmp.write_text(json.dumps({"value": value, "records": records}))  # keys in their order: a dict reads back as it went
     os.replace(tmp, path)
     for old in path.parent.glob(f"{name}-*.json"):
         if old != path and len(old.name) == len(path.name):
