@@ -122,8 +122,8 @@ print(f"{len(states)} states:", pd.Series([s.kind for s in states]).value_counts
 # On an organism the finished traces of this page, their scores without their images, are kept with
 # the repository (`loco_lib.organism.kept`: `data/organism/cache/chapters/`, keyed by the weights,
 # the code and the settings), as are the number of states needed and the DiffQuickFix/LocoEdit
-# tables below, so the book reads them while none of those has changed. The images a figure shows
-# are generated again (a few runs, through the trace's cache). On a real model every trace runs.
+# tables below, so the book reads them while none of those has changed. The few images a figure
+# shows are generated again. On a real model every trace runs.
 
 # %%
 unet_trace = measure("unet-trace", MODEL, trace.trace, pipe, prompts, where="unet", **settings)
