@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .errors import LocoError
+from .files import write_bytes
 
 FORMAT = "loco-edit"
 FORMAT_VERSION = "1"
@@ -204,7 +205,7 @@ class Edit:
         if not os.path.isdir(folder):
             raise LocoError(f"cannot save the edit to {path!r}: folder {folder!r} does not exist")
         try:
-            _write_new_file(path, _canonical_safetensors(save(tensors, metadata=meta)))
+            write_bytes(path, _canonical_safetensors(save(tensors, metadata=meta)))  # whole or not at all
         except OSError as exc:
             raise LocoError(f"cannot save the edit to {path!r}: {exc.strerror or exc}") from None
         return path
@@ -260,19 +261,6 @@ def _canonical_safetensors(blob: bytes) -> bytes:
     return len(header).to_bytes(8, "little") + header + blob[8 + n :]
 
 
-def _write_new_file(path: str, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path`` (created like any new file: 0666 minus the
-    umask), then rename it into place, so an interruption never leaves half a file."""
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _model_name(pipe) -> str:

@@ -83,8 +83,3 @@ def gather(items: list) -> list:
 def batches(n: int, size: int) -> list[list[int]]:
     """``range(n)`` cut into consecutive batches of ``size`` (the last one may be shorter)."""
     return [list(range(i, min(n, i + size))) for i in range(0, n, size)]
-
-
-def show() -> bool:
-    """Whether this process prints and shows progress (the first one only)."""
-    return world().main

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from .errors import LocoError
+from .files import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -291,12 +292,10 @@ def run(profile: str = "smoke", out=None, model: str | None = None, only=None, e
         os.replace(partial, executed)
         (target / f"{chapter}.failed.ipynb").unlink(missing_ok=True)
         seconds = time.perf_counter() - t0
-        tmp = done_file.with_suffix(".tmp")
         record = {"key": key, "profile": profile, "parameters": params, "seconds": round(seconds, 1)}
         if split is not None:
             record.update(processes=processes, split_seconds=split)
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, done_file)
+        write_json(done_file, record)
         status[chapter] = "ran"
         log(f"{chapter}: done in {seconds:.0f} s")
     if book:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import LocoError
+from .files import replaced
 
 QUESTIONS = {
     "style": "How much of the style of {subject!r} is gone from the right image, compared with the left?",
@@ -94,12 +95,10 @@ class RatingLog:
 
     def _write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", newline="") as f:
+        with replaced(self.path) as tmp, open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=COLUMNS)
             w.writeheader()
             w.writerows(self.rows)
-        os.replace(tmp, self.path)
 
     def frame(self):
         import pandas as pd

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from tqdm.auto import tqdm
 
 from . import parallel, runlog, settings
 from .errors import LocoError, LocoWarning
+from .files import replaced, write_json
 from .generate import progress_bars, sample_batch
 from .models import pipeline_family, progress_default
 from .text import encode
@@ -117,19 +117,15 @@ class SweepCache:
     def save(self, key: str, image: Image.Image, meta: dict) -> None:
         if self.folder is None:
             return
-        # write-then-rename: an interruption never leaves a half-written entry behind
-        tmp_png, tmp_json = self.folder / f".{key}.png.tmp", self.folder / f".{key}.json.tmp"
-        image.save(tmp_png, format="PNG")
-        tmp_json.write_text(json.dumps(meta, sort_keys=True))
-        os.replace(tmp_png, self.folder / f"{key}.png")
-        os.replace(tmp_json, self.folder / f"{key}.json")
+        # whole files only, the image first: an entry counts once both are in place
+        with replaced(self.folder / f"{key}.json") as tmp_json, replaced(self.folder / f"{key}.png") as tmp_png:
+            image.save(tmp_png, format="PNG")
+            tmp_json.write_text(json.dumps(meta, sort_keys=True))
 
     def update_meta(self, key: str, meta: dict) -> None:
         if self.folder is None:
             return
-        tmp = self.folder / f".{key}.json.tmp"
-        tmp.write_text(json.dumps(meta, sort_keys=True))
-        os.replace(tmp, self.folder / f"{key}.json")
+        write_json(self.folder / f"{key}.json", meta, sort_keys=True)
 
 
 def run_sweep(

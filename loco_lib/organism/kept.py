@@ -34,6 +34,7 @@ from pathlib import Path
 
 from .. import runlog
 from ..errors import LocoError, LocoWarning
+from ..files import write_json
 
 
 UNKEYED = ("cache_dir", "progress")  # where images are cached and whether bars show: not part of a result
@@ -260,9 +261,7 @@ def measure(name: str, model: str, fn, *args, kept_dir=None, **kwargs):
             return value
     value, records = _recorded(lambda: _to_json(fn(*args, **kwargs)))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # one per process: several may finish the same measurement
-    tmp.write_text(json.dumps({"value": value, "records": records}))  # keys in their order: a dict reads back as it went
-    os.replace(tmp, path)
+    write_json(path, {"value": value, "records": records})  # keys in their order: a dict reads back as it went
     for old in path.parent.glob(f"{name}-*.json"):
         if old != path and len(old.name) == len(path.name):
             old.unlink()

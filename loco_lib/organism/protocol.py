@@ -21,6 +21,7 @@ import torch
 
 from .. import settings
 from ..errors import LocoError, LocoWarning
+from ..files import write_json
 from ..layers import format_layers
 from ..tokens import TOKEN_SETS
 from .world import COLOURS, FACTS, SHAPES, STYLES
@@ -457,9 +458,7 @@ class _Memo:
         self.computed.append(name)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(self._json.dumps(value))
-            tmp.replace(path)
+            write_json(path, value)
             for old in path.parent.glob(f"{name}-*-{self.settings}.json"):  # other content keys: obsolete
                 if old != path and old.name.count("-") == path.name.count("-"):
                     old.unlink()

@@ -7,9 +7,9 @@ recorded measurement.
 """
 from __future__ import annotations
 
-import os
 
 from ..errors import LocoError
+from ..files import write_text
 from .protocol import Report, measuring_code, weights_fingerprint
 
 
@@ -67,10 +67,7 @@ def save_record(data: dict, path) -> None:
             keep["recorded"]["key"] = weights_fingerprint(model)
         except (LocoError, OSError):
             pass
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(dumps(keep, indent=1))
-    os.replace(tmp, path)
+    write_text(path, dumps(keep, indent=1))
 
 
 def record_status(path) -> dict:

@@ -20,7 +20,6 @@ import argparse
 import copy
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..files import replaced
 from . import model as toy
 from .world import dataset
 
@@ -98,10 +98,9 @@ def train(kind: str = "clip", unet_kind: str = "sd", steps: int = 3000, out: str
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         if (step + 1) % save_every == 0 or step + 1 == steps:
             now = seconds + time.perf_counter() - t0
-            tmp = out / "checkpoint.pt.tmp"
-            torch.save({"unet": unet.state_dict(), "text": text.state_dict(), "opt": opt.state_dict(), "ema": ema,
-                        "step": step + 1, "losses": losses, "seconds": now, "rng": torch.get_rng_state()}, tmp)
-            os.replace(tmp, ckpt)
+            with replaced(ckpt) as tmp:
+                torch.save({"unet": unet.state_dict(), "text": text.state_dict(), "opt": opt.state_dict(), "ema": ema,
+                            "step": step + 1, "losses": losses, "seconds": now, "rng": torch.get_rng_state()}, tmp)
     seconds = seconds + time.perf_counter() - t0 if steps > start else seconds
     unet.load_state_dict(ema["unet"])
     text.load_state_dict(ema["text"])
