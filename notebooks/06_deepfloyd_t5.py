@@ -219,9 +219,9 @@ for line in organism.two_by_two_findings(reports, artists):
 #
 # On the real models the same questions are asked with the paper's prompts. Here they run on the
 # tiny twins, random weights of the real topologies, so the numbers below test the code path, not
-# the science, and they run with `IF_STEPS` = 10 sampling steps instead of IF's 100 (loco's choice,
-# to keep the book's build short); in Colab set `IF_MODEL = "deepfloyd-if"`, `CLIP_MODEL = "sd15"`
-# and `IF_STEPS = None`.
+# the science, and they run with `IF_STEPS` sampling steps instead of the IF pipeline's default
+# (loco's choice, to keep the book's build short; the first output below prints both); in Colab set
+# `IF_MODEL = "deepfloyd-if"`, `CLIP_MODEL = "sd15"` and `IF_STEPS = None`.
 #
 # **Per-prompt windows** (Sec. 5.2): LocoGen on each artist's App. K.1 prompts, and the window every
 # prompt picks on its own (`LocoGenResult.prompt_windows`), not only the mean.
@@ -241,7 +241,9 @@ per_prompt = pd.concat(rows, ignore_index=True)
 
 # %%
 # NBVAL_CHECK_OUTPUT
+if_default_steps = loco_lib.settings.steps(if_pipe, None)
 print(f"{IF_MODEL}: {len(loco_lib.cross_attention_layers(if_pipe.unet))} cross-attention layers; "
+      f"{IF_STEPS or if_default_steps} sampling steps (its default: {if_default_steps}); "
       f"{per_prompt['window'].nunique()} distinct windows over {len(per_prompt)} prompts")
 
 # %%
