@@ -13,7 +13,8 @@ make, and process ``r`` of ``n`` takes batches ``r, r + n, r + 2n, ...``; the tr
 image is computed in exactly the batch it would have had in one process (the batch composition
 moves images by float rounding), each process writes the entries it finished into
 the same resumable cache, and the results are gathered so that every process goes on with all of
-them. Only the first process prints, writes files and shows progress bars. Each process loads the
+them. Every process reads the cache before any writes to it (:func:`barrier`), so all deal out the
+same pending work. Only the first process prints, writes files and shows progress bars. Each process loads the
 model onto its own GPU (``cuda:LOCAL_RANK``).
 
 One process (no ``WORLD_SIZE`` in the environment, or 1) is the ordinary case: nothing is split and
@@ -68,6 +69,14 @@ def device() -> str | None:
     if w.count > 1 and torch.cuda.is_available():
         return f"cuda:{w.local % torch.cuda.device_count()}"
     return None
+
+
+def barrier() -> None:
+    """Wait until every process of the run has come here (returns at once in one process). A sweep
+    calls it between reading its cache and writing to it, so that every process deals out the
+    same pending work, however late it started."""
+    if world().count > 1:
+        _STATE["state"].wait_for_everyone()
 
 
 def gather(items: list) -> list:

@@ -203,8 +203,10 @@ def run_sweep(
             pending.append(job)
 
     # several processes (accelerate launch): each takes every n-th batch of the pending jobs, in the batches
-    # one process would make (so the images are the same), and saves what it finished; then all gather
+    # one process would make (so the images are the same), and saves what it finished; then all gather.
+    # No process writes before every one has read the cache: they all deal out the same pending list.
     world = parallel.world()
+    parallel.barrier()
     progress = progress and world.main
     start = time.perf_counter()
     if pending:

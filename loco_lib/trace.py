@@ -573,8 +573,10 @@ def trace(pipe, prompts, subjects=None, *, where: str = "unet", encoder: int = 1
             if scorer_id in entry[1].get("scores", {}).get("original", {}):
                 result.scores[r] = entry[1]["scores"]["original"][scorer_id]
 
-    # several processes (accelerate launch): each traces every n-th pending (prompt, seed), then all gather
+    # several processes (accelerate launch): each traces every n-th pending (prompt, seed), then all gather;
+    # no process writes before every one has read the cache (the same pending groups everywhere)
     world = parallel.world()
+    parallel.barrier()
     mine = world.share(pending.items())
     start = time.perf_counter()
     length = _sequence_length(pipe, component, prompts[0]) if where == "text" and pending else None

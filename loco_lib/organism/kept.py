@@ -6,8 +6,7 @@ traces, the number of states needed and the DiffQuickFix/LocoEdit tables of "Cau
 editors' side-by-side table, the artists' LocoGen windows, the multi-concept retention and Table 1
 of "Robustness and baselines"; App. G's choice of m in "LocoGen"; the pooled-text readouts of
 "DeepFloyd IF and T5") are kept the same way by :func:`measure`: one small JSON file per
-measurement under
-``data/organism/cache/chapters/<model>/``, whose name carries a content key of
+measurement under ``data/organism/cache/chapters/<model>/``, whose name carries a content key of
 
 * the organism's weights, the scorer's and the organism's measuring code
   (:func:`~loco_lib.organism.weights_fingerprint`);
@@ -16,7 +15,8 @@ measurement under
   name, an edit by the weights it writes, :func:`edit_key`).
 
 A causal trace (:class:`~loco_lib.trace.TraceResult`) is kept with every score and without its
-images; a chapter that shows some of them generates those again (through the trace's own cache).
+images, a comparison as its tables (:func:`comparison_tables`, :func:`baselines_table`); a chapter
+that shows some of the images generates those again.
 A change to any of them measures again and replaces the file (``make book``, then commit it), so a
 fresh clone builds the chapters from these files while nothing they depend on has changed. Each file
 also holds the per-image rows the measurement wrote (:mod:`loco_lib.runlog`), which a run that reads
