@@ -220,8 +220,9 @@ for line in organism.two_by_two_findings(reports, artists):
 # On the real models the same questions are asked with the paper's prompts. Here they run on the
 # tiny twins, random weights of the real topologies, so the numbers below test the code path, not
 # the science, and they run with `IF_STEPS` sampling steps instead of the IF pipeline's default
-# (loco's choice, to keep the book's build short; the first output below prints both); in Colab set
-# `IF_MODEL = "deepfloyd-if"`, `CLIP_MODEL = "sd15"` and `IF_STEPS = None`.
+# (loco's choice, to keep the book's build short; the line below that counts the cross-attention
+# layers prints both); in Colab set `IF_MODEL = "deepfloyd-if"`, `CLIP_MODEL = "sd15"` and
+# `IF_STEPS = None`.
 #
 # **Per-prompt windows** (Sec. 5.2): LocoGen on each artist's App. K.1 prompts, and the window every
 # prompt picks on its own (`LocoGenResult.prompt_windows`), not only the mean.
