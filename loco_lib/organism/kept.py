@@ -12,7 +12,12 @@ measurement under ``data/organism/cache/chapters/<model>/``, whose name carries 
   (:func:`~loco_lib.organism.weights_fingerprint`);
 * the code the measuring function runs (:func:`loco_lib.fingerprint.code_closure` of its module);
 * its arguments (prompts, seeds, steps, window sizes; a pipeline by its model, a scorer by its
-  name, an edit by the weights it writes, :func:`edit_key`).
+  name, an edit by its recipe, :func:`edit_key`, a trace by the key it was kept under,
+  :func:`trace_key`).
+
+A key is made of committed bytes and chosen arguments only, never of a computed float: other CPUs,
+instruction sets and thread counts compute other bits, and a key made from them would name another
+file there (``tests/test_kept.py`` computes the keys under a foreign instruction set and compares).
 
 A causal trace (:class:`~loco_lib.trace.TraceResult`) is kept with every score and without its
 images, a comparison as its tables (:func:`comparison_tables`, :func:`baselines_table`); a chapter
@@ -48,13 +53,30 @@ def folder() -> Path:
 
 
 def edit_key(edit) -> str:
-    """A short hash of the weights an edit writes."""
-    from ..edit_file import _fingerprint
+    """A short hash of an edit's recipe: its method, the pipeline component and layers it changes, the
+    fingerprints of the weights it replaces (the organism's committed weights, rounded to float16 as
+    :mod:`loco_lib.edit_file` does) and its settings (prompt rows, concepts, lambda, scales, dtype;
+    ``Edit.meta`` without timings). Never the weights it writes: those are computed floats, whose
+    bits differ between CPUs and thread counts, so a key made from them names another file on
+    another machine (issue 21)."""
+    from ..edit_file import TIMING_KEYS
 
-    h = hashlib.sha256()
-    for name in sorted(edit.weights):
-        h.update(f"{name}={_fingerprint(edit.weights[name])};".encode())
-    return h.hexdigest()[:24]
+    recipe = {"method": edit.method, "component": edit.component, "layers": [int(i) for i in edit.layers],
+              "layer_names": {str(k): str(v) for k, v in edit.layer_names.items()},
+              "replaces": {str(k): str(v) for k, v in edit.fingerprints.items()},
+              "settings": {k: v for k, v in edit.meta.items() if k not in TIMING_KEYS}}
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def trace_key(result) -> str:
+    """A short hash of what a causal trace was asked: the content key it was kept under when it came
+    from :func:`measure` (the weights, the code, every argument), else its recipe (where, encoder,
+    prompts, subjects, seeds, states, restored sets, bands, tokens, settings); never its scores."""
+    kept_key = getattr(result, "kept_key", None)
+    if kept_key:
+        return str(kept_key)
+    record = {k: v for k, v in _trace_record(result).items() if k not in ("counter", "seconds", "scores")}
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
 def describe(x):
@@ -73,9 +95,8 @@ def describe(x):
         return {str(k): describe(v) for k, v in x.items()}
     if isinstance(x, Edit):
         return {"edit": edit_key(x)}
-    if type(x).__name__ == "TraceResult":  # a trace (e.g. what states_needed ranks): its settings and scores
-        record = {k: v for k, v in _trace_record(x).items() if k not in ("counter", "seconds")}  # not how it ran
-        return {"trace": hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:24]}
+    if type(x).__name__ == "TraceResult":  # a trace (e.g. what states_needed ranks): what it was asked, not its scores
+        return {"trace": trace_key(x)}
     if type(x).__name__ == "Groups":  # unlearning's prompt groups: every prompt and label
         from dataclasses import asdict
 
@@ -221,9 +242,12 @@ def _from_json(value):
     return value
 
 
-def key(model: str, fn, args, kwargs) -> str | None:
-    """The content key of ``fn(*args, **kwargs)`` on ``model``; None when ``model`` is not an
-    organism whose weights are here."""
+def key_parts(model: str, fn, args, kwargs) -> dict | None:
+    """What the content key of ``fn(*args, **kwargs)`` on ``model`` is made of, each part a short
+    hash: ``weights`` (the organism's and the scorer's weight files with the organism's measuring
+    code), ``code`` (the code ``fn``'s module runs) and ``call`` (the function and its arguments);
+    None when ``model`` is not an organism whose weights are here. Every part hashes committed bytes
+    or chosen arguments, so the key is the same on every machine."""
     from ..fingerprint import code_closure, content_key
     from .protocol import weights_fingerprint
 
@@ -232,23 +256,67 @@ def key(model: str, fn, args, kwargs) -> str | None:
     except (LocoError, TypeError, OSError):
         return None
     kwargs = {k: v for k, v in kwargs.items() if k not in UNKEYED}
-    call = {"function": f"{fn.__module__}.{fn.__qualname__}", "args": describe(list(args)), "kwargs": describe(kwargs)}
-    return content_key(code_closure(fn.__module__), extra=weights + json.dumps(call, sort_keys=True))
+    call = json.dumps({"function": f"{fn.__module__}.{fn.__qualname__}", "args": describe(list(args)),
+                       "kwargs": describe(kwargs)}, sort_keys=True)
+    return {"weights": weights, "code": content_key(code_closure(fn.__module__)), "call": call,
+            "key": content_key(code_closure(fn.__module__), extra=weights + call)}
+
+
+def key(model: str, fn, args, kwargs) -> str | None:
+    """The content key of ``fn(*args, **kwargs)`` on ``model`` (:func:`key_parts`); None when ``model``
+    is not an organism whose weights are here."""
+    parts = key_parts(model, fn, args, kwargs)
+    return None if parts is None else parts["key"]
+
+
+def _why(old_parts: dict | None, parts: dict, fn) -> str:
+    """Why a kept measurement is measured again, in words, from its old and new key parts."""
+    if old_parts is None:
+        return "its kept file holds no key parts (written by an older loco)"
+    said = []
+    if old_parts.get("weights") != parts["weights"]:
+        said.append("the organism's or the scorer's weights, or the organism's measuring code, changed")
+    if old_parts.get("code") != parts["code"]:
+        said.append(f"the code {fn.__module__} runs changed")
+    if old_parts.get("call") != parts["call"]:
+        said.append("its arguments changed")
+    return "; ".join(said) or "its key is made another way now"
+
+
+def _log(entry: dict) -> None:
+    """One JSON line in ``$LOCO_KEPT_LOG`` (set by :func:`loco_lib.reproduce.run` for each chapter)."""
+    path = os.environ.get("LOCO_KEPT_LOG")
+    if path:
+        with open(path, "a") as fh:
+            fh.write(json.dumps(entry) + "\n")
+
+
+def _shown(path: Path) -> str:
+    from ..fingerprint import ROOT
+
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def measure(name: str, model: str, fn, *args, kept_dir=None, **kwargs):
     """``fn(*args, **kwargs)`` as JSON (tables come back as DataFrames, results with ``to_json`` as
     their JSON), read from ``<kept_dir>/<model>/<name>-<key>.json`` when that file exists (``kept_dir``
-    defaults to :func:`folder`), else measured and written there atomically; files of the same
-    measurement with other keys are removed. ``name`` may hold any characters: others than letters,
-    digits, ``_`` and ``.`` become ``_`` in the file name (``-`` separates the key)."""
-    k = key(model, fn, args, kwargs)
-    if k is None:
+    defaults to :func:`folder`), else measured and written there atomically; a file of the same
+    measurement with another key is replaced, and a one-line warning says which and why (the part of
+    the key that changed). ``name`` may hold any characters: others than letters, digits, ``_`` and
+    ``.`` become ``_`` in the file name (``-`` separates the key). A trace that comes back carries
+    the key as ``kept_key``, which keys a measurement it is passed to (:func:`trace_key`)."""
+    parts = key_parts(model, fn, args, kwargs)
+    if parts is None:
         return _from_json(_to_json(fn(*args, **kwargs)))
+    k = parts["key"]
     name = re.sub(r"[^A-Za-z0-9_.]+", "_", name)  # a file name: "artist-window-van gogh" -> "artist-window-van_gogh"
     base = Path(kept_dir) if kept_dir is not None else folder()
     path = base / Path(str(model)).name / f"{name}-{k}.json"
-    if path.exists():
+    damaged = path.exists()
+    if damaged:
         try:
             stored = json.loads(path.read_text())
             value, records = _from_json(stored["value"]), stored["records"]
@@ -258,15 +326,37 @@ def measure(name: str, model: str, fn, *args, kept_dir=None, **kwargs):
             warnings.warn(f"damaged kept measurement {str(path)!r}: measuring it again", LocoWarning, stacklevel=2)
         else:
             runlog.write(records)  # the run's per-image record gets the rows of the measurement it reads
-            return value
+            _log({"file": _shown(path), "measured": False})
+            return _with_key(value, k)
+    olds = [old for old in path.parent.glob(f"{name}-*.json") if old != path and len(old.name) == len(path.name)]
     value, records = _recorded(lambda: _to_json(fn(*args, **kwargs)))
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, {"value": value, "records": records})  # keys in their order: a dict reads back as it went
-    for old in path.parent.glob(f"{name}-*.json"):
-        if old != path and len(old.name) == len(path.name):
-            old.unlink()
+    stored_parts = {p: v if p != "call" else hashlib.sha256(v.encode()).hexdigest()[:24] for p, v in parts.items()}
+    write_json(path, {"value": value, "records": records, "key": stored_parts})  # keys in their order: a dict reads back as it went
+    why = "its kept file was damaged" if damaged else "no kept file of it yet"
+    for old in olds:
+        try:
+            old_parts = json.loads(old.read_text()).get("key")
+        except (OSError, ValueError, AttributeError):
+            old_parts = None
+        why = _why(old_parts, stored_parts, fn)
+        old.unlink()
+    line = (f"kept measurement {_shown(path)} measured" + (f" again, replacing {', '.join(o.name for o in olds)}" if olds else "")
+            + f": {why}; commit it")
+    import warnings
+
+    warnings.warn(line, LocoWarning, stacklevel=2)
+    _log({"file": _shown(path), "measured": True, "replaces": [_shown(o) for o in olds], "why": why})
     runlog.write(records)
-    return _from_json(value)
+    return _with_key(value, k)
+
+
+def _with_key(value, k: str):
+    """The value read back from its JSON; a trace carries the key it was kept under."""
+    value = _from_json(value)
+    if type(value).__name__ == "TraceResult":
+        value.kept_key = k
+    return value
 
 
 def _recorded(compute):
