@@ -1,4 +1,5 @@
-"""Shared fixtures: one torch thread (tiny models gain nothing from more, and a shared CPU thrashes)
+"""Shared fixtures: one torch thread (tiny models gain nothing from more, and a shared CPU thrashes;
+``LOCO_TEST_THREADS`` sets another count)
 and each tiny twin built once per module."""
 import os
 
@@ -17,7 +18,7 @@ TWINS = ["tiny-sd15", "tiny-sd21", "tiny-sdxl", "tiny-if"]
 @pytest.fixture(scope="session", autouse=True)
 def one_thread():
     n = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(int(os.environ.get("LOCO_TEST_THREADS", "1")))  # another count: tests/floats.py's measurement
     yield
     torch.set_num_threads(n)
 

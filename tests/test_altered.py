@@ -13,6 +13,7 @@ from loco_lib.layers import cross_attention_layers
 from loco_lib.text import encode
 
 from conftest import TWINS
+from floats import ULPS, close, ulps  # tests/floats.py
 N_LAYERS = {"tiny-sd15": 16, "tiny-sd21": 16, "tiny-sdxl": 70, "tiny-if": 22}
 # twins with a text path outside cross-attention (SD-XL pooled embedding, IF add_embedding)
 POOLED_PATH = {"tiny-sd15": False, "tiny-sd21": False, "tiny-sdxl": True, "tiny-if": True}
@@ -147,7 +148,7 @@ def test_per_sample_layer_sets_match_single_runs(twin):
     singles = np.concatenate(
         [run(pipe, [p], alt_prompts=[a], layers=l, seeds=[s]) for p, a, l, s in zip(prompts, alts, sets, seeds)]
     )
-    assert maxdiff(batch, singles) <= 1e-5
+    assert close(batch, singles), ulps(batch, singles)
     # and the per-sample sets were really applied (not the plain prompts, not swapped sets)
     ref = plain(twin, prompts, seeds)
     assert maxdiff(batch[0], ref[0]) > 1e-4 and maxdiff(batch[1], ref[1]) > 1e-4
@@ -161,7 +162,7 @@ def test_per_sample_layer_sets_across_batches(twin):
     prompts, seeds, sets = [A, B, A], [0, 1, 2], [[1], "all", [3, 4]]
     together = run(pipe, prompts, alt_prompts=[B], layers=sets, seeds=seeds, batch_size=3)
     split = run(pipe, prompts, alt_prompts=[B], layers=sets, seeds=seeds, batch_size=2)
-    assert maxdiff(together, split) <= 1e-5
+    assert close(together, split), ulps(together, split)
 
 
 # 5. leaving the context restores the pipeline exactly ---------------------------------------
@@ -297,10 +298,10 @@ def test_seeds(twin):
     # one seed per prompt: equal seeds give equal rows, a shared int seed too
     rows = run(pipe, [A, A, A], seeds=[11, 12, 11])
     # (rows of one batch may differ in the last bits from each other and from single runs)
-    assert maxdiff(rows[0], rows[2]) <= 1e-5 and maxdiff(rows[0], rows[1]) > 1e-3
-    assert maxdiff(rows[0], one[0]) <= 1e-5 and maxdiff(rows[1], other[0]) <= 1e-5
+    assert close(rows[0], rows[2]) and maxdiff(rows[0], rows[1]) > 1e-3
+    assert close(rows[0], one[0]) and close(rows[1], other[0])
     shared = run(pipe, [A, A], seeds=11)
-    assert maxdiff(shared[0], shared[1]) <= 1e-5
+    assert close(shared[0], shared[1])
 
 
 def test_altered_run_is_deterministic(twin):

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chapter_outputs import MARK, checked_outputs, diff  # noqa: E402
+from chapter_outputs import MARK, MEANING, checked_outputs, compare, diff, load_spread, tolerance  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.py"))
@@ -29,9 +29,10 @@ CHAPTERS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.py"))
 @pytest.fixture(scope="module")
 def executions() -> Path:
     """The folder of the book's executions of every chapter (``loco reproduce --profile smoke --out
-    _build``, one call for all chapters, which keeps each execution whose inputs are unchanged)."""
+    _build --foreign-cpu``, what ``make test`` runs: the chapters under another instruction set than the
+    expectations were recorded with; one call for all chapters, which keeps each execution whose inputs are unchanged)."""
     run = subprocess.run([sys.executable, "-m", "loco_lib", "reproduce", "--profile", "smoke", "--out", "_build",
-                          "--no-book"], cwd=ROOT, capture_output=True, text=True)
+                          "--no-book", "--foreign-cpu"], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, f"executing the chapters failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
     return ROOT / "_build" / "src" / "notebooks"
 
@@ -43,8 +44,27 @@ def test_checked_results_match_the_expectation(executions, name):
     actual = checked_outputs(executions / f"{name}.ipynb")
     assert [s for s, _ in actual] == [s for s, _ in expected], (
         f"{name}: the checked cells of the chapter and of its expectation differ: run `make expectations`")
-    changes = diff(expected, actual, name)
-    assert not changes, f"{name}: checked results changed (`make expectations` shows this diff):\n{changes}"
+    changes = compare(expected, actual, name)
+    assert not changes, (f"{name}: checked results changed beyond their measured spread (tests/spread.md; "
+                         f"`make expectations` shows the diff):\n{changes}")
+
+
+def test_the_book_read_every_kept_measurement_and_left_the_tree_clean(executions):
+    """The execution ``make test`` compares ran under another instruction set than the kept
+    measurements were recorded with; every kept key it computed names a committed file (so none was
+    measured again) and ``data/organism`` is as committed."""
+    import json
+
+    records = {p.name[: -len(".done.json")]: json.loads(p.read_text()) for p in executions.glob("*.done.json")}
+    assert set(records) >= set(CHAPTERS)
+    assert any(r.get("cpu") for r in records.values()), "the chapters did not run under a foreign instruction set"
+    measured = {c: r.get("kept_measured", []) for c, r in records.items() if r.get("kept_measured")}
+    changes = [line for r in records.values() for line in r.get("kept_changes", [])]
+    assert not measured and not changes, f"kept measurements measured again: {measured}\n" + "\n".join(changes)
+    assert sum(r.get("kept_read", 0) for r in records.values()) > 0
+    status = subprocess.run(["git", "status", "--porcelain", "--", "data/organism"], cwd=ROOT, capture_output=True,
+                            text=True)
+    assert status.returncode == 0 and status.stdout == "", f"data/organism is not as committed:\n{status.stdout}"
 
 
 def test_a_changed_result_is_caught(tmp_path):
@@ -66,3 +86,38 @@ def test_a_changed_result_is_caught(tmp_path):
     a, b, c = (checked_outputs(p) for p in paths)
     assert diff(a, b) == ""
     assert "-window 0-1: 1.00" in diff(a, c) and "+window 0-1: 0.88" in diff(a, c)
+
+
+def test_numbers_are_compared_within_their_spread(tmp_path):
+    """Float noise within a number's tolerance passes; a moved number, a changed word or a twin's
+    missing number fails; a twin's digits are free."""
+    def cells(*pairs):
+        return list(pairs)
+
+    src = f"# {MARK}\nresult"
+    spread = {"cells": {"ch": {__import__("chapter_outputs").cell_id(src): {"spread": [0.0, 0.02, 0.0]}}}}
+    base = cells((src, "toy 16 layers: 0.35 96.70 (1 of 2)"))
+    assert compare(base, cells((src, "toy  16 layers: 0.36 96.71 (1 of 2)")), "ch", spread) == ""  # noise, a wider column
+    assert "number 0" in compare(base, cells((src, "toy 15 layers: 0.35 96.70 (1 of 2)")), "ch", spread)  # a count moved
+    assert "number 1" in compare(base, cells((src, "toy 16 layers: 0.45 96.70 (1 of 2)")), "ch", spread)  # beyond 3 x 0.02 + 0.01
+    assert "expected" in compare(base, cells((src, "toy 16 heads: 0.35 96.70 (1 of 2)")), "ch", spread)  # text is text
+    twin = f"# {MARK}\n# {MEANING}\nresult"
+    assert compare(cells((twin, "window 19-20: 3.39")), cells((twin, "window 4-5: 3.37")), "ch", spread) == ""
+    assert compare(cells((twin, "window 19-20: 3.39")), cells((twin, "window 19-20: nan")), "ch", spread) != ""
+    assert tolerance("16", 0) == 0 and tolerance("0.35", 0) == pytest.approx(0.01) and tolerance("96.7", 0.1) == pytest.approx(0.4)
+
+
+def test_every_checked_number_has_a_measured_spread():
+    """tests/spread.json holds a spread for every number of every checked cell of the expectations
+    (run ``python tests/spread.py`` after changing a checked cell)."""
+    from chapter_outputs import cell_id, split_numbers
+
+    spread = load_spread()
+    missing = []
+    for name in CHAPTERS:
+        for src, text in checked_outputs(ROOT / "tests" / "notebooks" / f"{name}.ipynb"):
+            n = len(split_numbers(text)[1])
+            entry = spread["cells"].get(name, {}).get(cell_id(src))
+            if MEANING not in src and n and (entry is None or len(entry["spread"]) != n):
+                missing.append(f"{name}: `{src.splitlines()[1][:60] if len(src.splitlines()) > 1 else src[:60]}`")
+    assert not missing, "no measured spread for:\n" + "\n".join(missing)

@@ -11,6 +11,7 @@ from loco_lib.generate import sample_batch
 from loco_lib.hooks import Patch, Record, Site, hooks, kv_site, text_site, unet_input
 from loco_lib.layers import cross_attention_layers
 from loco_lib.text import encode
+from floats import ULPS, close, ulps  # tests/floats.py
 
 A = "a photo of a cat"
 B = "an oil painting of a red car"
@@ -101,7 +102,7 @@ def test_per_sample_patches_in_one_batch_equal_separate_runs(sd15):
     batched = run(sd15, [A, A], seeds=[0, 1], patches=patches)
     one = run(sd15, A, seeds=[0], patches=[Patch(text_site(layers[3]), other[:1])])
     two = run(sd15, A, seeds=[1], patches=[Patch(text_site(layers[9]), other[1:])])
-    assert np.abs(batched - np.concatenate([one, two])).max() <= 1e-5
+    assert close(batched, np.concatenate([one, two]))
     assert not np.array_equal(batched[0], batched[1])
 
 

@@ -133,7 +133,10 @@ def test_committed_cache_is_what_the_code_measures():
     scorer = get_scorer(None, "toy")
     pairs = load_pairs(default_prompts("style", "toy"))
     fresh = [P.token_swap(pipe, scorer, pairs.originals, pairs.targets, "van gogh", w, seeds=[0]) for w in TOKEN_SETS]
-    assert json.loads(json.dumps(fresh)) == json.loads(path.read_text())
+    from chapter_outputs import json_close, kept_tolerance  # tests/chapter_outputs.py
+
+    tol = kept_tolerance("toy/token_swap-s0-tNone")  # the spread measured across CPUs and thread counts
+    assert not json_close(json.loads(path.read_text()), json.loads(json.dumps(fresh)), tol)
 
 
 def test_default_windows_and_organism_artists():

@@ -10,6 +10,7 @@ from loco_lib.errors import LocoError
 from loco_lib.hooks import Record, Site, hooks
 from loco_lib.locogen import LocoGenResult, locogen, select_m, windows
 from loco_lib.sweep import Job, run_sweep
+from floats import ULPS, close, ulps  # tests/floats.py
 
 ORIG = ["a house in the style of van gogh", "a tree in the style of monet"]
 TARG = ["a house in the style of a painting", "a tree in the style of a painting"]
@@ -42,9 +43,9 @@ def test_engine_equals_naive_loop(name):
     res = run_sweep(pipe, ORIG, TARG, sets, [0, 3], steps=STEPS, guidance=7.5, keep_arrays=True, progress=False)
     worst = 0.0
     for job, arr in res.arrays.items():
-        worst = max(worst, float(np.abs(arr - naive(pipe, job.layers, job.prompt_index, job.seed)).max()))
+        worst = max(worst, ulps(arr, naive(pipe, job.layers, job.prompt_index, job.seed)))
     assert len(res.arrays) == len(sets) * 2 * 2
-    assert worst <= 1e-5, worst
+    assert worst <= ULPS, worst
 
 
 def test_evaluation_counts(sd15):
@@ -128,7 +129,7 @@ def test_batch_size_adapts_to_memory(sd15, monkeypatch):
     assert sizes[:4] == [28, 14, 7, 3]  # all 28 jobs, then halved until it fits
     assert set(sizes[3:]) <= {3, 1}  # stays at the size that fitted
     for job in ref.arrays:
-        assert np.abs(ref.arrays[job] - res.arrays[job]).max() <= 1e-5
+        assert close(ref.arrays[job], res.arrays[job])
 
     def broken(*a, **k):
         raise RuntimeError("something else went wrong")

@@ -19,6 +19,7 @@ from loco_lib.generate import sample_batch
 from loco_lib.hooks import Record, hooks
 from loco_lib.layers import cross_attention_layers
 from loco_lib.text import encode
+from floats import ULPS, close, ulps  # tests/floats.py
 
 STEPS = 3
 PROMPT = "a photo of a cat in the style of van gogh"
@@ -145,7 +146,7 @@ def test_corrupted_run_equals_an_independent_corruption(sd15):
     from loco_lib import settings
 
     img = sample_batch(sd15, cond, [3], steps=STEPS, guidance=settings.guidance(sd15, None), output_type="np")[0]
-    assert np.abs(img - r.arrays[trace.Run(0, 3, ())]).max() <= 1e-5
+    assert close(img, r.arrays[trace.Run(0, 3, ())])
 
 
 def test_the_noise_is_seeded_and_sits_on_the_subject_tokens(sd15):
@@ -190,8 +191,8 @@ def test_batched_trace_equals_the_loop(toy, where):
     a = trace.trace(toy, "a blue square in the style of monet", "monet", **kw)
     b = trace.trace(toy, "a blue square in the style of monet", "monet", batched=False, **kw)
     assert a.arrays.keys() == b.arrays.keys()
-    diff = max(np.abs(a.arrays[r] - b.arrays[r]).max() for r in a.arrays)
-    assert diff <= 1e-5
+    diff = max(ulps(a.arrays[r], b.arrays[r]) for r in a.arrays)
+    assert diff <= ULPS, diff
     assert a.counter["rows"] < b.counter["rows"] and a.counter["calls"] < b.counter["calls"]
 
 
