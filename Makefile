@@ -2,8 +2,10 @@
 #   make book   create .venv, install pinned dependencies, run every chapter with papermill on its default
 #               model (the organisms, their default steps) and build the Jupyter Book into _build/html:
 #               `loco reproduce --profile smoke --out _build` (a rerun keeps every chapter whose inputs are unchanged)
-#   make test   the test suite on top of the book: unit tests, and every chapter's checked results compared on
-#               the book's own execution (each chapter runs once)
+#   make test   the book again under a foreign CPU instruction set (`--foreign-cpu`: AVX-512 -> AVX2, else
+#               SSE4.1), as on another machine, then the test suite: unit tests, every chapter's checked results
+#               compared on that execution (recorded with other float bits: numbers within their measured
+#               spread, tests/spread.md), and every kept measurement read, none measured again (each chapter runs once)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -40,7 +42,8 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
 # Two pytest workers (pytest-xdist), one torch thread each (tests/conftest.py); a test file stays on one worker.
-test: book chromium
+test: $(BIN)/.installed chromium
+	$(BIN)/loco reproduce --profile smoke --out _build --foreign-cpu $(PARAMS)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow" --durations=15 tests
 
 # The full-size architectures with random weights (SD-1.5, SD-XL): every real-size shape path, about 15 GB.

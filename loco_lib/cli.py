@@ -147,6 +147,9 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--processes", type=int, default=1,
                     help="one per GPU: each chapter's sweeps and traces are first split over this many processes "
                          "(accelerate launch), then the chapter runs once and reads them from its caches")
+    rp.add_argument("--foreign-cpu", action="store_true",
+                    help="run the chapters under a lower CPU instruction set than this machine's (AVX-512 -> AVX2, "
+                         "else no vector extensions past SSE4.1), so their results meet other float bits, as on another machine")
     tr = sub.add_parser("trace", help="causal tracing (Sec. 4): restore one clean state at a time into a corrupted run")
     tr.add_argument("model")
     tr.add_argument("--where", required=True, choices=("unet", "text"), help="trace the UNet's states or a text encoder's")
@@ -641,7 +644,8 @@ def cmd_reproduce(args) -> int:
             extra[name] = value
     only = [c.strip() for c in args.chapters.split(",") if c.strip()] if args.chapters else None
     status = reproduce.run(args.profile, out=args.out, model=args.model, only=only, extra=extra, book=not args.no_book,
-                           log=lambda line: print(line, flush=True), processes=args.processes)
+                           log=lambda line: print(line, flush=True), processes=args.processes,
+                           foreign_cpu_isa=args.foreign_cpu)
     print(f"{sum(v == 'ran' for v in status.values())} chapters run, {sum(v == 'kept' for v in status.values())} kept"
           + ("" if args.no_book else f"; book: {Path(args.out or reproduce.ROOT / 'runs' / args.profile).resolve()}/html/index.html"))
     return 0

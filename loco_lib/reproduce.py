@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import LocoError
@@ -44,6 +45,86 @@ PROFILES = {
         "07_robustness_and_baselines": {"PROFILE": "paper"},  # Table 1's 320 generic prompts
     },
 }
+
+
+# How a CPU that is not this one computes: the instruction set ATen, MKL and oneDNN may use. Other
+# CPUs give other float bits (vector widths change the order of sums); `loco reproduce --foreign-cpu`
+# runs every chapter's kernel under the set below, so the checked results (``make test``) meet bits
+# they were not recorded with.
+ISA_VARIABLES = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA")
+FOREIGN_ISAS = {  # this CPU's capability -> a lower one it can still run
+    "AVX512": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+}
+BASELINE_ISA = {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "ONEDNN_MAX_CPU_ISA": "SSE41"}
+
+
+def foreign_cpu(capability: str | None = None) -> dict:
+    """Environment variables under which this machine computes like another CPU: an AVX-512 machine
+    as an AVX2 one (as fast), any other as a machine without vector extensions past SSE4.1 (slower).
+    ``capability``: ``torch.backends.cpu.get_cpu_capability()`` of this process by default."""
+    if capability is None:
+        import torch
+
+        capability = torch.backends.cpu.get_cpu_capability()
+    return dict(FOREIGN_ISAS.get(str(capability).upper(), BASELINE_ISA))
+
+
+def cpu_setting() -> dict:
+    """The instruction-set and thread variables of this process's environment that change a
+    chapter's float bits (part of its key: an execution under another setting is not reused)."""
+    names = ISA_VARIABLES + ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    return {k: os.environ[k] for k in names if os.environ.get(k)}
+
+
+def _kept_files() -> dict:
+    """``{path relative to the repository: bytes' sha1}`` of every file in ``data/organism/cache``."""
+    import hashlib
+
+    folder = ROOT / "data" / "organism" / "cache"
+    return {str(p.relative_to(ROOT)): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*.json"))} if folder.exists() else {}
+
+
+def kept_changes(before: dict, after: dict, log_path=None) -> list[str]:
+    """One line per kept file a chapter wrote, replaced or removed (the committed measurements of
+    ``data/organism/cache``), with the reason :func:`loco_lib.organism.kept.measure` gave in its log
+    (``log_path``, JSON lines) where it gave one, else the measuring code that changed since the
+    last commit (by git)."""
+    said = {}
+    if log_path is not None and Path(log_path).exists():
+        for line in Path(log_path).read_text().splitlines():
+            entry = json.loads(line)
+            if entry.get("measured"):
+                olds = entry.get("replaces", [])
+                said[entry["file"]] = (f"replaces {', '.join(Path(o).name for o in olds)}; " if olds else "") + entry.get("why", "")
+                for old in olds:
+                    said[old] = None  # told with the file that replaces it
+    lines = []
+    new = [f for f in after if f not in before or after[f] != before[f]]
+    gone = [f for f in before if f not in after]
+    for f in new:
+        if f in said:
+            lines.append(f"kept measurement {f} {'rewritten' if f in before else 'written'}: {said[f]}; commit it")
+        else:
+            lines.append(f"kept measurement {f} {'rewritten' if f in before else 'written'}: {_organism_why()}; commit it")
+    for f in gone:
+        if said.get(f, "") is None:
+            continue
+        lines.append(f"kept measurement {f} removed (a file of the same measurement with another key replaces it); commit it")
+    return lines
+
+
+def _organism_why() -> str:
+    """Why an organism report part (keyed by :func:`loco_lib.organism.weights_fingerprint`) was measured."""
+    from .fingerprint import changed_since
+    from .organism.protocol import measuring_code
+
+    changed = changed_since("HEAD", [str(f) for f in measuring_code()] + ["models"])
+    if changed:
+        return "the organism's measuring code or weights changed since the last commit (" + ", ".join(changed[:4]) + ")"
+    if changed is None:
+        return "its content key is new (git cannot say what changed)"
+    return "its content key is new although no file it hashes changed since the last commit"
 
 
 def chapters() -> list[str]:
@@ -131,8 +212,35 @@ def run_records(out) -> "object":
     for path in sorted((Path(out) / "src" / "notebooks").glob("*.done.json")):
         rec = json.loads(path.read_text())
         rows.append({"chapter": path.name[: -len(".done.json")], "profile": rec.get("profile"),
-                     "parameters": json.dumps(rec.get("parameters", {})), "seconds": rec.get("seconds")})
-    return pd.DataFrame(rows, columns=["chapter", "profile", "parameters", "seconds"])
+                     "parameters": json.dumps(rec.get("parameters", {})), "seconds": rec.get("seconds"),
+                     "CPU instruction set": (rec.get("cpu") or {}).get("ATEN_CPU_CAPABILITY", "native"),
+                     "kept read": rec.get("kept_read"), "kept measured": len(rec.get("kept_measured", []))})
+    return pd.DataFrame(rows, columns=["chapter", "profile", "parameters", "seconds", "CPU instruction set", "kept read",
+                                       "kept measured"])
+
+
+SPREAD = ROOT / "tests" / "spread.json"
+
+
+def spread_table(path=None):
+    """The measured spread of the chapters' checked numbers (``tests/spread.json``, written by
+    ``tests/spread.py``), one row per chapter: checked cells, the numbers they print, how many moved
+    between the configurations, the largest move; ``attrs["configurations"]`` names them. A cell of a
+    random-weight twin (numbers not compared) is counted apart."""
+    import pandas as pd
+
+    data = json.loads(Path(path or SPREAD).read_text())
+    rows = []
+    for chapter, cells in data["cells"].items():
+        compared = [c for c in cells.values() if not c["meaning only"]]
+        spreads = [x for c in compared for x in c["spread"]]
+        rows.append({"chapter": chapter, "checked cells": len(cells), "twin cells (numbers free)": len(cells) - len(compared),
+                     "numbers compared": len(spreads), "numbers that moved": sum(x > 0 for x in spreads),
+                     "largest move": max(spreads, default=0.0)})
+    table = pd.DataFrame(rows).set_index("chapter")
+    table.attrs["configurations"] = data["configs"]
+    table.attrs["factor"] = data["factor"]
+    return table
 
 
 def _inputs_key(chapter: str, params: dict, out=None) -> str:
@@ -147,11 +255,13 @@ def _inputs_key(chapter: str, params: dict, out=None) -> str:
     files = sorted((ROOT / "loco_lib").rglob("*.py"))
     files += sorted(p for p in (ROOT / "data").rglob("*") if p.is_file() and "cache" not in p.relative_to(ROOT / "data").parts)
     files += sorted((ROOT / "models").glob("*/training.json")) + sorted((ROOT / "benchmarks" / "results").glob("*.json"))
+    if SPREAD.exists() and "spread_table" in (NOTEBOOKS / f"{chapter}.py").read_text():  # the page that shows it
+        files.append(SPREAD)
     if out is not None and "RUN_DIR" in parameters_of(chapter):
         for p in sorted((Path(out) / "src" / "notebooks").glob("*.done.json")):
             if not p.name.startswith(chapter):
                 source += hashlib.sha1(p.read_bytes()).hexdigest()
-    return content_key(files, extra=source + json.dumps(params, sort_keys=True), n=16)
+    return content_key(files, extra=source + json.dumps(params, sort_keys=True) + json.dumps(cpu_setting(), sort_keys=True), n=16)
 
 
 def launcher(processes: int) -> list[str]:
@@ -213,12 +323,21 @@ def run_cells(path) -> None:
 
 
 def run(profile: str = "smoke", out=None, model: str | None = None, only=None, extra: dict | None = None,
-        book: bool = True, log=print, processes: int = 1) -> dict:
+        book: bool = True, log=print, processes: int = 1, foreign_cpu_isa: bool = False) -> dict:
     """Execute the chapters of ``profile`` into ``out`` (default ``runs/<profile>``) and build the book
     there (``<out>/html``). Returns ``{chapter: "ran" | "kept"}``. Raises a one-line LocoError naming
     the chapter and cell when a chapter fails. ``processes`` > 1 (one per GPU): each chapter first
     runs in that many processes (:func:`prefill`), which share its sweeps and traces and fill their
-    caches, then once with papermill, which reads them."""
+    caches, then once with papermill, which reads them. ``foreign_cpu_isa``: every chapter runs under
+    :func:`foreign_cpu`'s instruction set (its kernels and split processes inherit it), as on another
+    machine.
+
+    A chapter that measures a kept organism measurement again (a file of ``data/organism/cache``
+    written, replaced or removed) says so in one line per file, with the reason; its record
+    (``<chapter>.done.json``) counts the kept measurements read and lists those measured."""
+    if foreign_cpu_isa:
+        with _environment(**foreign_cpu()):
+            return run(profile, out, model, only, extra, book, log, processes)
     if not isinstance(processes, int) or processes < 1:
         raise LocoError(f"processes must be a whole number from 1, not {processes!r}")
     import jupytext
@@ -269,11 +388,14 @@ def run(profile: str = "smoke", out=None, model: str | None = None, only=None, e
                     source.unlink(missing_ok=True)
         records = out / "records" / f"{chapter}.csv"
         records.unlink(missing_ok=True)
-        saved = {k: os.environ.get(k) for k in ("LOCO_PROGRESS", "LOCO_RECORDS", "LOCO_CHAPTER")}
-        os.environ.update(LOCO_PROGRESS="0", LOCO_RECORDS=str(records.resolve()), LOCO_CHAPTER=chapter)
+        kept_log = target / f".{chapter}.kept.jsonl"
+        kept_log.unlink(missing_ok=True)
+        kept_before = _kept_files()
         try:
-            papermill.execute_notebook(str(source), str(partial), parameters=params, kernel_name="python3",
-                                       cwd=str(NOTEBOOKS), progress_bar=False, log_output=False)
+            with _environment(LOCO_PROGRESS="0", LOCO_RECORDS=str(records.resolve()), LOCO_CHAPTER=chapter,
+                              LOCO_KEPT_LOG=str(kept_log.resolve())):
+                papermill.execute_notebook(str(source), str(partial), parameters=params, kernel_name="python3",
+                                           cwd=str(NOTEBOOKS), progress_bar=False, log_output=False)
         except PapermillExecutionError as exc:
             failed = target / f"{chapter}.failed.ipynb"
             os.replace(partial, failed)
@@ -281,18 +403,20 @@ def run(profile: str = "smoke", out=None, model: str | None = None, only=None, e
                             f"its partial run is {failed}; finished chapters are kept in {out}, and the same command "
                             "resumes after the fix") from None
         finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
             source.unlink(missing_ok=True)
         if set(params) == {"RUN_DIR"}:  # the run folder is plumbing, not a setting a reader chose: not shown
             _hide_injected_cell(partial)
         os.replace(partial, executed)
         (target / f"{chapter}.failed.ipynb").unlink(missing_ok=True)
         seconds = time.perf_counter() - t0
-        record = {"key": key, "profile": profile, "parameters": params, "seconds": round(seconds, 1)}
+        changes = kept_changes(kept_before, _kept_files(), kept_log)
+        for line in changes:
+            log(f"{chapter}: {line}")
+        entries = [json.loads(x) for x in kept_log.read_text().splitlines()] if kept_log.exists() else []
+        kept_log.unlink(missing_ok=True)
+        record = {"key": key, "profile": profile, "parameters": params, "seconds": round(seconds, 1),
+                  "cpu": cpu_setting(), "kept_read": sum(not e["measured"] for e in entries),
+                  "kept_measured": [e["file"] for e in entries if e["measured"]], "kept_changes": changes}
         if split is not None:
             record.update(processes=processes, split_seconds=split)
         write_json(done_file, record)
@@ -311,6 +435,21 @@ def run(profile: str = "smoke", out=None, model: str | None = None, only=None, e
             stamp.write_text(book_key)
             log(f"book: {out / 'html' / 'index.html'}")
     return status
+
+
+@contextmanager
+def _environment(**values):
+    """``os.environ`` with ``values`` set for the block, as it was after it (the kernels papermill starts inherit it)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _hide_injected_cell(path) -> None:

@@ -132,6 +132,32 @@ if bench.exists():
 # nothing); no run on several GPUs has been made here.
 
 # %% [markdown]
+# ## On another machine
+#
+# Another CPU computes other float bits: a wider vector unit or another thread count sums in
+# another order. Three things keep this book reproducible off the machine that recorded it.
+#
+# * The kept measurements (`data/organism/cache`) are keyed only by committed bytes and chosen
+#   arguments: the weight files, the measuring code, the prompts, seeds, steps and windows, an edit
+#   by its recipe (method, layers, prompt rows, lambda, the fingerprints of the weights it
+#   replaces), a trace by the key it was kept under. A fresh clone on any machine reads them all,
+#   and `git status` stays clean; a kept file that must change is named in one line with the reason.
+# * `make test` executes every chapter under a lower instruction set than the machine's
+#   (`loco reproduce --foreign-cpu`), so the checked results always meet bits they were not
+#   recorded with; the run's table under *Time* below shows the instruction set each chapter ran
+#   under and how many kept measurements it read and measured.
+# * A checked result is compared as text and numbers: each number within a few times the spread
+#   measured for it (the factor is printed below), plus its printed rounding. `tests/spread.py` measures the spread by executing
+#   the book under several instruction sets and thread counts with every kept measurement measured
+#   again; the table below summarises `tests/spread.md`, which lists every checked cell and kept file.
+
+# %%
+spread = reproduce.spread_table()
+print(f"tolerance: {spread.attrs['factor']} x the measured spread, plus a unit of the last decimal printed")
+print("configurations:", *spread.attrs["configurations"], sep="\n  ")
+spread
+
+# %% [markdown]
 # ## Time
 #
 # The run that built this page: each chapter's time, from the run folder's records

@@ -128,3 +128,55 @@ def test_figures_and_memory_tables():
     row = reproduce.memory_table(record).loc[("sdxl", "locogen")]
     assert row["fp16 weights (GB)"] == round(3_468_837_867 * 2 / 2**30, 1) == 6.5
     assert row["weights fit T4 (16 GB)"] == "yes" and row["CPU peak, fp32 (GB)"] == 14.2
+
+
+FOREIGN_CHAPTER = '''# %% tags=["parameters"]
+KEPT_DIR = "."
+
+# %%
+import torch
+from loco_lib.organism import kept
+print("capability", torch.backends.cpu.get_cpu_capability())
+print(kept.measure("a-number", "toy", abs, -3, kept_dir=KEPT_DIR))
+'''
+
+
+def test_a_run_under_a_foreign_instruction_set_is_its_own_execution_and_tells_its_kept_measurements(two_chapters, tmp_path):
+    import torch
+
+    for p in two_chapters.glob("*.py"):
+        p.unlink()
+    (two_chapters / "01_cpu.py").write_text(FOREIGN_CHAPTER)
+    out, kept_dir = tmp_path / "run", tmp_path / "kept"
+    lines = []
+    native = torch.backends.cpu.get_cpu_capability()
+    assert reproduce.run("smoke", out=out, book=False, extra={"KEPT_DIR": str(kept_dir)}, log=lines.append) == {"01_cpu": "ran"}
+    executed = out / "src" / "notebooks" / "01_cpu.ipynb"
+    record = json.loads((out / "src" / "notebooks" / "01_cpu.done.json").read_text())
+    assert f"capability {native}" in executed.read_text() and record["cpu"] == {}
+    assert len(record["kept_measured"]) == 1 and record["kept_read"] == 0  # measured: no file of it yet
+    # under the foreign set: not the native execution (another key), the kernel runs there, the kept file is read
+    assert reproduce.run("smoke", out=out, book=False, extra={"KEPT_DIR": str(kept_dir)}, log=lines.append,
+                         foreign_cpu_isa=True) == {"01_cpu": "ran"}
+    foreign = reproduce.foreign_cpu(native)
+    record = json.loads((out / "src" / "notebooks" / "01_cpu.done.json").read_text())
+    assert record["cpu"] == foreign and record["kept_read"] == 1 and record["kept_measured"] == []
+    assert f"capability {foreign['ATEN_CPU_CAPABILITY'].upper()}" in executed.read_text()
+    assert all(k not in __import__("os").environ for k in foreign) or native == "DEFAULT"  # this process is as it was
+    assert reproduce.foreign_cpu("AVX512")["ATEN_CPU_CAPABILITY"] == "avx2"
+    assert reproduce.foreign_cpu("AVX2") == reproduce.foreign_cpu("DEFAULT") == reproduce.BASELINE_ISA
+
+
+def test_kept_changes_say_which_file_and_why(tmp_path):
+    log = tmp_path / "kept.jsonl"
+    log.write_text(json.dumps({"file": "data/organism/cache/chapters/toy/t-k2.json", "measured": True,
+                               "replaces": ["data/organism/cache/chapters/toy/t-k1.json"],
+                               "why": "its arguments changed"}) + "\n")
+    before = {"data/organism/cache/chapters/toy/t-k1.json": "a", "data/organism/cache/toy/sample-w-s0.json": "b"}
+    after = {"data/organism/cache/chapters/toy/t-k2.json": "c", "data/organism/cache/toy/sample-w-s0.json": "b"}
+    lines = reproduce.kept_changes(before, after, log)
+    assert lines == ["kept measurement data/organism/cache/chapters/toy/t-k2.json written: replaces t-k1.json; "
+                     "its arguments changed; commit it"]
+    assert reproduce.kept_changes(before, before, log) == []
+    gone = reproduce.kept_changes(before, {"data/organism/cache/chapters/toy/t-k1.json": "a"})
+    assert len(gone) == 1 and "sample-w-s0.json removed" in gone[0]
