@@ -117,7 +117,7 @@ def cell_spread(expectations: Path, runs: dict) -> tuple[dict, list]:
     return cells, notes
 
 
-def markdown(cells: dict, kept: dict, configs: list, notes: list) -> str:
+def markdown(cells: dict, kept: dict, configs: list, notes: list, ulps: dict | None = None) -> str:
     lines = ["# Measured spread of the checked results", "",
              "Written by `python tests/spread.py` (its docstring says how). Configurations:", ""]
     lines += [f"- {c}" for c in configs]
@@ -145,6 +145,15 @@ def markdown(cells: dict, kept: dict, configs: list, notes: list) -> str:
     for name, entry in kept.items():
         extra = f", layout differs in {len(entry['layout differs'])}" if entry["layout differs"] else ""
         lines.append(f"| {name} | {entry['numbers']} | {entry['spread']:.3g} | {len(entry['configs'])}{extra} |")
+    if ulps:
+        from floats import ULPS
+
+        lines += ["", "## Batched against split (`tests/floats.py`)", "",
+                  f"Every comparison of results that differ only in the order of their sums (a batch against single "
+                  f"runs, a split against one batch, a batched trace against its loop), as float32 ulps of the largest "
+                  f"magnitude; the tests allow {ULPS}.", "",
+                  "| configuration | comparisons | largest (ulps) |", "|---|---|---|"]
+        lines += [f"| {c} | {e['comparisons']} | {e['largest']:.1f} |" for c, e in ulps.items()]
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
@@ -154,15 +163,23 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--recorded", required=True, help="what the committed expectations were recorded under")
     ap.add_argument("--run", action="append", default=[], metavar="DESCRIPTION=FOLDER")
+    ap.add_argument("--ulps", action="append", default=[], metavar="DESCRIPTION=LOG",
+                    help="a LOCO_ULPS_LOG written by the batched-vs-split tests (tests/floats.py) under one configuration")
     ap.add_argument("--out", default=str(SPREAD))
     args = ap.parse_args(argv)
     runs = dict(r.rsplit("=", 1) for r in args.run)  # the folder follows the last "="
     cells, notes = cell_spread(HERE / "notebooks", runs)
     kept = kept_spread(ROOT / "data" / "organism" / "cache", runs)
     configs = [f"recorded: {args.recorded} (`tests/notebooks`, `data/organism/cache`)"] + [f"{c}" for c in runs]
+    ulps = {}
+    for item in args.ulps:
+        description, log = item.rsplit("=", 1)
+        ratios = [float(x) for x in Path(log).read_text().split()]
+        ulps[description] = {"comparisons": len(ratios), "largest": max(ratios, default=0.0)}
     out = Path(args.out)
-    out.write_text(json.dumps({"configs": configs, "factor": SPREAD_FACTOR, "cells": cells, "kept": kept}, indent=1) + "\n")
-    out.with_suffix(".md").write_text(markdown(cells, kept, configs, notes))
+    out.write_text(json.dumps({"configs": configs, "factor": SPREAD_FACTOR, "cells": cells, "kept": kept, "ulps": ulps},
+                              indent=1) + "\n")
+    out.with_suffix(".md").write_text(markdown(cells, kept, configs, notes, ulps))
     print(f"wrote {out} and {out.with_suffix('.md')}: {sum(len(c) for c in cells.values())} checked cells, {len(kept)} kept files")
     for n in notes:
         print(n)

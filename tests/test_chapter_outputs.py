@@ -121,3 +121,13 @@ def test_every_checked_number_has_a_measured_spread():
             if MEANING not in src and n and (entry is None or len(entry["spread"]) != n):
                 missing.append(f"{name}: `{src.splitlines()[1][:60] if len(src.splitlines()) > 1 else src[:60]}`")
     assert not missing, "no measured spread for:\n" + "\n".join(missing)
+
+
+def test_the_float32_limit_covers_the_measured_worst_case():
+    """tests/floats.py's ULPS is at least twice the largest batched-vs-split difference measured under
+    every configuration of tests/spread.json."""
+    from floats import ULPS
+
+    measured = load_spread().get("ulps", {})
+    assert len(measured) >= 3 and all(e["comparisons"] > 0 for e in measured.values())
+    assert 2 * max(e["largest"] for e in measured.values()) <= ULPS
