@@ -145,11 +145,14 @@ if bench.exists():
 # * `make test` executes every chapter under a lower instruction set than the machine's
 #   (`loco reproduce --foreign-cpu`), so the checked results always meet bits they were not
 #   recorded with; the run's table under *Time* below shows the instruction set each chapter ran
-#   under and how many kept measurements it read and measured.
+#   under and how many kept measurements it read and measured through `organism.kept.measure`
+#   (chapter 1's report parts are read by `organism.report` and not counted there; one it measured
+#   again would show as a changed file of `data/organism/cache`, which `make test` fails on).
 # * A checked result is compared as text and numbers: each number within a few times the spread
-#   measured for it (the factor is printed below), plus its printed rounding. `tests/spread.py` measures the spread by executing
-#   the book under several instruction sets and thread counts with every kept measurement measured
-#   again; the table below summarises `tests/spread.md`, which lists every checked cell and kept file.
+#   measured for it (the factor is printed below), plus its printed rounding. `tests/spread.py`
+#   measures the spread by executing the book under several instruction sets and thread counts
+#   with every kept measurement measured again; the table below summarises `tests/spread.md`,
+#   which lists every checked cell and kept file.
 
 # %%
 spread = reproduce.spread_table()
