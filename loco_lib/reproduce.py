@@ -115,16 +115,17 @@ def kept_changes(before: dict, after: dict, log_path=None) -> list[str]:
 
 
 def _organism_why() -> str:
-    """Why an organism report part (keyed by :func:`loco_lib.organism.weights_fingerprint`) was measured."""
+    """Why a kept file was written without :func:`loco_lib.organism.kept.measure` saying why (an
+    organism report part, keyed by the organism's weights and measuring code): what changed under
+    ``loco_lib`` and ``models`` since the last commit, by git."""
     from .fingerprint import changed_since
-    from .organism.protocol import measuring_code
 
-    changed = changed_since("HEAD", [str(f) for f in measuring_code()] + ["models"])
+    changed = changed_since("HEAD", ["loco_lib", "models"])
     if changed:
-        return "the organism's measuring code or weights changed since the last commit (" + ", ".join(changed[:4]) + ")"
+        return "its content key is new; changed since the last commit: " + ", ".join(changed[:4])
     if changed is None:
         return "its content key is new (git cannot say what changed)"
-    return "its content key is new although no file it hashes changed since the last commit"
+    return "its content key is new although no code or weight file changed since the last commit"
 
 
 def chapters() -> list[str]:
