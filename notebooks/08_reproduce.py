@@ -140,7 +140,7 @@ if bench.exists():
 # * The kept measurements (`data/organism/cache`) are keyed only by committed bytes and chosen
 #   arguments: the weight files, the measuring code, the prompts, seeds, steps and windows, an edit
 #   by its recipe (method, layers, prompt rows, lambda, the fingerprints of the weights it
-#   replaces), a trace by the key it was kept under. A fresh clone on any machine reads them all,
+#   replaces), a trace by the key it was kept under. A fresh clone on another CPU (with the Python the README names) reads them all,
 #   and `git status` stays clean; a kept file that must change is named in one line with the reason.
 # * `make test` executes every chapter under a lower instruction set than the machine's
 #   (`loco reproduce --foreign-cpu`), so the checked results always meet bits they were not
