@@ -150,6 +150,9 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--foreign-cpu", action="store_true",
                     help="run the chapters under a lower CPU instruction set than this machine's (AVX-512 -> AVX2, "
                          "else no vector extensions past SSE4.1), so their results meet other float bits, as on another machine")
+    rp.add_argument("--dry-run", action="store_true",
+                    help="run nothing: print per chapter the denoiser work, its FLOPs, an estimated GPU time and the weights' memory")
+    rp.add_argument("--gpu", default="A100", help="with --dry-run: the GPU class of the estimate (A100 or 'H100 SXM')")
     tr = sub.add_parser("trace", help="causal tracing (Sec. 4): restore one clean state at a time into a corrupted run")
     tr.add_argument("model")
     tr.add_argument("--where", required=True, choices=("unet", "text"), help="trace the UNet's states or a text encoder's")
@@ -643,6 +646,21 @@ def cmd_reproduce(args) -> int:
         except ValueError:
             extra[name] = value
     only = [c.strip() for c in args.chapters.split(",") if c.strip()] if args.chapters else None
+    if args.dry_run:
+        import pandas as pd
+
+        from . import budget
+
+        table = budget.dry_run(args.profile, args.model, only, extra, gpu=args.gpu)
+        if not len(table):
+            print("nothing to run on a real model: the chapters of this plan run the model organisms only")
+            return 0
+        with pd.option_context("display.width", 250, "display.max_columns", None, "display.max_colwidth", 40):
+            print(table.fillna("").to_string())
+        print(f"a row: the UNet on one image at one step (classifier-free guidance: two per image and step); FLOPs counted "
+              f"on the meta device at each model's resolution; time at {budget.EFFICIENCY:.0%} of the {args.gpu}'s fp16 peak "
+              f"({budget.GPU_PEAKS[args.gpu] / 1e12:.0f} TFLOP/s), an assumption; activations come on top of the weights")
+        return 0
     status = reproduce.run(args.profile, out=args.out, model=args.model, only=only, extra=extra, book=not args.no_book,
                            log=lambda line: print(line, flush=True), processes=args.processes,
                            foreign_cpu_isa=args.foreign_cpu)

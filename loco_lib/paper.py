@@ -5,8 +5,8 @@ that LocoGen found to control the attribute, with layer indices in execution ord
 ``SOURCES[model][attribute]`` says where each value comes from, as one of three kinds:
 
 * ``reported``: stated by the paper at the place named;
-* ``conflicting``: the paper states two values at two places; the table holds the first one named
-  and the note gives the other;
+* ``conflicting``: the paper states two values at two places; the table holds the one
+  :data:`WINDOW_RULE` picks, :data:`OTHER_M` and the note give the other;
 * ``inferred``: the paper states no value; the note says what loco assumed and why.
 
 For DeepFloyd IF the location depends on the prompt (Sec. 5.2; Fig. 40: Van Gogh from layer 12,
@@ -68,6 +68,70 @@ SOURCES = {
 }
 
 
+# Where the paper states two window sizes for one model and attribute, one rule picks the value a
+# chapter runs: Fig. 5 (the figure of the measured CLIP-score curves) first, then Sec. 5.2's text,
+# then App. G's one m per model. ``OTHER_M`` holds the value the rule sets aside and where the paper
+# states it; ``loco reproduce --param M=<it>`` runs it instead.
+WINDOW_RULE = "Fig. 5 (the measured CLIP-score curves) first, then Sec. 5.2's text, then App. G's one m per model"
+OTHER_M = {
+    ("sd21", "style"): (2, "Sec. 5.2"),
+    ("sdxl", "style"): (5, "App. G"),
+    ("sdxl", "facts"): (3, "Sec. 5.2"),
+}
+
+
+def _real(model: str) -> str:
+    """The real model whose reported values a name takes (a tiny twin: its real model's)."""
+    from .models import MODELS
+
+    spec = MODELS.get(model)
+    key = spec.twin_of if spec is not None and spec.twin_of else model
+    if key not in LOCATIONS:
+        raise LocoError(f"the paper reports no location for {model!r}; known: {', '.join(LOCATIONS)}")
+    return key
+
+
+def window_size(model: str, attribute: str = "style") -> int:
+    """The window size m the paper gives ``model`` for ``attribute`` (:data:`WINDOW_RULE` where it
+    gives two)."""
+    key = _real(model)
+    if attribute not in LOCATIONS[key]:
+        raise LocoError(f"unknown attribute {attribute!r}: use style, objects or facts")
+    return LOCATIONS[key][attribute][1]
+
+
+def other_window_size(model: str, attribute: str = "style"):
+    """``(m, where)`` of the paper's second value for ``model`` and ``attribute``, or None."""
+    window_size(model, attribute)  # the same errors
+    return OTHER_M.get((_real(model), attribute))
+
+
+# How each model samples in the paper profile. The paper states DDIM (Sec. 5.1) and no steps,
+# guidance or size; the authors' public code (github.com/samyadeepbasu/LocoGen, trace_attn_layer.py and
+# loco_edit.py) runs SD-1.4, SD-2.1 and OpenJourney with 50 steps, guidance 7.5 at 512 px. SD-XL and
+# DeepFloyd IF appear in neither: loco keeps their pipelines' own schedulers and defaults.
+SAMPLERS = {"sd": "DDIM", "sdxl": "Euler (the pipeline's)", "if": "DDPM (the pipeline's)"}
+SAMPLING_SOURCES = {
+    "sd": "DDIM: Sec. 5.1; steps and guidance: the authors' code",
+    "sdxl": "loco's choice (the pipeline's defaults; the paper and the authors' code state none)",
+    "if": "loco's choice (the pipeline's defaults; the paper and the authors' code state none)",
+}
+AUTHORS_SIZE = 512  # height = width = 512 in the authors' code, for SD-2.1 too (its native size is 768)
+
+
+def sampling(model: str) -> dict:
+    """``{"sampler", "steps", "guidance", "size", "where"}`` for a model of the paper (a tiny twin:
+    its real model's): the settings the paper profile runs and where each comes from."""
+    from .architectures import architectures, arch_key
+    from .models import MODELS
+    from .settings import DEFAULTS
+
+    key = _real(model)
+    family = MODELS[key].family
+    return {"sampler": SAMPLERS[family], **DEFAULTS[family], "size": architectures()[arch_key(key)]["resolution"],
+            "where": SAMPLING_SOURCES[family]}
+
+
 def locations_table():
     """:data:`LOCATIONS` with each value's :data:`SOURCES` entry: one row per (model, attribute),
     columns window, m, kind, where, note."""
@@ -97,12 +161,7 @@ def default_window(model: str, attribute: str = "style") -> list[int]:
 
 def paper_window(model: str, attribute: str = "style") -> list[int]:
     """The layers the paper localizes ``attribute`` to for ``model`` (tiny twins: their real model's)."""
-    from .models import MODELS
-
-    spec = MODELS.get(model)
-    key = spec.twin_of if spec is not None and spec.twin_of else model
-    if key not in LOCATIONS:
-        raise LocoError(f"the paper reports no location for {model!r}; known: {', '.join(LOCATIONS)}")
+    key = _real(model)
     if attribute not in LOCATIONS[key]:
         raise LocoError(f"unknown attribute {attribute!r}: use style, objects or facts")
     start, m = LOCATIONS[key][attribute]

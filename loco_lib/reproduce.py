@@ -33,18 +33,40 @@ NOTEBOOKS = ROOT / "notebooks"
 
 # Parameters per profile and chapter ("*": every chapter that has the parameter). `paper` sets the
 # real model and the settings the paper or the authors' public code state; the rest stays loco's.
+# PAPER marks a value that depends on the model (and the chapter's attribute): :func:`plan` takes it
+# from :mod:`loco_lib.paper` after the ``--param`` values are in, so ``--param ATTRIBUTE=objects``
+# also gives chapter 03 the objects window size.
+PAPER = "<from loco_lib.paper>"
 PROFILES = {
     "smoke": {},
     "paper": {
-        "*": {"STEPS": 50},  # the authors' code (NUM_DIFFUSION_STEPS in loco_edit.py); the paper states none
+        "*": {"STEPS": PAPER, "GUIDANCE": PAPER},  # paper.sampling(model)
         "01_model_organism": None,  # the organisms only: not part of the paper profile
         "02_causal_tracing": {"OTHER_MODEL": None},  # one real model per run
-        "03_locogen": {"N_PROMPTS": 10_000},  # every pair of the model's prompt file (App. C)
+        "03_locogen": {"N_PROMPTS": 10_000, "M": PAPER},  # every pair of the model's prompt file (App. C); m of Fig. 5 / App. G
         "05_neuron_editing": {"KS": [0, 30, 50, 100]},  # Sec. 7, Fig. 10
-        "06_deepfloyd_t5": None,  # the organisms' 2x2 design (its IF part runs in chapter 03/04 with MODEL=deepfloyd-if)
+        # the organisms' 2x2 design and the real IF beside SD-1.5 (Sec. 5.2, App. M): with --model deepfloyd-if only
+        "06_deepfloyd_t5": {"IF_MODEL": "deepfloyd-if", "CLIP_MODEL": "sd15", "IF_STEPS": PAPER, "IF_M": PAPER,
+                            "STEPS": None, "GUIDANCE": None},  # the organisms' and SD-1.5's own defaults
         "07_robustness_and_baselines": {"PROFILE": "paper"},  # Table 1's 320 generic prompts
     },
 }
+ONLY_WITH = {"paper": {"06_deepfloyd_t5": ("deepfloyd-if",)}}  # chapters a profile runs only for these models
+
+
+def _from_paper(name: str, model: str, params: dict, chapter: str):
+    """The value of a PAPER parameter for ``model`` (:mod:`loco_lib.paper`)."""
+    from . import paper
+
+    if name == "M":
+        return paper.window_size(model, params.get("ATTRIBUTE", parameter_defaults(chapter).get("ATTRIBUTE", "style")))
+    if name == "IF_M":
+        return paper.window_size("deepfloyd-if", "style")
+    if name in ("STEPS", "GUIDANCE"):
+        return paper.sampling(model)[name.lower()]
+    if name == "IF_STEPS":
+        return paper.sampling("deepfloyd-if")["steps"]
+    raise LocoError(f"no paper value for the parameter {name}")
 
 
 # How a CPU that is not this one computes: the instruction set ATen, MKL and oneDNN may use. Other
@@ -145,8 +167,28 @@ def parameters_of(chapter: str) -> set[str]:
     raise LocoError(f"notebooks/{chapter}.py has no parameters cell")
 
 
+def parameter_defaults(chapter: str) -> dict:
+    """The values a chapter's ``parameters`` cell assigns (those Python can read as literals)."""
+    import ast
+
+    import jupytext
+
+    for cell in jupytext.read(NOTEBOOKS / f"{chapter}.py").cells:
+        if "parameters" in cell.metadata.get("tags", []):
+            out = {}
+            for node in ast.parse(cell.source).body:
+                if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                    try:
+                        out[node.targets[0].id] = ast.literal_eval(node.value)
+                    except ValueError:
+                        pass
+            return out
+    raise LocoError(f"notebooks/{chapter}.py has no parameters cell")
+
+
 def plan(profile: str = "smoke", model: str | None = None, only=None, extra: dict | None = None) -> dict:
-    """``{chapter: parameters}`` for a profile (chapters the profile leaves out are absent)."""
+    """``{chapter: parameters}`` for a profile (chapters the profile leaves out are absent). A
+    ``PAPER`` value is resolved for the run's model after ``extra`` (the ``--param`` values) is in."""
     if profile not in PROFILES:
         raise LocoError(f"unknown profile {profile!r}: use {' or '.join(PROFILES)}")
     names = chapters()
@@ -156,18 +198,24 @@ def plan(profile: str = "smoke", model: str | None = None, only=None, extra: dic
             raise LocoError(f"unknown chapter {unknown[0]!r}: chapters are {', '.join(names)}")
         names = [n for n in names if any(n == c or n.startswith(f"{c}_") for c in only)]
     rules = PROFILES[profile]
+    run_model = model or ("sd15" if profile == "paper" else None)
     out = {}
     for name in names:
         if name in rules and rules[name] is None:
             continue
+        if name in ONLY_WITH.get(profile, {}) and run_model not in ONLY_WITH[profile][name]:
+            continue
         allowed = parameters_of(name)
         params = {k: v for k, v in {**rules.get("*", {}), **(rules.get(name) or {})}.items() if k in allowed}
-        if profile == "paper" or model is not None:
-            params["MODEL"] = model or "sd15"
+        if run_model is not None and "MODEL" in allowed:
+            params["MODEL"] = run_model
         for k, v in (extra or {}).items():
             if k not in allowed:
                 continue
             params[k] = v
+        for k, v in params.items():
+            if v == PAPER:
+                params[k] = _from_paper(k, run_model, params, name)
         out[name] = params
     return out
 
@@ -183,7 +231,7 @@ FIGURES = [
     ("App. L, Table 1: generic prompts", "07_robustness_and_baselines", "PROFILE='paper'"),
     ("App. I, Fig. 57: baselines (DiffQuickFix; UCE as loco's addition)", "07_robustness_and_baselines", "MODEL"),
     ("Sec. 7, Fig. 9, 10, 59, 60: neuron editing", "05_neuron_editing", "MODEL, ARTIST, KS"),
-    ("Sec. 5.2, Fig. 7, 40: DeepFloyd's prompt-dependent windows", "06_deepfloyd_t5", "IF_MODEL='deepfloyd-if'"),
+    ("Sec. 5.2, Fig. 7, 40: DeepFloyd's prompt-dependent windows", "06_deepfloyd_t5", "IF_MODEL, IF_M"),
     ("App. M, Fig. 61, 62: DeepFloyd's edit and T5's attention", "06_deepfloyd_t5", "IF_MODEL, CLIP_MODEL"),
     ("App. J: the human study (rating viewer)", "07_robustness_and_baselines", "RATE=True"),
 ]
@@ -195,13 +243,38 @@ def figures_table():
 
     rows = []
     for what, chapter, params in FIGURES:
-        if PROFILES["paper"].get(chapter, {}) is None:  # not in the paper profile: its own defaults plus the real models
-            command = (f"loco reproduce --profile smoke --chapters {chapter[:2]} "
-                       "--param IF_MODEL=deepfloyd-if --param CLIP_MODEL=sd15 --param IF_STEPS=null --out runs/deepfloyd")
-        else:
-            command = f"loco reproduce --profile paper --model MODEL --chapters {chapter[:2]}"
+        models = ONLY_WITH["paper"].get(chapter)
+        command = f"loco reproduce --profile paper --model {models[0] if models else 'MODEL'} --chapters {chapter[:2]}"
         rows.append({"figure / table": what, "chapter": chapter, "set": params, "command": command})
     return pd.DataFrame(rows)
+
+
+def paper_settings_table():
+    """What ``loco reproduce --profile paper --model M`` gives each real model of the paper (the
+    chapters' plans, :func:`plan`): sampler, steps, guidance and size, chapter 03's window size m per
+    attribute and, where the paper states a second m, the ``--param`` that runs it."""
+    import pandas as pd
+
+    from . import paper
+
+    rows = []
+    for model in paper.LOCATIONS:
+        todo = plan("paper", model)
+        s = paper.sampling(model)
+        row = {"model": model, "sampler": s["sampler"], "steps": todo["03_locogen"]["STEPS"],
+               "guidance": todo["03_locogen"]["GUIDANCE"], "size (px)": s["size"]}
+        others = []
+        for attr in ("style", "objects", "facts"):
+            row[f"m {attr}"] = plan("paper", model, ["03"], {"ATTRIBUTE": attr})["03_locogen"]["M"]
+            other = paper.other_window_size(model, attr)
+            if other:
+                others.append(f"{attr}: --param ATTRIBUTE={attr} --param M={other[0]} ({other[1]})")
+        row["the paper's other m"] = "; ".join(others) or "-"
+        row["chapter 06"] = (f"IF_M={todo['06_deepfloyd_t5']['IF_M']}, IF_STEPS={todo['06_deepfloyd_t5']['IF_STEPS']}"
+                             if "06_deepfloyd_t5" in todo else "not run")
+        row["where"] = s["where"]
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("model")
 
 
 def run_records(out) -> "object":

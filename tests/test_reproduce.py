@@ -37,12 +37,63 @@ def test_plans_of_the_profiles():
     assert paper["02_causal_tracing"]["OTHER_MODEL"] is None
     assert paper["05_neuron_editing"]["KS"] == [0, 30, 50, 100] and paper["07_robustness_and_baselines"]["PROFILE"] == "paper"
     assert reproduce.plan("paper", model="sdxl")["03_locogen"]["MODEL"] == "sdxl"
+    assert "MODEL" not in reproduce.plan("paper", model="deepfloyd-if")["06_deepfloyd_t5"]  # it has IF_MODEL instead
     only = reproduce.plan("smoke", only=["03"], extra={"SEEDS": [0, 1], "NOT_A_PARAMETER": 1})
     assert only == {"03_locogen": {"SEEDS": [0, 1]}}
     with pytest.raises(LocoError, match="unknown profile"):
         reproduce.plan("full")
     with pytest.raises(LocoError, match="unknown chapter '99'"):
         reproduce.plan("smoke", only=["99"])
+
+
+# What `loco reproduce --profile paper --model M` must give the chapters, written out from the paper
+# (Fig. 5, Sec. 5.2, App. G; the window size rule of loco_lib.paper) and the authors' code (50 steps,
+# guidance 7.5 for SD), not from the code under test. Per model: steps, guidance, chapter 03's m for
+# style, objects and facts, and what chapter 06 receives (None: not run).
+PAPER_SETTINGS = {
+    "sd14": (50, 7.5, (2, 2, 2), None),
+    "sd15": (50, 7.5, (2, 2, 2), None),
+    "openjourney": (50, 7.5, (2, 2, 2), None),
+    "sd21": (50, 7.5, (3, 3, 3), None),  # Fig. 5(b): m = 3 (Sec. 5.2's style m = 2 is one --param away)
+    "sdxl": (50, 5.0, (3, 5, 5), None),  # Fig. 5(c,d): style m = 3, facts m = 5; Sec. 5.2: objects m = 5
+    "deepfloyd-if": (100, 7.0, (3, 3, 3), {"IF_MODEL": "deepfloyd-if", "CLIP_MODEL": "sd15", "IF_STEPS": 100, "IF_M": 3,
+                                           "STEPS": None, "GUIDANCE": None}),  # App. G: m = 3
+}
+
+
+@pytest.mark.parametrize("model", list(PAPER_SETTINGS))
+def test_the_paper_profile_gives_each_model_the_papers_settings(model):
+    steps, guidance, ms, chapter_06 = PAPER_SETTINGS[model]
+    todo = reproduce.plan("paper", model)
+    for chapter, params in todo.items():
+        allowed = reproduce.parameters_of(chapter)
+        if chapter == "06_deepfloyd_t5":
+            continue
+        assert params.get("MODEL") == model
+        if "STEPS" in allowed:
+            assert (params["STEPS"], params["GUIDANCE"]) == (steps, guidance), chapter
+    assert todo["03_locogen"]["M"] == ms[0]  # the chapter's own ATTRIBUTE is style
+    for attr, m in zip(("style", "objects", "facts"), ms):
+        assert reproduce.plan("paper", model, ["03"], {"ATTRIBUTE": attr})["03_locogen"]["M"] == m
+    assert todo.get("06_deepfloyd_t5") == chapter_06
+    assert todo["05_neuron_editing"]["KS"] == [0, 30, 50, 100] and todo["07_robustness_and_baselines"]["PROFILE"] == "paper"
+    # a --param wins over the paper's value
+    assert reproduce.plan("paper", model, ["03"], {"M": 7})["03_locogen"]["M"] == 7
+    table = reproduce.paper_settings_table()
+    assert tuple(table.loc[model, ["m style", "m objects", "m facts"]]) == ms
+
+
+def test_every_conflicting_window_has_its_other_value_one_param_away():
+    from loco_lib import paper
+
+    conflicting = {(m, a) for m, attrs in paper.SOURCES.items() for a, src in attrs.items() if src.kind == "conflicting"}
+    assert conflicting == set(paper.OTHER_M) == {("sd21", "style"), ("sdxl", "style"), ("sdxl", "facts")}
+    for (model, attr), (m, where) in paper.OTHER_M.items():
+        assert m != paper.window_size(model, attr) and f"m = {m}" in paper.SOURCES[model][attr].note
+        assert f"--param M={m}" in reproduce.paper_settings_table().loc[model, "the paper's other m"]
+    assert paper.window_size("tiny-sdxl", "objects") == 5 and paper.other_window_size("sd15") is None
+    with pytest.raises(LocoError, match="no location"):
+        reproduce.plan("paper", "some/hub-model", ["03"])
 
 
 @pytest.fixture

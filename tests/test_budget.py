@@ -1,0 +1,152 @@
+"""The dry run's counts (loco_lib.budget) against what the library really runs on the tiny twins, the
+FLOPs counted on the meta device against the same count on a real run, and the chapter totals
+against an independent count."""
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+from loco_lib import budget, models, reproduce, sweep, trace
+from loco_lib.errors import LocoError
+
+generate = importlib.import_module("loco_lib.generate")  # the module (loco_lib.generate is also its function)
+
+
+class Calls:
+    """Counts the pipeline calls of loco_lib.generate.sample_batch (the one place the denoiser runs)
+    and the samples in each."""
+
+    def __init__(self, monkeypatch):
+        self.samples = []
+        real = generate.sample_batch
+
+        def counted(pipe, cond, seeds, **kwargs):
+            self.samples.append(len(seeds))
+            return real(pipe, cond, seeds, **kwargs)
+
+        monkeypatch.setattr(generate, "sample_batch", counted)
+        monkeypatch.setattr(sweep, "sample_batch", counted)
+
+    @property
+    def work(self):
+        return sum(self.samples), len(self.samples)
+
+
+@pytest.fixture(scope="module")
+def sd15():
+    return models.load("tiny-sd15", progress=False)
+
+
+PROMPTS = ["a house in the style of van gogh", "a tree in the style of monet", "a cat in the style of picasso"]
+TARGETS = ["a house in the style of a painting", "a tree in the style of a painting", "a cat in the style of a painting"]
+
+
+def test_a_trace_runs_the_images_and_calls_the_plan_counts(sd15, monkeypatch):
+    calls = Calls(monkeypatch)
+    r = trace.trace(sd15, PROMPTS[:2], ["van gogh", "monet"], where="unet", kinds="cross-attention", seeds=[0, 1], steps=2,
+                    batch_size=6, cache_dir=None, progress=False)
+    n_states = len(r.sets)
+    assert calls.work == budget.trace_work(2 * 2, n_states + 1, batch=6)  # corrupted + every state, clean rides along
+    assert r.counter["calls"] == 2 * calls.work[1]  # a UNet call per step
+    assert r.counter["rows"] <= 2 * 2 * calls.work[0]  # two rows per image and step, fewer where rows are shared
+
+
+def test_states_needed_restores_as_many_sizes_as_counted(sd15, monkeypatch, tmp_path):
+    from loco_lib.clip_score import ClipScorer
+
+    scorer = ClipScorer.tiny()
+    first = trace.trace(sd15, PROMPTS[:1], ["van gogh"], where="unet", seeds=[0], steps=2, scorer=scorer,
+                        cache_dir=tmp_path, progress=False)
+    calls = Calls(monkeypatch)
+    needed = trace.states_needed(sd15, first, cache_dir=tmp_path, scorer=scorer, progress=False)
+    assert len(needed.curve) == budget._sizes_needed(len(first.sets))
+    assert calls.work == budget.trace_work(1, budget._sizes_needed(len(first.sets)) - 1)  # k = 1 is in the cache
+
+
+def test_a_locogen_sweep_and_a_comparison_run_what_the_plan_counts(sd15, monkeypatch):
+    from loco_lib.clip_score import ClipScorer
+    from loco_lib.evaluate import compare
+    from loco_lib.locogen import locogen
+
+    calls = Calls(monkeypatch)
+    L, m = 16, 3
+    locogen(sd15, (PROMPTS, TARGETS), "style", m, [0, 1], scorer=ClipScorer.tiny(), steps=2, batch_size=16, progress=False)
+    assert calls.work == budget.sweep_work(3 * 2 * (L - m + 3))  # clean, every window, all layers
+    calls.samples.clear()
+    compare(sd15, PROMPTS * 3, None, {"original": None, "again": None}, seeds=[0], scorer=ClipScorer.tiny(), steps=2,
+            progress=False)
+    assert calls.work == budget.generate_work(9, 2)
+
+
+@pytest.mark.parametrize("model,expected", [
+    # cross-attention layers (App. D), UNet states (the recorded toy trace prints 54 for SD-1.5's layout;
+    # SD-XL and IF from diffusers' blocks), ResNet and cross-attention states, text-encoder layers
+    ("sd15", (16, 54, 22, 16, 12)), ("sd21", (16, 54, 22, 16, 23)), ("sdxl", (70, 157, 17, 70, 12)),
+    ("deepfloyd-if", (22, 52, 30, 0, 24))])
+def test_the_shape_of_each_full_size_model(model, expected):
+    s = budget.shape(model)
+    assert (s.layers, s.states, s.resnet, s.cross, s.text_layers) == expected
+
+
+def test_flops_on_the_meta_device_equal_the_count_on_a_real_run(sd15):
+    from accelerate import init_empty_weights
+    from diffusers import UNet2DConditionModel
+
+    real = budget.count_flops(sd15.unet, 64)
+    with init_empty_weights():
+        meta = UNet2DConditionModel(**sd15.unet.config)
+    assert budget.count_flops(meta, 64) == real > 0
+    assert budget.count_flops(meta, 64, rows=3) == 3 * real  # every operation is per row
+    # the full-size ones: SD-XL's UNet at 1024 px costs more than SD-1.5's at 512, and size counts
+    assert budget.denoiser_flops("sdxl") > budget.denoiser_flops("sd21") > budget.denoiser_flops("sd15")
+    assert 4 < budget.denoiser_flops("sd15") / budget.denoiser_flops("sd15", size=256) < 16
+    assert budget.decoder_flops("deepfloyd-if") == 0 < budget.decoder_flops("sd15")
+    assert budget.parameters("sd15") == 859_520_964 + 123_060_480 + 83_653_863  # the full-size record's parts
+
+
+# UNet calls per chapter of `--profile paper`, counted independently of loco_lib.budget by reading
+# the chapters and the library (a separate calculator, 2026-12-04), GPU batches, empty caches.
+INDEPENDENT = {
+    "sd15": {"02_causal_tracing": 3300, "03_locogen": 4450, "04_locoedit": 350, "05_neuron_editing": 450,
+             "07_robustness_and_baselines": 24750},
+    "sd21": {"02_causal_tracing": 4100, "03_locogen": 4450, "07_robustness_and_baselines": 24800},
+    "sdxl": {"02_causal_tracing": 7500, "03_locogen": 19700, "04_locoedit": 350, "05_neuron_editing": 450,
+             "07_robustness_and_baselines": 29550},
+    "deepfloyd-if": {"02_causal_tracing": 6600, "03_locogen": 12400, "04_locoedit": 700, "05_neuron_editing": 900,
+                     "06_deepfloyd_t5": 1400, "07_robustness_and_baselines": 50800},
+}
+
+
+@pytest.mark.parametrize("model", list(INDEPENDENT))
+def test_the_dry_run_counts_each_chapter_like_an_independent_count(model):
+    table = budget.dry_run("paper", model)
+    for chapter, unet_calls in INDEPENDENT[model].items():
+        assert table.loc[(chapter, model if chapter != "06_deepfloyd_t5" else "deepfloyd-if"), "UNet calls"] == unet_calls
+    body = table.drop(index="total", level=0)
+    assert table.loc["total"].iloc[0]["UNet rows"] == body["UNet rows"].sum()
+    assert sum(2 * w.images * w.steps for w in table.attrs["work"]) == body["UNet rows"].sum()
+
+
+def test_the_robustness_prompt_counts_equal_the_chapters_groups():
+    from loco_lib import unlearning
+
+    g = unlearning.prompt_groups("sd15", None, profile="paper")
+    work = {w.what: w for w in budget.chapter_work("07_robustness_and_baselines", reproduce.plan("paper", "sd15")[
+        "07_robustness_and_baselines"])}
+    assert work["five models on erased, in-domain and cross-domain prompts"].images == 5 * (
+        len(g.erased) + len(g.in_domain) + len(g.cross_domain))
+
+
+def test_the_estimate_and_its_errors():
+    assert budget.seconds(budget.GPU_PEAKS["A100"] * budget.EFFICIENCY) == pytest.approx(1.0)
+    with pytest.raises(LocoError, match="unknown GPU"):
+        budget.dry_run("paper", "sd15", gpu="V100")
+    assert len(budget.dry_run("smoke")) == 0  # the organisms: nothing on a real model
+    out = subprocess.run([sys.executable, "-m", "loco_lib", "reproduce", "--profile", "paper", "--model", "sd21",
+                          "--chapters", "03", "--param", "ATTRIBUTE=facts", "--dry-run"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "03_locogen" in out.stdout and "total" in out.stdout and "TFLOP/s" in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "loco_lib", "reproduce", "--profile", "paper", "--dry-run", "--gpu", "V100"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == ["loco: error: unknown GPU 'V100': use A100 or H100 SXM"]
