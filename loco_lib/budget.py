@@ -232,15 +232,29 @@ def _chapter_02(p: dict, model: str) -> list:
     return out
 
 
-def _chapter_03(p: dict, model: str) -> list:
+def _chapter_03(p: dict, model: str, start: int | None = None) -> list:
+    """``start``: the layer App. G grows from (default: the paper's window's first layer, where the
+    search should locate it)."""
+    from .paper import paper_window
     from .prompts import default_prompts, load_pairs
+    from .window_size import scaled_m
 
     L, M = shape(model).layers, p["M"]
     P, D = min(p["N_PROMPTS"], len(load_pairs(default_prompts(p["ATTRIBUTE"], model)))), len(p["SEEDS"])
+    swept = {M, 1, 2, 3}  # window sizes whose every window is in the cache after the first two lines
     out = [(f"LocoGen: clean, {L - M + 1} windows of m = {M}, all layers", *sweep_work(P * D * (L - M + 3)))]
     for m in (1, 2, 3):  # select_m's sizes; clean and all layers are in the cache
         if m != M:
             out.append((f"choosing m: {L - m + 1} windows of m = {m}", *sweep_work(P * D * (L - m + 1))))
+    start = paper_window(model, p["ATTRIBUTE"])[0] if start is None else start
+    grown = [m for m in range(1, L - start + 1) if m not in swept]
+    out.append((f"App. G: the window grown from layer {start}", *sweep_work(P * D * len(grown))))
+    centre = scaled_m(2, 16, L)
+    for m in range(max(1, centre - 1), min(L, centre + 1) + 1):
+        if m not in swept:
+            out.append((f"App. G's local search: {L - m + 1} windows of m = {m}", *sweep_work(P * D * (L - m + 1))))
+    if p["ATTRIBUTE"] == "style":
+        out.append(('the search with the bare target "a painting"', *sweep_work(P * D * (L - M + 3))))
     return out
 
 

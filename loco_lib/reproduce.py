@@ -43,7 +43,7 @@ PROFILES = {
         "*": {"STEPS": PAPER, "GUIDANCE": PAPER},  # paper.sampling(model)
         "01_model_organism": None,  # the organisms only: not part of the paper profile
         "02_causal_tracing": {"OTHER_MODEL": None},  # one real model per run
-        "03_locogen": {"N_PROMPTS": 10_000, "M": PAPER},  # every pair of the model's prompt file (App. C); m of Fig. 5 / App. G
+        "03_locogen": {"N_PROMPTS": 10_000, "M": PAPER, "OTHER_MODEL": None},  # every pair of the prompt file (App. C); m of Fig. 5
         "05_neuron_editing": {"KS": [0, 30, 50, 100]},  # Sec. 7, Fig. 10
         # the organisms' 2x2 design and the real IF beside SD-1.5 (Sec. 5.2, App. M): with --model deepfloyd-if only
         "06_deepfloyd_t5": {"IF_MODEL": "deepfloyd-if", "CLIP_MODEL": "sd15", "IF_STEPS": PAPER, "IF_M": PAPER,
@@ -225,7 +225,8 @@ def plan(profile: str = "smoke", model: str | None = None, only=None, extra: dic
 FIGURES = [
     ("Fig. 2, 3, 11-13: causal tracing in the UNet and the text encoder", "02_causal_tracing", "MODEL, OTHER_MODEL"),
     ("Fig. 4, 5, 14-40: LocoGen windows per model and attribute", "03_locogen", "MODEL, ATTRIBUTE, M"),
-    ("App. G, Fig. 56: choosing m", "03_locogen", "MODEL, THRESHOLD"),
+    ("App. G, Fig. 55, 56: choosing m (Sec. 5.1.2's rule and App. G's growth and local search)", "03_locogen",
+     "MODEL, M, THRESHOLD"),
     ("Fig. 6, 8, 46-53: LocoEdit of style, objects, facts", "04_locoedit", "MODEL, ATTRIBUTE, CONCEPT"),
     ("App. F, Fig. 54: all layers vs the window", "04_locoedit", "LAYERS='all'"),
     ("App. L, Table 1: generic prompts", "07_robustness_and_baselines", "PROFILE='paper'"),

@@ -57,13 +57,15 @@ STEPS = None  # None: the default of the model (50 for SD, 15 for toy)
 GUIDANCE = None  # None: the default of the model
 SCORER = None  # None: the model's own (CLIP ViT-L-14 for real models, toy-scorer for toy, tiny for twins)
 CACHE_DIR = "locogen-cache"  # in Colab a Google Drive folder survives a disconnect
-THRESHOLD = 0.8  # App. G: how far from clean to fully altered the best window must go
+THRESHOLD = 0.8  # Sec. 5.1.2's rule: how far from clean to fully altered the best window must go (loco's value)
+OTHER_MODEL = "toy-t5"  # a second model for App. G's curve (None: MODEL only)
 
 # %%
 import loco_lib
 from loco_lib.clip_score import get_scorer
 from loco_lib.locogen import plot_window_scores, readouts, window_grid
 from loco_lib.organism.kept import measure
+from loco_lib.paper import default_window
 from loco_lib.prompts import default_prompts
 
 pipe = loco_lib.load(MODEL)
@@ -132,10 +134,14 @@ else:
     print(f"{scorer.name} has no attribute readouts (only the model organism's scorer does)")
 
 # %% [markdown]
-# ## Choosing m (App. G)
+# ## Choosing m
 #
-# The paper picks the smallest m for which some window meets a threshold on the average CLIP-score
-# (Sec. 5.1.2) and does not state the threshold's value. loco's threshold is relative: the best
+# The paper states two ways of choosing the window size m, and this section runs both.
+#
+# ### Sec. 5.1.2's threshold rule
+#
+# Sec. 5.1.2 picks the smallest m for which some window meets a threshold on the average
+# CLIP-score, and does not state the threshold's value. loco's threshold is relative: the best
 # window must move the score at least `THRESHOLD` of the way from the clean to the fully altered
 # reference. Sizes share the cache, so the clean and fully altered images are
 # generated once. On an organism the finished choice is kept with the repository
@@ -148,6 +154,80 @@ selection = measure("select-m", MODEL, loco_lib.select_m, pipe, prompts, ATTRIBU
                     seeds=SEEDS, scorer=scorer, steps=STEPS, guidance=GUIDANCE, cache_dir=CACHE_DIR, stop_at_first=False)
 print("chosen m:", selection["m"])
 selection["table"].round({"mean": 1, "fraction": 2})
+
+# %% [markdown]
+# ### App. G's procedure
+#
+# App. G (Figs. 55 and 56) does it another way. It fixes the layer LocoGen located for the attribute
+# on SD-1.5 (layer 8 for style, found with m = 2), grows the window from that layer one layer at a
+# time up to the largest possible m, and takes the m after which the CLIP-score *saturates*. For
+# every other model it then searches "locally" around that m, scaled by the model's share of layers
+# ({mod}`loco_lib.window_size`). The paper gives no number for "saturates": loco reads it as the
+# smallest m from which one more layer moves the score by at most `window_size.SATURATION` of the
+# clean-to-all-layers span (the knee of the curve; its tail rises again as the window nears every
+# layer, which is the all-layers image). loco counts layers from 0, as App. D's lists do, so from layer 8 of
+# SD-1.5's 16 the largest m is 8, where Fig. 55 says 9.
+#
+# Below, each organism locates its window with the chapter's `M`, then grows the window from the
+# first layer of that window (m = 0 is the clean image):
+
+# %%
+# NBVAL_CHECK_OUTPUT
+import os
+
+from loco_lib import window_size
+
+growth = {}
+for name in [MODEL] + ([OTHER_MODEL] if OTHER_MODEL else []):
+    p = pipe if name == MODEL else loco_lib.load(name)
+    growth[name] = measure("app-g-growth", name, window_size.from_located, p,
+                           loco_lib.load_pairs(default_prompts(ATTRIBUTE, name), limit=N_PROMPTS), ATTRIBUTE, M, SEEDS,
+                           scorer=scorer if name == MODEL else get_scorer(SCORER, name), steps=STEPS, guidance=GUIDANCE,
+                           cache_dir=CACHE_DIR if name == MODEL else os.path.join(CACHE_DIR, name))
+    g = growth[name]
+    print(f"{name}: located at layers {g['located']}; grown from layer {g['start']}; saturates at m = {g['m']}")
+pd.concat({name: g["table"].set_index("m")[["layers", "mean", "fraction"]] for name, g in growth.items()},
+          axis=1).round(2)
+
+# %%
+import matplotlib.pyplot as plt
+
+fig, ax = plt.subplots(figsize=(6, 3))
+for name, g in growth.items():
+    ax.plot(g["table"]["m"], g["table"]["fraction"], marker="o", label=f"{name} (from layer {g['start']})")
+    ax.axvline(g["m"], ls=":", c=ax.lines[-1].get_color())
+ax.set_xlabel("window size m (0: clean)")
+ax.set_ylabel("fraction of the way to all layers")
+ax.set_title(f"App. G: growing the {ATTRIBUTE} window; dotted: saturation")
+ax.legend(fontsize=8);
+
+# %% [markdown]
+# The local search starts from App. G's m = 2 on SD-1.5, scaled by this model's share of SD-1.5's 16
+# layers, tries the sizes within one of it (loco's radius) and keeps the smallest whose best window
+# goes as far as the largest one's, within the same tolerance. The windows come from the sweeps above
+# (the cache), and the three readings of m, side by side:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+local = measure("app-g-local-search", MODEL, window_size.local_search, pipe, prompts, ATTRIBUTE, base_m=2, base_layers=16,
+                seeds=SEEDS, scorer=scorer, steps=STEPS, guidance=GUIDANCE, cache_dir=CACHE_DIR)
+m_local, table = local
+print(f"local search around m = {table.attrs['centre']}: m = {m_local}")
+display(table.round({"mean": 1, "fraction": 2}))
+print(f"{MODEL}: the threshold rule (Sec. 5.1.2, {THRESHOLD:.0%}) picks m = {selection['m']}; App. G's growth saturates "
+      f"at m = {growth[MODEL]['m']}; its local search picks m = {m_local}; the window search above ran m = {M}, and "
+      f"the window {MODEL}'s edits use has m = {len(default_window(MODEL, ATTRIBUTE))}")
+
+# %% [markdown]
+# On the organisms the readings differ, and the tables above say why. On `toy`, the rule's best
+# single layer already goes most of the way, and it lies inside the two-layer window the search
+# located; the window's first layer alone does almost nothing, so App. G's growth from that layer
+# needs both. On `toy-t5` the located window's first layer alone goes most of the way, and growth
+# saturates at once. Both readings point at the same controlling layer. The organism chapters edit
+# and alter the two-layer windows of the organisms' cards (measured in "The model organism"):
+# App. G's reading on `toy`, and one layer more than the rule's on both. On both, that second layer
+# adds a hundredth of the way or less to the best single layer (`toy`: the rule's table, m = 1
+# against m = 2; `toy-t5`: the growth table, m = 1 against m = 2).
 
 # %% [markdown]
 # ## Resuming
@@ -164,11 +244,12 @@ print("same table:", again.table[["mean"]].equals(result.table[["mean"]]))
 # %% [markdown]
 # ## What the paper finds on the real models
 #
-# The windows of Sec. 5.2, Fig. 5, Fig. 40 and App. G, as `loco_lib.paper` records them. The paper
-# states neither the CLIP checkpoint it scores with nor the number of sampling steps; loco's
-# defaults for real models (CLIP ViT-L/14, the pipeline's scheduler with 50 steps) are loco's choice.
-# Each value is marked `reported` (with the place), `conflicting` (the paper states two values; the
-# note gives both) or `inferred` (the paper states none; the note says what loco assumed):
+# The windows of Sec. 5.2, Fig. 5, Fig. 40 and App. G, as `loco_lib.paper` records them. Each value
+# is marked `reported` (with the place), `conflicting` or `inferred` (the paper states none; the
+# note says what loco assumed). Where the paper states two window sizes, one rule of loco's picks
+# the one `loco reproduce --profile paper` runs: Fig. 5 (the measured curves) first, then Sec. 5.2's
+# text, then App. G's one m per model; the note gives the other value, which `--param M=...` runs
+# (the page "Reproduce the paper" lists each model's settings).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -184,3 +265,38 @@ with pd.option_context("display.max_colwidth", None, "display.width", 200):
 # `MODEL = "sd15"`; `N_PROMPTS` and `SEEDS` set how many prompts and seeds per window (the paper
 # does not state its seeds; App. C lists its prompts). Keep `CACHE_DIR` on Google Drive so that an
 # interrupted sweep resumes.
+#
+# **How the real models are sampled.** Sec. 5.1 samples with DDIM and states no number of steps,
+# guidance scale or image size. `loco_lib.models.load` switches SD-1.4, SD-1.5 and OpenJourney to
+# DDIM; SD-2.1's pipeline samples with DDIM as shipped; SD-XL keeps its pipeline's Euler scheduler
+# and DeepFloyd IF its DDPM, which is loco's choice (the paper names one sampler for all models, and
+# the authors' code has neither model). The 50 steps and guidance 7.5 of the SD models are the
+# authors' code's (`trace_attn_layer.py` and `loco_edit.py` in
+# [samyadeepbasu/LocoGen](https://github.com/samyadeepbasu/LocoGen)); that code generates at 512 px
+# for SD-2.1 too, where loco keeps SD-2.1's own 768 px (loco's choice). The authors' scripts load
+# SD-1.4 (`CompVis/stable-diffusion-v1-4`) while the paper reports SD-1.5; `MODEL = "sd14"` runs the
+# former, with SD-1.5's windows (the paper reports none for SD-1.4).
+#
+# **The target prompt.** App. C gives the style target as *"A painting"*, and the captions of App. B's
+# figures say the controlling layers read *"a painting"*; the authors' code feeds that bare prompt
+# to the window (`--prompt` of `trace_attn_layer.py`). loco's style pairs (`data/prompts/style.yaml`)
+# give the window the full sentence with the artist replaced (*"A house in the style of a
+# painting"*, the example of Sec. 6.1), so that the window's text differs from the other layers' only
+# in the attribute; their `edits` blocks keep the bare target for LocoEdit, as the authors' code does.
+# Does the choice move the window? The same search with every target replaced by the bare
+# *"a painting"* (style only; loco's sentence targets above):
+
+# %%
+# NBVAL_CHECK_OUTPUT
+if ATTRIBUTE == "style":
+    bare = (list(prompts.originals), ["a painting"] * len(prompts.originals))
+    bare_result = measure("locogen-bare-target", MODEL, loco_lib.locogen, pipe, bare, ATTRIBUTE, M, SEEDS, scorer=scorer,
+                          steps=STEPS, guidance=GUIDANCE, cache_dir=os.path.join(CACHE_DIR, "bare-target"))
+    sentence = measure("locogen-sentence-target", MODEL, loco_lib.locogen, pipe, prompts, ATTRIBUTE, M, SEEDS,
+                       scorer=scorer, steps=STEPS, guidance=GUIDANCE, cache_dir=CACHE_DIR)
+    display(pd.DataFrame([{"target": what, "best window": r["best"]["layers"], "mean": round(r["best"]["mean"], 1),
+                           "fraction of the way": round(r["best"]["fraction"], 2), "clean": round(r["clean"], 1),
+                           "all layers": round(r["altered_all"], 1)}
+                          for what, r in (("the sentence (loco)", sentence), ('"a painting" (App. B, C)', bare_result))]))
+else:
+    print("App. B and C state the bare target for style only; this comparison runs for style")

@@ -74,7 +74,96 @@ with pd.option_context("display.max_colwidth", None, "display.width", 250):
 
 # %%
 # NBVAL_CHECK_OUTPUT
-pd.DataFrame({chapter: {"parameters": json.dumps(params)} for chapter, params in reproduce.plan("paper", MODEL).items()}).T
+with pd.option_context("display.max_colwidth", None, "display.width", 250):
+    display(pd.DataFrame({chapter: {"parameters": json.dumps(params)}
+                          for chapter, params in reproduce.plan("paper", MODEL).items()}).T)
+
+# %% [markdown]
+# ### Model by model
+#
+# What `--profile paper --model M` gives each real model. The paper states DDIM (Sec. 5.1) and no
+# steps, guidance or image size; the 50 steps and guidance 7.5 of the SD models are the authors'
+# code's, and SD-XL's and DeepFloyd IF's are their pipelines' defaults (loco's choice; the `where`
+# column says which is which). The window sizes m are chapter 03's `M` per `ATTRIBUTE`: where the
+# paper states two values, one rule (`loco_lib.paper.WINDOW_RULE`, printed below) picks one and the
+# other is one `--param` away. Chapter 04's, 05's and 07's windows are the whole windows of
+# `loco_lib.paper.LOCATIONS`. Chapter 06 runs only with `--model deepfloyd-if`, where its IF part
+# gets IF's m and its pipeline's 100 steps.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from loco_lib import paper
+
+print("window size rule:", paper.WINDOW_RULE)
+with pd.option_context("display.max_colwidth", None, "display.width", 250):
+    display(reproduce.paper_settings_table())
+
+# %% [markdown]
+# ## A plan before a GPU is rented
+#
+# `loco reproduce --profile paper --model M --dry-run` runs nothing and prints, per chapter, the
+# denoiser work the chapter will do on the real model, what it costs, and an estimated time
+# ({mod}`loco_lib.budget`):
+#
+# * **images and calls**: every image the chapter generates (a causal trace's clean run rides in
+#   each of its calls and is counted there), in pipeline calls of the batch sizes loco uses on a
+#   GPU, with empty caches; a UNet call is one denoising step of a pipeline call;
+# * **UNet rows**: the UNet applied to one image at one step; classifier-free guidance makes two
+#   per image and step (the conditional and unconditional branch). The sweeps evaluate rows that are
+#   bit for bit identical once, which this count does not subtract;
+# * **FLOPs**: counted, not estimated: the full-size UNet, built from the real config on the meta
+#   device (no weights, no memory), runs one row at the model's own resolution under
+#   `torch.utils.flop_counter.FlopCounterMode`; the VAE decoder is counted the same way per image;
+# * **time**: the FLOPs divided by a fraction `budget.EFFICIENCY` of the named GPU's dense fp16
+#   tensor peak (`budget.GPU_PEAKS`, from the vendor's datasheet; `--gpu` picks it). The fraction is
+#   loco's assumption, not a measurement: no GPU time has been measured for this book;
+# * **memory**: the half-precision weights of the UNet, the text encoder(s) and the VAE (2 bytes
+#   per parameter, counted on the meta device); activations come on top.
+#
+# `tests/test_budget.py` checks the counts against what the library runs on the tiny twins (the
+# pipeline calls and images of a trace, of `states_needed`, of a LocoGen sweep and a comparison, and
+# of chapter 03's searches run one after the other) and the UNet calls of chapters 02 and 04-07
+# against a count made independently from the chapters' code. The whole paper, its five models one
+# run each:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from loco_lib import budget
+
+print(f"time at {budget.EFFICIENCY:.0%} of the A100's dense fp16 peak ({budget.GPU_PEAKS['A100'] / 1e12:.0f} TFLOP/s)")
+with pd.option_context("display.width", 250, "display.max_columns", None):
+    display(budget.paper_plan())
+
+# %% [markdown]
+# The chapters of `--model MODEL` (this page's parameter):
+
+# %%
+# NBVAL_CHECK_OUTPUT
+with pd.option_context("display.width", 250, "display.max_columns", None):
+    display(budget.dry_run("paper", MODEL))
+
+# %% [markdown]
+# Does the time follow the FLOPs from one architecture to the next? `benchmarks/unet_flops.py` times
+# one call of each full-size UNet (random weights, float32, one row at the model's own resolution)
+# on this book's CPU. If the time per FLOP is about the same for every model, the FLOP count
+# carries from one model to another, which is what the estimate assumes on a GPU. The CPU's rate
+# says nothing about a GPU's.
+
+# %%
+flops_record = reproduce.ROOT / "benchmarks" / "results" / "unet_flops-cpu.json"
+if flops_record.exists():
+    rec = json.loads(flops_record.read_text())
+    print(f"measured {rec['date']}: {rec['dtype']}, torch {rec['torch']}, {rec['threads']} threads")
+    with pd.option_context("display.width", 250, "display.max_columns", None):
+        display(budget.cpu_rates(rec))
+else:
+    print("no record in this checkout: python benchmarks/unet_flops.py --out benchmarks/results/unet_flops-cpu.json")
+
+# %% [markdown]
+# Where the three Stable Diffusion UNets run at about the same rate, their times follow their FLOPs
+# from one architecture to the next; where DeepFloyd IF's runs at a lower rate (the record above
+# says whether it does), its FLOPs understate its time and its estimate is the least sure of the
+# five. The record is float32 on a CPU; a GPU's rate is another measurement, not made here.
 
 # %% [markdown]
 # ## Hardware

@@ -83,11 +83,14 @@ def kept_spread(recorded: Path, runs: dict) -> dict:
     return table
 
 
-def cell_spread(expectations: Path, runs: dict) -> tuple[dict, list]:
-    """Per chapter and checked cell: the spread of each printed number over the expectation and the runs."""
+def cell_spread(expectations: Path, runs: dict, only=()) -> tuple[dict, list]:
+    """Per chapter and checked cell: the spread of each printed number over the expectation and the runs
+    (``only``: these chapters)."""
     cells, notes = {}, []
     for nb in sorted(expectations.glob("*.ipynb")):
         chapter = nb.stem
+        if only and chapter not in only:
+            continue
         outputs = {"recorded": dict(checked_outputs(nb))}
         for config, folder in runs.items():
             executed = Path(folder) / "_build" / "src" / "notebooks" / nb.name
@@ -166,9 +169,12 @@ def main(argv=None) -> int:
     ap.add_argument("--ulps", action="append", default=[], metavar="DESCRIPTION=LOG",
                     help="a LOCO_ULPS_LOG written by the batched-vs-split tests (tests/floats.py) under one configuration")
     ap.add_argument("--out", default=str(SPREAD))
+    ap.add_argument("--only", action="append", default=[], metavar="CHAPTER",
+                    help="measure these chapters' cells (e.g. 03_locogen) and the kept files their runs measured; keep "
+                         "every other entry of the existing --out (the runs then need to have executed only these)")
     args = ap.parse_args(argv)
     runs = dict(r.rsplit("=", 1) for r in args.run)  # the folder follows the last "="
-    cells, notes = cell_spread(HERE / "notebooks", runs)
+    cells, notes = cell_spread(HERE / "notebooks", runs, only=args.only)
     kept = kept_spread(ROOT / "data" / "organism" / "cache", runs)
     configs = [f"recorded: {args.recorded} (`tests/notebooks`, `data/organism/cache`)"] + [f"{c}" for c in runs]
     ulps = {}
@@ -176,6 +182,15 @@ def main(argv=None) -> int:
         description, log = item.rsplit("=", 1)
         ratios = [float(x) for x in Path(log).read_text().split()]
         ulps[description] = {"comparisons": len(ratios), "largest": max(ratios, default=0.0)}
+    if args.only:  # merge: the other chapters, kept files and measurements stay as they were measured
+        old = json.loads(Path(args.out).read_text())
+        measured_kept = {k: v for k, v in kept.items() if v["configs"]}
+        cells = {c: (cells[c] if c in cells else old["cells"].get(c, {})) for c in dict.fromkeys([*old["cells"], *cells])}
+        kept = {**old["kept"], **measured_kept}
+        missing = [c for c in runs if c not in " ".join(old["configs"])]
+        if missing:
+            raise SystemExit(f"--only merges runs of the configurations already measured; new: {', '.join(missing)}")
+        configs, ulps = old["configs"], old.get("ulps", {})
     out = Path(args.out)
     out.write_text(json.dumps({"configs": configs, "factor": SPREAD_FACTOR, "cells": cells, "kept": kept, "ulps": ulps},
                               indent=1) + "\n")

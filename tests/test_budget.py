@@ -79,6 +79,31 @@ def test_a_locogen_sweep_and_a_comparison_run_what_the_plan_counts(sd15, monkeyp
     assert calls.work == budget.generate_work(9, 2)
 
 
+def test_chapter_03s_searches_run_what_the_plan_counts(sd15, monkeypatch, tmp_path):
+    """The chapter's LocoGen search, Sec. 5.1.2's rule, App. G's growth and local search and the bare
+    target, run on tiny-sd15 (SD-1.5's 16 layers) with the chapter's calls, counted against the
+    plan of the same parameters."""
+    lg = importlib.import_module("loco_lib.locogen")
+    from loco_lib import window_size
+    from loco_lib.clip_score import ClipScorer
+    from loco_lib.prompts import load_pairs
+
+    scorer, M = ClipScorer.tiny(), 2
+    prompts = load_pairs("style", limit=3)
+    kw = dict(scorer=scorer, steps=2, batch_size=16, progress=False, cache_dir=tmp_path / "c")
+    calls = Calls(monkeypatch)
+    lg.locogen(sd15, prompts, "style", M, [0], **kw)
+    lg.select_m(sd15, prompts, "style", ms=[1, 2, 3], stop_at_first=False, seeds=[0], **kw)
+    grown = window_size.from_located(sd15, prompts, "style", M, [0], **kw)
+    window_size.local_search(sd15, prompts, "style", seeds=[0], **kw)
+    lg.locogen(sd15, (list(prompts.originals), ["a painting"] * 3), "style", M, [0], **{**kw, "cache_dir": tmp_path / "b"})
+    params = {**reproduce.parameter_defaults("03_locogen"), "N_PROMPTS": 3, "SEEDS": [0], "M": M}
+    planned = budget._chapter_03(params, "sd15", start=grown.start)
+    assert calls.work[0] == sum(images for _, images, _ in planned)
+    # one sweep per line: each line's calls are its own chunks
+    assert len(calls.samples) == sum(c for _, _, c in planned)
+
+
 @pytest.mark.parametrize("model,expected", [
     # cross-attention layers (App. D), UNet states (the recorded toy trace prints 54 for SD-1.5's layout;
     # SD-XL and IF from diffusers' blocks), ResNet and cross-attention states, text-encoder layers
@@ -107,13 +132,14 @@ def test_flops_on_the_meta_device_equal_the_count_on_a_real_run(sd15):
 
 # UNet calls per chapter of `--profile paper`, counted independently of loco_lib.budget by reading
 # the chapters and the library (a separate calculator, 2026-12-04), GPU batches, empty caches.
+# Chapter 03 gained App. G's searches since; test_chapter_03s_searches_run_what_the_plan_counts counts it.
 INDEPENDENT = {
-    "sd15": {"02_causal_tracing": 3300, "03_locogen": 4450, "04_locoedit": 350, "05_neuron_editing": 450,
+    "sd15": {"02_causal_tracing": 3300, "04_locoedit": 350, "05_neuron_editing": 450,
              "07_robustness_and_baselines": 24750},
-    "sd21": {"02_causal_tracing": 4100, "03_locogen": 4450, "07_robustness_and_baselines": 24800},
-    "sdxl": {"02_causal_tracing": 7500, "03_locogen": 19700, "04_locoedit": 350, "05_neuron_editing": 450,
+    "sd21": {"02_causal_tracing": 4100, "07_robustness_and_baselines": 24800},
+    "sdxl": {"02_causal_tracing": 7500, "04_locoedit": 350, "05_neuron_editing": 450,
              "07_robustness_and_baselines": 29550},
-    "deepfloyd-if": {"02_causal_tracing": 6600, "03_locogen": 12400, "04_locoedit": 700, "05_neuron_editing": 900,
+    "deepfloyd-if": {"02_causal_tracing": 6600, "04_locoedit": 700, "05_neuron_editing": 900,
                      "06_deepfloyd_t5": 1400, "07_robustness_and_baselines": 50800},
 }
 
