@@ -66,11 +66,10 @@ def main():
         print(f"{model:12s} {r['size']:5d} px  {r['flops'] / 1e12:6.3f} TFLOP  {min(r['seconds']):7.1f} s  "
               f"{r['flops'] / min(r['seconds']) / 1e9:6.1f} GFLOP/s  peak {r['peak_rss_gb']:.1f} GB", flush=True)
     if args.out:
-        path = Path(args.out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=1) + "\n")
-        os.replace(tmp, path)
+        from loco_lib.files import write_text
+
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        write_text(args.out, json.dumps(record, indent=1) + "\n")  # whole or not at all
 
 
 if __name__ == "__main__":
