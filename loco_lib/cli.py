@@ -14,6 +14,7 @@
                   [--tokens last|subject] [--window W] [--bands B] [--seeds 0,1] [--steps N] [--noise X]
                   [--cache DIR] --json
     loco edit MODEL --method diffquickfix --attribute A [--layer 0] [--encoder 1|2] --out EDIT.safetensors
+    loco edit MODEL --method esd|concept-ablation --attribute A [--concept C] [--train-steps N] [--lr X] [--checkpoint F] --out EDIT.safetensors
 
 Bad input ends with exit status 2 and one line on stderr (``loco: error: ...``), never a traceback;
 settings are checked (:mod:`loco_lib.settings`) before a model is loaded. A problem loco recovers
@@ -83,9 +84,10 @@ def _parser() -> argparse.ArgumentParser:
     loc.add_argument("--quiet", action="store_true", help="no progress bar")
     ed = sub.add_parser("edit", help="LocoEdit (K/V projections of chosen UNet layers), DiffQuickFix (the text encoder's causal state) or UCE (every cross-attention K/V)")
     ed.add_argument("model")
-    ed.add_argument("--method", default="locoedit", choices=("locoedit", "diffquickfix", "uce"),
-                    help="locoedit (Sec. 6, needs --layers), diffquickfix (App. I: a self-attention of the text encoder) "
-                         "or uce (Gandikota et al. 2024: every cross-attention layer, erase and preserve sets)")
+    ed.add_argument("--method", default="locoedit", choices=("locoedit", "diffquickfix", "uce", "esd", "concept-ablation"),
+                    help="locoedit (Sec. 6, needs --layers), diffquickfix (App. I: a self-attention of the text encoder), "
+                         "uce (Gandikota et al. 2024: every cross-attention layer, erase and preserve sets), or App. I's "
+                         "fine-tuning baselines: esd (ESD-x, the cross-attention modules) and concept-ablation (their K/V)")
     ed.add_argument("--attribute", required=True, help="style, objects or facts")
     ed.add_argument("--layers", default=None, help="LocoEdit: the localized layers, e.g. 8,9; with several concepts one "
                     "window for all or one per concept separated by ';' (0-1;11-12). UCE: default all")
@@ -99,6 +101,11 @@ def _parser() -> argparse.ArgumentParser:
     ed.add_argument("--preserve", default=None, help="UCE: comma-separated concepts to keep (default: the file's other "
                     "edit concepts); LocoEdit/DiffQuickFix: prompts whose rows keep their keys and values")
     ed.add_argument("--lam", type=float, default=None, help="lambda (LocoEdit/DiffQuickFix: App. H's 0.01; UCE: 0.5, as its authors' script)")
+    ed.add_argument("--train-steps", type=int, default=None, help="esd / concept-ablation: training steps (default: "
+                    "ESD's 1000, Concept Ablation's 400)")
+    ed.add_argument("--lr", type=float, default=None, help="esd / concept-ablation: learning rate (default: 1e-5 / 2e-6, the papers')")
+    ed.add_argument("--checkpoint", default=None, help="esd / concept-ablation: a file that keeps the training every 50 "
+                    "steps; rerunning the command resumes from it (in Colab: a Google Drive path)")
     ed.add_argument("--out", required=True, help="output .safetensors file")
     ed.add_argument("--device", default=None)
     ed.add_argument("--dtype", default=None, help="float32, float16 or bfloat16 (default: float16 on CUDA, float32 on CPU)")
@@ -416,6 +423,14 @@ def cmd_edit(args) -> int:
             raise LocoError("DiffQuickFix edits one concept at a time: give one --concept")
     if args.method != "uce" and args.guide is not None:
         raise LocoError("--guide is UCE's: use it with --method uce")
+    trains = args.method in ("esd", "concept-ablation")
+    if not trains and (args.train_steps is not None or args.lr is not None or args.checkpoint is not None):
+        raise LocoError("--train-steps, --lr and --checkpoint are for the fine-tuning methods: --method esd or concept-ablation")
+    if trains and (args.layers is not None or args.preserve is not None or args.lam is not None):
+        raise LocoError(f"{args.method} trains every cross-attention layer with no lambda or preserve set: leave out "
+                        "--layers, --lam and --preserve")
+    if trains and concepts and len(concepts) > 1:
+        raise LocoError(f"{args.method} erases one concept at a time: give one --concept")
     if args.encoder not in (1, 2):
         raise LocoError(f"--encoder is 1 or 2, got {args.encoder}")
     _check_output_path(args.out, suffixes=(".safetensors",))
@@ -453,6 +468,20 @@ def cmd_edit(args) -> int:
                             lam=LAMBDA if args.lam is None else args.lam, layer=args.layer, encoder=args.encoder,
                             preserve=_split(args.preserve) if args.preserve else None)
         where = f"{edit.component} self-attention layer {args.layer}"
+    elif trains:
+        from . import finetune
+
+        k = key_sets[0]
+        common = dict(checkpoint=args.checkpoint, progress=True)
+        if args.method == "esd":
+            edit = finetune.esd(pipe, k.subjects[0], steps=args.train_steps or finetune.ESD_STEPS,
+                                lr=args.lr or finetune.ESD_LR, **common)
+            where = f"the cross-attention modules, erasing {k.subjects[0]!r}"
+        else:
+            edit = finetune.concept_ablation(pipe, list(k.originals), list(k.targets), steps=args.train_steps or finetune.CA_STEPS,
+                                             lr=args.lr or finetune.CA_LR, **common)
+            where = f"every cross-attention K/V, {len(k)} prompts ablated towards their anchors"
+        where += f", {edit.meta['steps']} steps (final loss {edit.meta['losses'][-1]:.4g})"
     else:
         from . import uce
 
