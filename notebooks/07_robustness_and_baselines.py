@@ -341,3 +341,17 @@ if os.path.exists(RATINGS):
 #
 # The paper does not test UCE or removing several concepts with one LocoEdit; both are loco's
 # additions.
+#
+# App. I's two fine-tuning baselines, Concept Ablation (Kumari et al. 2023,
+# [arXiv:2303.13516](https://arxiv.org/abs/2303.13516)) and ESD (Gandikota et al. 2023,
+# [arXiv:2303.07345](https://arxiv.org/abs/2303.07345)), are in {mod}`loco_lib.finetune` as edits
+# that save, apply and revert like LocoEdit's, with a progress bar and a resumable checkpoint:
+#
+# ```bash
+# loco edit sd15 --method esd --attribute style --concept "van gogh" --checkpoint esd.pt --out esd.safetensors
+# loco edit sd15 --method concept-ablation --attribute style --concept "van gogh" --checkpoint ca.pt --out ca.safetensors
+# loco evaluate sd15 --attribute style --edit esd.safetensors --unlearning --profile paper --json
+# ```
+#
+# They are tested on the tiny twins (`tests/test_finetune.py`) and not yet measured on the organisms:
+# this page's tables do not have their rows yet.
