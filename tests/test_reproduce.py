@@ -171,8 +171,9 @@ def test_figures_and_memory_tables():
     for chapter, command in zip(figs["chapter"], figs["command"]):  # every command really runs its chapter
         words = command.split()
         profile, only = words[words.index("--profile") + 1], words[words.index("--chapters") + 1]
+        model = words[words.index("--model") + 1] if "--model" in words else None
         extra = dict(w.split("=", 1) for w in words[1:] if "=" in w)
-        assert chapter in reproduce.plan(profile, None, [only], extra)
+        assert chapter in reproduce.plan(profile, None if model == "MODEL" else model, [only], extra)
     record = {"results": {"sdxl": {"locogen": {"parameters": {"unet": 2_567_463_684, "text_encoder": 123_060_480,
                                                                 "text_encoder_2": 694_659_840, "vae": 83_653_863},
                                                "peak_rss_gb": 14.2, "seconds": 30.0}}}}
