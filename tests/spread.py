@@ -13,7 +13,10 @@ difference of any number in it from the committed file's.
         --run "native AVX-512, 1 thread=/tmp/sp-n1" --run "SSE4.1 (ATen default), 1 thread=/tmp/sp-f1" ...
 
 A run is a repository folder that executed the book into ``_build/src/notebooks`` and measured its
-kept files into ``data/organism/cache``. Writes ``tests/spread.json`` (read by the tests) and
+kept files into ``data/organism/cache``. ``--only CHAPTER`` (repeatable) measures those chapters'
+cells and the kept files the runs measured, from runs of the configurations already in
+``tests/spread.json`` that executed only them; every other entry stays, and a spread measured
+before stays where it was wider. Writes ``tests/spread.json`` (read by the tests) and
 ``tests/spread.md`` (the table, one row per checked cell and per kept file).
 """
 from __future__ import annotations
@@ -184,7 +187,20 @@ def main(argv=None) -> int:
         ulps[description] = {"comparisons": len(ratios), "largest": max(ratios, default=0.0)}
     if args.only:  # merge: the other chapters, kept files and measurements stay as they were measured
         old = json.loads(Path(args.out).read_text())
-        measured_kept = {k: v for k, v in kept.items() if v["configs"]}
+
+        def wider(new, before):  # a spread measured before stays unless this one is wider
+            if before is None:
+                return new
+            if isinstance(new["spread"], list):
+                if len(before["spread"]) == len(new["spread"]):
+                    new["spread"] = [max(a, b) for a, b in zip(new["spread"], before["spread"])]
+            else:
+                new["spread"] = max(new["spread"], before["spread"])
+            return new
+
+        measured_kept = {k: wider(v, old["kept"].get(k)) for k, v in kept.items() if v["configs"]}
+        for c in cells:
+            cells[c] = {cid: wider(e, old["cells"].get(c, {}).get(cid)) for cid, e in cells[c].items()}
         cells = {c: (cells[c] if c in cells else old["cells"].get(c, {})) for c in dict.fromkeys([*old["cells"], *cells])}
         kept = {**old["kept"], **measured_kept}
         missing = [c for c in runs if c not in " ".join(old["configs"])]
