@@ -165,8 +165,8 @@ selection["table"].round({"mean": 1, "fraction": 2})
 # ({mod}`loco_lib.window_size`). The paper gives no number for "saturates": loco reads it as the
 # smallest m from which one more layer moves the score by at most `window_size.SATURATION` of the
 # clean-to-all-layers span (the knee of the curve; its tail rises again as the window nears every
-# layer, which is the all-layers image). loco counts layers from 0, as App. D's lists do, so from layer 8 of
-# SD-1.5's 16 the largest m is 8, where Fig. 55 says 9.
+# layer, which is the all-layers image). loco counts layers from 0, as App. D's lists do, so from
+# layer 8 of SD-1.5's 16 the largest m is 8, where Fig. 55 says 9.
 #
 # Below, each organism locates its window with the chapter's `M`, then grows the window from the
 # first layer of that window (m = 0 is the clean image):
@@ -219,15 +219,16 @@ print(f"{MODEL}: the threshold rule (Sec. 5.1.2, {THRESHOLD:.0%}) picks m = {sel
       f"the window {MODEL}'s edits use has m = {len(default_window(MODEL, ATTRIBUTE))}")
 
 # %% [markdown]
-# On the organisms the readings differ, and the tables above say why. On `toy`, the rule's best
-# single layer already goes most of the way, and it lies inside the two-layer window the search
-# located; the window's first layer alone does almost nothing, so App. G's growth from that layer
-# needs both. On `toy-t5` the located window's first layer alone goes most of the way, and growth
-# saturates at once. Both readings point at the same controlling layer. The organism chapters edit
-# and alter the two-layer windows of the organisms' cards (measured in "The model organism"):
-# App. G's reading on `toy`, and one layer more than the rule's on both. On both, that second layer
-# adds a hundredth of the way or less to the best single layer (`toy`: the rule's table, m = 1
-# against m = 2; `toy-t5`: the growth table, m = 1 against m = 2).
+# On the organisms the readings differ, and the tables above say why. On `toy` the rule's best
+# single layer already goes most of the way and lies inside the two-layer window the search
+# located, whose first layer alone does almost nothing, so App. G's growth from that first layer
+# needs both: on `toy` the two readings point at the same controlling layer. On `toy-t5` the
+# located window's first layer alone goes most of the way, and the growth saturates at once (the
+# rule is run on `MODEL` only). The organism chapters edit and alter the two-layer windows of the
+# organisms' cards (measured in "The model organism"): App. G's reading on `toy`, one layer more
+# than the rule's on `toy` and than App. G's on `toy-t5`. That second layer adds a hundredth of
+# the way or less to the best single layer (`toy`: the rule's table, m = 1 against m = 2;
+# `toy-t5`: the growth table, m = 1 against m = 2).
 
 # %% [markdown]
 # ## Resuming
