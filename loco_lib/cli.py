@@ -104,6 +104,8 @@ def _parser() -> argparse.ArgumentParser:
     ed.add_argument("--train-steps", type=int, default=None, help="esd / concept-ablation: training steps (default: "
                     "ESD's 1000, Concept Ablation's 400)")
     ed.add_argument("--lr", type=float, default=None, help="esd / concept-ablation: learning rate (default: 1e-5 / 2e-6, the papers')")
+    ed.add_argument("--sample-steps", type=int, default=None, help="esd / concept-ablation: denoising steps of the sampling "
+                    "runs the training points come from (default: the model's, 50 for SD)")
     ed.add_argument("--checkpoint", default=None, help="esd / concept-ablation: a file that keeps the training every 50 "
                     "steps; rerunning the command resumes from it (in Colab: a Google Drive path)")
     ed.add_argument("--out", required=True, help="output .safetensors file")
@@ -424,8 +426,9 @@ def cmd_edit(args) -> int:
     if args.method != "uce" and args.guide is not None:
         raise LocoError("--guide is UCE's: use it with --method uce")
     trains = args.method in ("esd", "concept-ablation")
-    if not trains and (args.train_steps is not None or args.lr is not None or args.checkpoint is not None):
-        raise LocoError("--train-steps, --lr and --checkpoint are for the fine-tuning methods: --method esd or concept-ablation")
+    if not trains and any(v is not None for v in (args.train_steps, args.lr, args.checkpoint, args.sample_steps)):
+        raise LocoError("--train-steps, --lr, --sample-steps and --checkpoint are for the fine-tuning methods: "
+                        "--method esd or concept-ablation")
     if trains and (args.layers is not None or args.preserve is not None or args.lam is not None):
         raise LocoError(f"{args.method} trains every cross-attention layer with no lambda or preserve set: leave out "
                         "--layers, --lam and --preserve")
@@ -472,7 +475,7 @@ def cmd_edit(args) -> int:
         from . import finetune
 
         k = key_sets[0]
-        common = dict(checkpoint=args.checkpoint, progress=True)
+        common = dict(checkpoint=args.checkpoint, sample_steps=args.sample_steps, progress=True)
         if args.method == "esd":
             edit = finetune.esd(pipe, k.subjects[0], steps=args.train_steps or finetune.ESD_STEPS,
                                 lr=args.lr or finetune.ESD_LR, **common)

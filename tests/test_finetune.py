@@ -119,7 +119,7 @@ def test_the_command_line_trains_saves_and_resumes(tmp_path):
 
     out, ckpt = tmp_path / "esd.safetensors", tmp_path / "esd.pt"
     cmd = [sys.executable, "-m", "loco_lib", "edit", "tiny-sd15", "--method", "esd", "--attribute", "style",
-           "--train-steps", "1", "--checkpoint", str(ckpt), "--out", str(out)]
+           "--train-steps", "1", "--sample-steps", "4", "--checkpoint", str(ckpt), "--out", str(out)]
     first = subprocess.run(cmd, capture_output=True, text=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert first.returncode == 0, first.stderr[-2000:]
     assert "wrote" in first.stdout and "esd" in first.stdout and out.exists() and ckpt.exists()
