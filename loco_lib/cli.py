@@ -102,8 +102,8 @@ def _parser() -> argparse.ArgumentParser:
                     "edit concepts); LocoEdit/DiffQuickFix: prompts whose rows keep their keys and values")
     ed.add_argument("--lam", type=float, default=None, help="lambda (LocoEdit/DiffQuickFix: App. H's 0.01; UCE: 0.5, as its authors' script)")
     ed.add_argument("--train-steps", type=int, default=None, help="esd / concept-ablation: training steps (default: "
-                    "ESD's 1000, Concept Ablation's 400)")
-    ed.add_argument("--lr", type=float, default=None, help="esd / concept-ablation: learning rate (default: 1e-5 / 2e-6, the papers')")
+                    "ESD's 1000; Concept Ablation 400, loco's choice)")
+    ed.add_argument("--lr", type=float, default=None, help="esd / concept-ablation: learning rate (default: 1e-5, ESD's / 2e-6, loco's choice)")
     ed.add_argument("--sample-steps", type=int, default=None, help="esd / concept-ablation: denoising steps of the sampling "
                     "runs the training points come from (default: the model's, 50 for SD)")
     ed.add_argument("--checkpoint", default=None, help="esd / concept-ablation: a file that keeps the training every 50 "

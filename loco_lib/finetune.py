@@ -41,7 +41,7 @@ from .hooks import Patch, Record, hooks, unet_input
 from .layers import cross_attention_layers
 
 ESD_LR, ESD_STEPS, ESD_ETA = 1e-5, 1000, 1.0  # ESD's paper: lr 1e-5, 1000 iterations, negative guidance 1
-CA_LR, CA_STEPS = 2e-6, 400  # Concept Ablation's paper: its style runs (lr 2e-6 per image batch; loco: per step)
+CA_LR, CA_STEPS = 2e-6, 400  # loco's choice (one prompt pair per step; not checked against Concept Ablation's settings)
 SAMPLE_STEPS = None  # the sampling run x_t is taken from: the model's own steps (SD: 50, ESD's DDIM steps)
 
 
