@@ -43,6 +43,24 @@ from .layers import cross_attention_layers
 ESD_LR, ESD_STEPS, ESD_ETA = 1e-5, 1000, 1.0  # ESD's paper: lr 1e-5, 1000 iterations, negative guidance 1
 CA_LR, CA_STEPS = 2e-6, 400  # loco's choice (one prompt pair per step; not checked against Concept Ablation's settings)
 SAMPLE_STEPS = None  # the sampling run x_t is taken from: the model's own steps (SD: 50, ESD's DDIM steps)
+# Stable Diffusion v1's own training learning rate (its model card, https://huggingface.co/CompVis/stable-diffusion-v1-4:
+# 0.0001 after warm-up): the scale the two rates above were set for.
+SD_TRAINING_LR = 1e-4
+
+
+def learning_rate(method: str, trained_at: float | None = None) -> float:
+    """``method``'s learning rate: ESD's paper's 1e-5, Concept Ablation's 2e-6 (loco's choice), both
+    set for Stable Diffusion; for a model that was itself trained at another rate ``trained_at``
+    (the organisms: 1e-3), scaled by ``trained_at / SD_TRAINING_LR`` (loco's rule: the same step
+    relative to the model's own training)."""
+    base = {"esd": ESD_LR, "concept-ablation": CA_LR}.get(method)
+    if base is None:
+        raise LocoError(f"unknown fine-tuning method {method!r}: use esd or concept-ablation")
+    if trained_at is None:
+        return base
+    if isinstance(trained_at, bool) or not (isinstance(trained_at, (int, float)) and trained_at > 0):
+        raise LocoError(f"the model's training learning rate must be a positive number, got {trained_at!r}")
+    return float(f"{base * float(trained_at) / SD_TRAINING_LR:.6g}")  # 1e-4, not 1.0000000000000002e-4: a key holds it
 
 
 class _Stop(Exception):
@@ -58,6 +76,7 @@ def trajectory_point(pipe, prompt: str, seed: int, step: int, *, steps: int | No
     (``seed``: its CPU generator): ``(sample, timestep, encoder_hidden_states, added)`` with the
     guidance batch's two rows ``[uncond, cond]`` (``added``: SD-XL's pooled text and time ids, else
     None). The run stops right after."""
+    from .generate import progress_bars
     from .text import encode
 
     family = settings.pipeline_family(pipe)
@@ -72,7 +91,7 @@ def trajectory_point(pipe, prompt: str, seed: int, step: int, *, steps: int | No
     cond = encode(pipe, [prompt])
     extra = {"clean_caption": False} if family == "if" else {}
     with hooks(pipe, records=records, patches=[Patch(unet_input(0), _stop, branch="all", steps=[step + 1])],
-               n_samples=1, guidance=True) as trace:
+               n_samples=1, guidance=True) as trace, progress_bars(pipe, False):  # the training's own bar is enough
         try:
             pipe(**cond.pipeline_kwargs(family), num_inference_steps=steps, guidance_scale=guidance,
                  generator=[torch.Generator("cpu").manual_seed(int(seed))], output_type="latent" if family != "if" else "pt",
@@ -253,3 +272,22 @@ def concept_ablation(pipe, targets, anchors, *, steps: int = CA_STEPS, lr: float
     return _train(pipe, "concept-ablation", loss_of, recipe={"targets": targets, "anchors": anchors, "guidance": guidance},
                   steps=steps, lr=lr, seed=seed, sample_steps=sample_steps, checkpoint=checkpoint, save_every=save_every,
                   progress=progress, stop_after=stop_after)
+
+
+def plot_losses(edits: dict, window: int = 50):
+    """The training loss of each trained edit of ``edits`` (label -> Edit; closed-form edits and None
+    are left out), as its running mean over ``window`` steps; None when no edit was trained."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    runs = {label: e.meta["losses"] for label, e in edits.items() if e is not None and e.meta.get("losses")}
+    if not runs:
+        return None
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 2.8), squeeze=False)
+    for ax, (label, losses) in zip(axes[0], runs.items()):
+        x = np.asarray(losses, dtype=float)
+        w = max(1, min(window, len(x)))
+        ax.plot(np.arange(w, len(x) + 1), np.convolve(x, np.ones(w) / w, mode="valid"))
+        ax.set(title=f"{label}: {len(x)} steps", xlabel="step", ylabel=f"loss (mean of {w})")
+    fig.tight_layout()
+    return fig

@@ -129,3 +129,26 @@ def test_the_command_line_trains_saves_and_resumes(tmp_path):
     assert Edit.load(out).meta["resumed_from"] == 1  # read from the checkpoint, nothing trained again
     bad = subprocess.run(cmd[:-2] + ["--lam", "0.1", "--out", str(out)], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.strip().startswith("loco: error: esd trains every cross-attention layer")
+
+
+def test_the_learning_rate_is_the_papers_scaled_by_the_models_own_training_rate():
+    assert finetune.learning_rate("esd") == finetune.ESD_LR == 1e-5 and finetune.learning_rate("concept-ablation") == 2e-6
+    assert finetune.learning_rate("esd", trained_at=finetune.SD_TRAINING_LR) == finetune.ESD_LR  # SD itself: unchanged
+    assert finetune.learning_rate("esd", trained_at=1e-3) == 1e-4  # the organisms: 10 x SD's rate, as written
+    assert finetune.learning_rate("concept-ablation", trained_at=1e-3) == 2e-5
+    for bad, match in (("sgd", "unknown fine-tuning method"),):
+        with pytest.raises(LocoError, match=match):
+            finetune.learning_rate(bad)
+    with pytest.raises(LocoError, match="positive number"):
+        finetune.learning_rate("esd", trained_at=0)
+
+
+def test_a_training_shows_one_bar_not_the_pipelines(sd15, capsys):
+    saved = dict(getattr(sd15, "_progress_bar_config", {}))
+    sd15.set_progress_bar_config(disable=False)  # a pipeline loaded with its bars on, as in a notebook
+    try:
+        finetune.esd(sd15, "van gogh", steps=2, lr=1e-3, sample_steps=4, progress=False)
+        assert "it/s" not in capsys.readouterr().err  # the sampling runs' step bars are hidden
+        assert sd15._progress_bar_config.get("disable") is False  # and the pipeline's own setting is back
+    finally:
+        sd15._progress_bar_config = saved

@@ -33,3 +33,14 @@ def test_train_resume_and_load(tmp_path, monkeypatch, kind):
     assert len(cross_attention_layers(pipe.unet)) == 16 and pipe.unet.dtype == torch.float32
     img = generate(pipe, "a red circle in the style of monet", steps=2, guidance=3.0, output_type="np", progress=False).images[0]
     assert img.shape == (32, 32, 3) and np.isfinite(img).all()
+
+
+def test_the_recorded_training_rate_of_an_organism(tmp_path):
+    from pathlib import Path
+
+    from loco_lib.organism.training import trained_lr
+
+    record = Path(__file__).resolve().parent.parent / "models" / "toy" / "training.json"
+    assert trained_lr("toy") == json.loads(record.read_text())["lr"] == 1e-3
+    assert trained_lr("sd15") is None and trained_lr("tiny-sd15") is None and trained_lr(None) is None
+    assert trained_lr(str(tmp_path)) is None  # a folder that holds no organism

@@ -116,6 +116,20 @@ def train(kind: str = "clip", unet_kind: str = "sd", steps: int = 3000, out: str
     return info
 
 
+
+def trained_lr(model) -> float | None:
+    """The learning rate an organism was trained at (``lr`` of its ``training.json``); None for a
+    model that is not an organism trained here (a real model, a twin), or one trained before the
+    rate was recorded."""
+    if not isinstance(model, (str, Path)) or toy.organism_kinds(str(model)) is None:
+        return None
+    path = toy.organism_folder(str(model)) / "training.json"
+    if not path.is_file():
+        return None
+    lr = json.loads(path.read_text()).get("lr")
+    return float(lr) if lr is not None else None
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m loco_lib.organism.training", description=__doc__.split("\n\n")[0])
     ap.add_argument("--kind", choices=["clip", "t5"], default="clip")
