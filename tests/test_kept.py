@@ -8,6 +8,7 @@ from pathlib import Path
 import jupytext
 import pandas as pd
 import pytest
+import torch
 from chapter_outputs import json_close, kept_tolerance  # tests/chapter_outputs.py
 
 import loco_lib
@@ -239,6 +240,41 @@ def test_an_edit_is_keyed_by_its_recipe_not_by_the_weights_it_writes(toy):
     other = compute_edit(toy, [0, 1], block.originals, block.targets, block.subjects, block.target_subjects, lam=0.5)
     assert kept.edit_key(other) != k  # another lambda: another edit
     assert kept.edit_key(compute_edit(toy, [0], block.originals, block.targets, block.subjects, block.target_subjects)) != k
+
+
+
+def test_a_trained_edit_is_kept_by_its_recipe_resumes_and_is_read_back(toy, tmp_path, monkeypatch):
+    from loco_lib import finetune
+    from loco_lib.edit_file import Edit
+
+    log = tmp_path / "kept.log"
+    monkeypatch.setenv("LOCO_KEPT_LOG", str(log))
+    opts = dict(steps=3, lr=1e-3, sample_steps=2, progress=False, kept_dir=tmp_path / "kept", checkpoint_dir=tmp_path / "ck")
+    # an interrupted training leaves its checkpoint; the next call resumes from it
+    with pytest.raises(KeyboardInterrupt):
+        kept.trained("esd", "toy", finetune.esd, toy, "van gogh", stop_after=2, **opts)
+    assert len(list((tmp_path / "ck").glob("toy-esd-*.pt"))) == 1 and not (tmp_path / "kept").exists()
+    first = kept.trained("esd", "toy", finetune.esd, toy, "van gogh", **opts)
+    assert first.meta["resumed_from"] == 2 and len(first.meta["losses"]) == 3 and first.edit_seconds > 0
+    files = list((tmp_path / "kept" / "toy").glob("esd-*.safetensors"))
+    assert len(files) == 1 and not list((tmp_path / "ck").glob("*.pt"))  # kept, the checkpoint removed
+    # what comes back is the file's edit, and the file is what is read: nothing is trained again
+    again = kept.trained("esd", "toy", finetune.esd, toy, "van gogh", **opts)
+    assert all(torch.equal(again.weights[n], first.weights[n]) for n in first.weights)
+    assert again.edit_seconds == first.edit_seconds and kept.edit_key(again) == kept.edit_key(first)
+    assert [json.loads(line)["measured"] for line in log.read_text().splitlines()] == [True, False]
+    # the key holds the recipe, not what the run computed (its losses, how it resumed, its time)
+    noisy = Edit.load(files[0])
+    noisy.meta["losses"] = [x + 1e-3 for x in noisy.meta["losses"]]
+    noisy.meta["resumed_from"] = 0
+    assert kept.edit_key(noisy) == kept.edit_key(first)
+    # another setting: another key, trained again, and the old file replaced
+    other = kept.trained("esd", "toy", finetune.esd, toy, "van gogh", **{**opts, "lr": 2e-3})
+    assert kept.edit_key(other) != kept.edit_key(first)
+    assert [f.name for f in (tmp_path / "kept" / "toy").glob("esd-*.safetensors")] != [files[0].name]
+    assert len(list((tmp_path / "kept" / "toy").glob("esd-*.safetensors"))) == 1
+    # a twin is not an organism: trained every time, nothing kept
+    assert kept.key("tiny-sd15", finetune.esd, [toy, "van gogh"], {}) is None
 
 
 KEYS_SCRIPT = """

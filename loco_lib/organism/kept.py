@@ -42,7 +42,8 @@ from ..errors import LocoError, LocoWarning
 from ..files import write_json
 
 
-UNKEYED = ("cache_dir", "progress")  # where images are cached and whether bars show: not part of a result
+UNKEYED = ("cache_dir", "progress", "checkpoint", "save_every", "stop_after")  # where work in progress is kept, bars, the tests' interruption
+RUN_KEYS = ("losses", "resumed_from", "kept_seconds", "kept_key")  # what a trained edit's run computed or how it ran: not its recipe
 
 
 def folder() -> Path:
@@ -56,7 +57,7 @@ def edit_key(edit) -> str:
     """A short hash of an edit's recipe: its method, the pipeline component and layers it changes, the
     fingerprints of the weights it replaces (the organism's committed weights, rounded to float16 as
     :mod:`loco_lib.edit_file` does) and its settings (prompt rows, concepts, lambda, scales, dtype;
-    ``Edit.meta`` without timings). Never the weights it writes: those are computed floats, whose
+    ``Edit.meta`` without timings, and a trained edit's without its losses). Never the weights it writes: those are computed floats, whose
     bits differ between CPUs and thread counts, so a key made from them names another file on
     another machine (issue 21)."""
     from ..edit_file import TIMING_KEYS
@@ -64,7 +65,7 @@ def edit_key(edit) -> str:
     recipe = {"method": edit.method, "component": edit.component, "layers": [int(i) for i in edit.layers],
               "layer_names": {str(k): str(v) for k, v in edit.layer_names.items()},
               "replaces": {str(k): str(v) for k, v in edit.fingerprints.items()},
-              "settings": {k: v for k, v in edit.meta.items() if k not in TIMING_KEYS}}
+              "settings": {k: v for k, v in edit.meta.items() if k not in TIMING_KEYS + RUN_KEYS}}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
@@ -378,3 +379,77 @@ def _recorded(compute):
         records = [] if not rows.exists() else [
             {k: v for k, v in r.items() if k != "chapter"} for r in csv.DictReader(rows.open(newline=""))]
     return value, records
+
+
+def trained(name: str, model: str, fn, pipe, *args, checkpoint_dir=None, kept_dir=None, **kwargs):
+    """A trained edit, ``fn(pipe, *args, checkpoint=..., **kwargs)`` (:func:`loco_lib.finetune.esd`,
+    :func:`loco_lib.finetune.concept_ablation`), kept like :func:`measure`'s results: read from
+    ``<kept_dir>/<model>/<name>-<key>.safetensors`` (:meth:`~loco_lib.edit_file.Edit.load`) when that
+    file exists, else trained and written there, under the same key (the weights, the code ``fn``
+    runs, its arguments; never a computed float) and with the same one-line warning when a file is
+    replaced. While it trains, its progress is kept in ``<checkpoint_dir>/<model>-<name>-<call>.pt``
+    (``checkpoint_dir``: None keeps none), so an interrupted run resumes where it stopped; the
+    checkpoint is removed once the kept file is written. On a model that is not an organism the edit
+    is trained (with the same checkpoint) and nothing is kept. The edit that comes back is the one
+    its file holds either way; its ``edit_seconds`` is the training time of the run that wrote it."""
+    parts = key_parts(model, fn, (pipe, *args), kwargs)
+    call = hashlib.sha256(json.dumps({"function": f"{fn.__module__}.{fn.__qualname__}", "args": describe([pipe, *args]),
+                                      "kwargs": describe({k: v for k, v in kwargs.items() if k not in UNKEYED})},
+                                     sort_keys=True).encode()).hexdigest()[:16]
+    file = re.sub(r"[^A-Za-z0-9_.]+", "_", name)
+    checkpoint = None if checkpoint_dir is None else Path(checkpoint_dir) / f"{Path(str(model)).name}-{file}-{call}.pt"
+
+    def train():
+        edit = fn(pipe, *args, checkpoint=checkpoint, **kwargs)
+        edit.meta["kept_seconds"] = edit.edit_seconds
+        return edit
+
+    if parts is None:
+        return train()
+    k = parts["key"]
+    base = Path(kept_dir) if kept_dir is not None else folder()
+    path = base / Path(str(model)).name / f"{file}-{k}.safetensors"
+    damaged = path.exists()
+    if damaged:
+        try:
+            edit = _kept_edit(path)
+        except LocoError:
+            import warnings
+
+            warnings.warn(f"damaged kept edit {str(path)!r}: training it again", LocoWarning, stacklevel=2)
+        else:
+            _log({"file": _shown(path), "measured": False})
+            return edit
+    olds = [old for old in path.parent.glob(f"{file}-*.safetensors") if old != path and len(old.name) == len(path.name)]
+    edit = train()
+    stored_parts = {p: v if p != "call" else hashlib.sha256(v.encode()).hexdigest()[:24] for p, v in parts.items()}
+    edit.meta["kept_key"] = stored_parts
+    path.parent.mkdir(parents=True, exist_ok=True)
+    edit.save(path)
+    why = "its kept file was damaged" if damaged else "no kept file of it yet"
+    for old in olds:
+        try:
+            old_parts = _kept_edit(old).meta.get("kept_key")
+        except LocoError:
+            old_parts = None
+        why = _why(old_parts, stored_parts, fn)
+        old.unlink()
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
+    line = (f"kept edit {_shown(path)} trained" + (f" again, replacing {', '.join(o.name for o in olds)}" if olds else "")
+            + f": {why}; commit it")
+    import warnings
+
+    warnings.warn(line, LocoWarning, stacklevel=2)
+    _log({"file": _shown(path), "measured": True, "replaces": [_shown(o) for o in olds], "why": why})
+    return _kept_edit(path)
+
+
+def _kept_edit(path: Path):
+    """The edit of a kept file, its training time as ``edit_seconds``."""
+    from ..edit_file import Edit
+
+    edit = Edit.load(path)
+    if "kept_seconds" in edit.meta:
+        edit.meta["edit_seconds"] = edit.meta["kept_seconds"]
+    return edit
