@@ -144,6 +144,17 @@ class Work:
     images: int
     calls: int
     steps: int
+    trained_calls: int | None = None  # a fine-tuning's UNet calls and rows (:func:`finetune_work`), in place of
+    trained_rows: int | None = None  # images x steps: its sampling runs stop early and it runs backward passes
+
+    @property
+    def unet_calls(self) -> int:
+        return self.calls * self.steps if self.trained_calls is None else self.trained_calls
+
+    @property
+    def unet_rows(self) -> int:
+        """Denoiser rows: two per image and step (classifier-free guidance), or a fine-tuning's count."""
+        return 2 * self.images * self.steps if self.trained_rows is None else self.trained_rows
 
 
 def _ceil(a: int, b: int) -> int:
@@ -163,6 +174,24 @@ def trace_work(groups: int, runs: int, batch: int = TRACE_BATCH) -> tuple[int, i
 def sweep_work(jobs: int, batch: int = SWEEP_BATCH) -> tuple[int, int]:
     """``(images, calls)`` of one sweep (:func:`loco_lib.sweep.run_sweep`): its jobs in chunks of ``batch``."""
     return jobs, _ceil(jobs, batch)
+
+
+BACKWARD_ROWS = 2  # a backward pass counted as two forward rows (the usual rule of thumb; loco's assumption)
+
+
+def finetune_work(method: str, steps: int, sample_steps: int, seed: int = 0) -> tuple[int, int, int]:
+    """``(pipeline calls, UNet calls, UNet rows)`` of one :mod:`loco_lib.finetune` training of ``steps``
+    steps: each step samples to its drawn denoising step ``k`` (``k + 1`` guided calls of two rows,
+    the draws of :func:`loco_lib.finetune._step_draw` for ``seed``, counted exactly), then runs the
+    frozen model (ESD both branches, Concept Ablation the anchor's) and the trained one forward on
+    one row and backward (:data:`BACKWARD_ROWS`)."""
+    from .finetune import _step_draw
+
+    if method not in ("esd", "concept-ablation"):
+        raise LocoError(f"unknown fine-tuning method {method!r}: use esd or concept-ablation")
+    prefix = sum(_step_draw(seed, i, sample_steps)[0] + 1 for i in range(steps))
+    frozen = 2 if method == "esd" else 1
+    return steps, prefix + 2 * steps, 2 * prefix + steps * (frozen + 1 + BACKWARD_ROWS)
 
 
 def generate_work(images: int, models: int = 1, batch: int = GENERATE_BATCH) -> tuple[int, int]:
@@ -312,9 +341,10 @@ def _chapter_07(p: dict, model: str) -> list:
     multi = names[: p["MULTI"]]
     m, L = len(default_window(model, "style")), s.layers
     text = trace_work(2, s.text_layers + 1)
+    models = 7 if p.get("FINETUNE") else 5
     out = [("text-encoder trace of the erased artist (DiffQuickFix's layer)", *text),
-           ("five models on erased, in-domain and cross-domain prompts", *generate_work(side * D, 5, TABLE_BATCH)),
-           ("the side-by-side grid", *generate_work(8, 5))]
+           (f"{models} models on erased, in-domain and cross-domain prompts", *generate_work(side * D, models, TABLE_BATCH)),
+           ("the side-by-side grid", *generate_work(8, models))]
     for a in multi:
         out.append((f"LocoGen window of {a}", *sweep_work(n_of[a] * St * (L - m + 3))))
     ret = sum(n_of[a] for a in multi) + len(generic_prompts(p["PROFILE"], model, exclude=multi))
@@ -322,7 +352,21 @@ def _chapter_07(p: dict, model: str) -> list:
              *generate_work(ret * St, 1 + 2 * len(multi), TABLE_BATCH)),
             ("text-encoder trace of the object (DiffQuickFix's layer)", *text)]
     generic = len(generic_prompts(p["PROFILE"], model, exclude=[concept]))
-    out.append(("Table 1: the original once, four edits on two columns", *generate_work(generic * St, 9, TABLE_BATCH)))
+    from .study import app_j_items
+
+    out.append(("App. J's pairs: clean and LocoGen-altered", *generate_work(len(app_j_items(model)) * len(p["STUDY_SEEDS"]), 2)))
+    trains = bool(p.get("FINETUNE"))
+    out.append((f"Table 1: the original once, {6 if trains else 4} edits on two columns",
+                *generate_work(generic * St, 13 if trains else 9, TABLE_BATCH)))
+    if trains:  # App. I's ESD-x and Concept Ablation, of the artist (side by side) and of the object (Table 1)
+        from .finetune import CA_STEPS, ESD_STEPS
+
+        S = _model_steps(model, p.get("STEPS"))
+        for what, method, n in (("ESD-x", "esd", ESD_STEPS), ("Concept Ablation", "concept-ablation", CA_STEPS)):
+            calls, unet_calls, rows = finetune_work(method, n, S)
+            for of in ("the artist", "the object"):
+                out.append(Work("07_robustness_and_baselines", f"{what} of {of}: {n} training steps", model, 0, calls, S,
+                                unet_calls, rows))
     return out
 
 
@@ -345,6 +389,9 @@ def chapter_work(chapter: str, params: dict) -> list[Work]:
         return []
     out = []
     for item in fn(p, p.get("MODEL")):
+        if isinstance(item, Work):
+            out.append(item)
+            continue
         what, images, calls, name = (*item, model)[:4] if len(item) == 3 else item
         steps = p.get("IF_STEPS") if chapter == "06_deepfloyd_t5" else p.get("STEPS")
         out.append(Work(chapter, what, name, images, calls, _model_steps(name, steps)))
@@ -400,10 +447,10 @@ def dry_run(profile: str = "paper", model: str | None = None, only=None, extra: 
         groups.setdefault((w.chapter, w.model), []).append(w)
     for (chapter, name), items in groups.items():
         flops_row = denoiser_flops(name)
-        unet_rows = sum(2 * w.images * w.steps for w in items)
+        unet_rows = sum(w.unet_rows for w in items)
         flops = float(unet_rows * flops_row + sum(w.images for w in items) * decoder_flops(name))  # past int64
         rows.append({"chapter": chapter, "model": name, "images": sum(w.images for w in items),
-                     "pipeline calls": sum(w.calls for w in items), "UNet calls": sum(w.calls * w.steps for w in items),
+                     "pipeline calls": sum(w.calls for w in items), "UNet calls": sum(w.unet_calls for w in items),
                      "UNet rows": unet_rows, "TFLOP per row": round(flops_row / 1e12, 3), "PFLOP": round(flops / 1e15, 1),
                      f"hours on {gpu}": round(seconds(flops, gpu, efficiency) / 3600, 2),
                      "fp16 weights (GB)": round(parameters(name) * 2 / 2**30, 1), "_flops": flops})

@@ -146,12 +146,53 @@ INDEPENDENT = {
 
 @pytest.mark.parametrize("model", list(INDEPENDENT))
 def test_the_dry_run_counts_each_chapter_like_an_independent_count(model):
-    table = budget.dry_run("paper", model)
+    table = budget.dry_run("paper", model, extra={"FINETUNE": False})  # the count was made before chapter 07 trained
+    # ... and before it generated App. J's pairs: 11 prompts x 3 seeds, clean and altered, in batches of 8
+    app_j = [w for w in table.attrs["work"] if w.what.startswith("App. J")]
+    assert [(w.images, w.calls) for w in app_j] == [(2 * 33, 2 * 5)]
     for chapter, unet_calls in INDEPENDENT[model].items():
+        if chapter == "07_robustness_and_baselines":
+            unet_calls += app_j[0].unet_calls
         assert table.loc[(chapter, model if chapter != "06_deepfloyd_t5" else "deepfloyd-if"), "UNet calls"] == unet_calls
     body = table.drop(index="total", level=0)
     assert table.loc["total"].iloc[0]["UNet rows"] == body["UNet rows"].sum()
-    assert sum(2 * w.images * w.steps for w in table.attrs["work"]) == body["UNet rows"].sum()
+    assert sum(w.unet_rows for w in table.attrs["work"]) == body["UNet rows"].sum()
+
+
+@pytest.mark.parametrize("method", ["esd", "concept-ablation"])
+def test_a_fine_tuning_runs_the_calls_and_rows_the_plan_counts(sd15, method):
+    from loco_lib import finetune
+
+    rows = []
+    hook = sd15.unet.register_forward_hook(lambda module, args, kwargs, out: rows.append(args[0].shape[0]), with_kwargs=True)
+    try:
+        if method == "esd":
+            finetune.esd(sd15, "van gogh", steps=3, lr=1e-3, sample_steps=4, seed=5, progress=False)
+        else:
+            finetune.concept_ablation(sd15, PROMPTS[0], TARGETS[0], steps=3, lr=1e-3, sample_steps=4, seed=5, progress=False)
+    finally:
+        hook.remove()
+    calls, unet_calls, unet_rows = budget.finetune_work(method, 3, 4, seed=5)
+    assert calls == 3 and len(rows) == unet_calls  # every forward that ran to its end: sampling, frozen, trained
+    assert sum(rows) + 3 * budget.BACKWARD_ROWS == unet_rows
+
+
+def test_the_fine_tunings_add_their_training_and_their_models_to_chapter_07():
+    plan = lambda finetune: budget.chapter_work("07_robustness_and_baselines", {
+        **reproduce.plan("paper", "sd15")["07_robustness_and_baselines"], "FINETUNE": finetune})
+    without, with_ = plan(False), plan(True)
+    trainings = [w for w in with_ if w.trained_calls is not None]
+    assert [w.what for w in trainings] == ["ESD-x of the artist: 1000 training steps", "ESD-x of the object: 1000 training steps",
+                                           "Concept Ablation of the artist: 400 training steps",
+                                           "Concept Ablation of the object: 400 training steps"]
+    assert all(w.images == 0 for w in trainings) and not any(w.trained_calls is not None for w in without)
+    esd = budget.finetune_work("esd", 1000, 50)
+    assert (trainings[0].calls, trainings[0].unet_calls, trainings[0].unet_rows) == esd
+    assert 1000 * 2 < esd[1] < 1000 * 52  # between no sampling and the whole run at every step
+    images = lambda ws: sum(w.images for w in ws)
+    side = next(w for w in without if w.what.startswith("5 models")).images // 5
+    generic = next(w for w in without if w.what.startswith("Table 1")).images // 9
+    assert images(with_) - images(without) == 2 * side + 2 * 8 + 4 * generic  # two more models side by side, 4 more in Table 1
 
 
 def test_the_robustness_prompt_counts_equal_the_chapters_groups():
@@ -160,7 +201,7 @@ def test_the_robustness_prompt_counts_equal_the_chapters_groups():
     g = unlearning.prompt_groups("sd15", None, profile="paper")
     work = {w.what: w for w in budget.chapter_work("07_robustness_and_baselines", reproduce.plan("paper", "sd15")[
         "07_robustness_and_baselines"])}
-    assert work["five models on erased, in-domain and cross-domain prompts"].images == 5 * (
+    assert work["7 models on erased, in-domain and cross-domain prompts"].images == 7 * (
         len(g.erased) + len(g.in_domain) + len(g.cross_domain))
 
 
