@@ -346,6 +346,44 @@ def test_viewer_records_a_click_and_moves_on(tmp_path):
         study.make_pairs(["p"], ["colour"], ["s"], [0], [None], [None])
 
 
+def test_app_j_items_are_the_papers_eleven_prompts_with_targets_from_the_prompt_files():
+    from loco_lib import study
+    from loco_lib.prompts import load_human_study
+
+    items = study.app_j_items("sd15")
+    assert [it.prompt for it in items] == [e.prompt for e in load_human_study()] and len(items) == 11
+    by = {it.prompt: it.target for it in items}
+    assert by["a house in the style of van gogh"] == "a house in the style of a painting"
+    assert by["cat"] == "dog" and by["nemo"] == "fish" and by["british monarch"] == "Prince Charles"
+    assert by["president of the united states"] == "Joe Biden"
+    # an organism: the same design (6 style, 3 object, 2 fact, App. J's order) in its own prompt world
+    toy = study.app_j_items("toy")
+    assert [it.attribute for it in toy] == [it.attribute for it in items]
+    assert all(it.prompt != it.target for it in toy) and toy[0].prompt == "a red circle in the style of van gogh"
+
+
+def test_app_j_pairs_are_the_clean_model_and_its_window_reading_the_target(sd15):
+    from loco_lib import study
+    from loco_lib.generate import generate
+    from loco_lib.paper import default_window
+
+    items = study.app_j_items("sd15")[3:5]  # a fact and an object: two windows in one call
+    pairs = study.app_j_pairs(sd15, "sd15", seeds=[0, 1], items=items, steps=2, progress=False)
+    assert [(p.prompt, p.seed, p.attribute) for p in pairs] == [
+        ("british monarch", 0, "fact"), ("british monarch", 1, "fact"), ("cat", 0, "object"), ("cat", 1, "object")]
+    clean = generate(sd15, "cat", seeds=1, steps=2, progress=False).images[0]
+    alone = generate(sd15, "cat", alt_prompts="dog", layers=default_window("sd15", "objects"), seeds=1, steps=2,
+                     progress=False).images[0]
+    px = lambda a, b: np.abs(np.asarray(a, dtype=int) - np.asarray(b, dtype=int))
+    # batched with other prompts and windows as alone: the same images up to a rounding of the last pixel level
+    assert px(pairs[3].before, clean).max() <= 1 and px(pairs[3].after, alone).max() <= 1
+    # the window reading "dog" changes the image, by far more than batching does
+    assert px(pairs[3].before, pairs[3].after).mean() > 10 * px(pairs[3].before, clean).mean() + 0.05
+    assert "'cat'" in pairs[3].question
+    with pytest.raises(LocoError, match="at least one prompt"):
+        study.app_j_pairs(sd15, "sd15", seeds=[], items=items)
+
+
 # -- the command line ------------------------------------------------------------------------------
 
 def test_cli_uce_and_multi_concept_edits(capsys, tmp_path):
