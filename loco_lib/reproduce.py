@@ -230,11 +230,13 @@ FIGURES = [
     ("Fig. 6, 8, 46-53: LocoEdit of style, objects, facts", "04_locoedit", "MODEL, ATTRIBUTE, CONCEPT"),
     ("App. F, Fig. 54: all layers vs the window", "04_locoedit", "LAYERS='all'"),
     ("App. L, Table 1: generic prompts", "07_robustness_and_baselines", "PROFILE='paper'"),
-    ("App. I, Fig. 57: baselines (DiffQuickFix; UCE as loco's addition)", "07_robustness_and_baselines", "MODEL"),
+    ("App. I, Fig. 57: baselines (DiffQuickFix, ESD-x, Concept Ablation; UCE as loco's addition)",
+     "07_robustness_and_baselines", "MODEL, FINETUNE"),
     ("Sec. 7, Fig. 9, 10, 59, 60: neuron editing", "05_neuron_editing", "MODEL, ARTIST, KS"),
     ("Sec. 5.2, Fig. 7, 40: DeepFloyd's prompt-dependent windows", "06_deepfloyd_t5", "IF_MODEL, IF_M"),
     ("App. M, Fig. 61, 62: DeepFloyd's edit and T5's attention", "06_deepfloyd_t5", "IF_MODEL, CLIP_MODEL"),
-    ("App. J: the human study (rating viewer)", "07_robustness_and_baselines", "RATE=True"),
+    ("Sec. 5.2, App. J, Fig. 58: the human study's pairs (clean vs LocoGen-altered) and rating viewer",
+     "07_robustness_and_baselines", "STUDY_SEEDS, RATE=True"),
 ]
 
 
