@@ -29,7 +29,10 @@
 #    et al. 2023) at the text encoder's strongest self-attention state (found by causal tracing,
 #    chapter 2) and, beyond the paper, **UCE** (Gandikota et al. 2024,
 #    [arXiv:2308.14761](https://arxiv.org/abs/2308.14761)): a closed-form edit of every
-#    cross-attention key and value with an erase set and a preserve set;
+#    cross-attention key and value with an erase set and a preserve set; and App. I's two
+#    fine-tuning baselines, **ESD-x** (Gandikota et al. 2023) and **Concept Ablation** (Kumari et
+#    al. 2023), which train the cross-attention weights by gradient descent instead of solving for
+#    them;
 # 2. judges them with the metrics the unlearning field reports, UnlearnCanvas' UA, IRA and CRA
 #    (Zhang et al. 2024, [arXiv:2402.11846](https://arxiv.org/abs/2402.11846));
 # 3. asks the question users of UCE and MACE ask: can one LocoEdit remove two or three styles at
@@ -66,7 +69,11 @@ GUIDANCE = None  # None: the model default
 SCORER = None  # None: the model's own (CLIP ViT-L-14 for real models, toy-scorer for the organisms)
 RATE = False  # True: show the rating widget (needs a live kernel) instead of only the static grid
 RATINGS = "ratings/ratings.csv"  # where the widget writes ratings (a Google Drive path in Colab)
+STUDY_SEEDS = [0, 1, 2]  # App. J's generations per prompt (3)
 CACHE_DIR = None  # LocoGen's per-artist sweeps (resumable); None: _build/locogen-cache (a Google Drive path in Colab)
+FINETUNE = True  # train App. I's ESD-x and Concept Ablation (on an organism they are kept with the repository)
+TRAINED_AT = None  # the learning rate MODEL itself was trained at, which scales the fine-tunings' rates
+# (loco_lib.finetune.learning_rate); None: an organism's recorded one, SD's on a real model (the rates as published)
 
 # %%
 import os
@@ -74,11 +81,12 @@ import os
 import pandas as pd
 
 import loco_lib
-from loco_lib import diffquickfix, locoedit, study, trace, uce, unlearning
+from loco_lib import diffquickfix, finetune, locoedit, study, trace, uce, unlearning
 from loco_lib.clip_score import get_scorer
 from loco_lib.evaluate import compare
 from loco_lib.locogen import locogen
-from loco_lib.organism.kept import baselines_table, measure
+from loco_lib.organism.kept import baselines_table, measure, trained
+from loco_lib.organism.training import trained_lr
 from loco_lib.paper import default_window
 from loco_lib.plots import image_grid
 from loco_lib.prompts import concept_keys, default_prompts, edit_concepts, load_artists
@@ -120,7 +128,7 @@ print(f"{MODEL}: scorer {scorer.name}; erasing {groups.concept!r}; LocoGen's sty
 groups.summary()
 
 # %% [markdown]
-# ## Four edits of the same concept
+# ## Six editors of the same concept
 #
 # * **LocoEdit** at the window above, with the keys of the prompt file (the subject's last token of
 #   each key prompt mapped to its style-free target's).
@@ -134,6 +142,26 @@ groups.summary()
 #   (`train-scripts/train_erase.py` of
 #   [rohitgandikota/unified-concept-editing](https://github.com/rohitgandikota/unified-concept-editing)):
 #   lambda 0.5, erase scale 1, preserve scale 0.1.
+# * **ESD-x** (App. I; Gandikota et al. 2023, [arXiv:2303.07345](https://arxiv.org/abs/2303.07345))
+#   trains every parameter of the cross-attention modules so that the model's prediction for the
+#   artist's name becomes the frozen model's prediction *guided away* from it (negative guidance 1);
+#   1000 steps at learning rate 1e-5, the settings of ESD's paper.
+# * **Concept Ablation** (App. I; Kumari et al. 2023, [arXiv:2303.13516](https://arxiv.org/abs/2303.13516))
+#   trains the cross-attention keys and values so that the key prompts predict what the frozen model
+#   predicts for their style-free targets (the same rows LocoEdit maps); 400 steps at learning rate
+#   2e-6 (loco's choice).
+#
+# Those rates were set for Stable Diffusion, which was itself trained at 1e-4 (its model card,
+# [CompVis/stable-diffusion-v1-4](https://huggingface.co/CompVis/stable-diffusion-v1-4)). A model
+# trained at another rate gets them scaled by its own training rate over SD's (loco's rule,
+# `loco_lib.finetune.learning_rate`): the organisms were trained at 1e-3 (their `training.json`),
+# so they fine-tune at ten times the published rates; the published rates run beside them.
+#
+# Both take their training points from the model's own sampling runs (`loco_lib.finetune`). On an
+# organism the trained weights are kept with the repository like the tables below
+# (`loco_lib.organism.kept.trained`: `data/organism/cache/chapters/`, keyed by the weights, the code
+# and the settings), so the book reads them instead of training again; while they train, a
+# checkpoint every 50 steps lets an interrupted run resume.
 
 # %%
 text_trace = trace.trace(pipe, groups.erased[:2], groups.concept, where="text", kinds=("self-attention",),
@@ -149,16 +177,44 @@ edits = {
                                               layer=dqf_layer),
     "UCE": uce.compute_edit(pipe, groups.concept, guide, [a for a in artists if a != groups.concept]),
 }
+trained_at = TRAINED_AT or trained_lr(MODEL)
+lrs = {method: finetune.learning_rate(method, trained_at) for method in ("esd", "concept-ablation")}
+checkpoints = os.path.join(os.path.dirname(trace.default_cache_dir()), "finetune-checkpoints")
+train = dict(sample_steps=STEPS, guidance=GUIDANCE, checkpoint_dir=checkpoints)
+if FINETUNE:
+    edits["ESD-x"] = trained(f"esd-{groups.concept}", MODEL, finetune.esd, pipe, groups.concept, lr=lrs["esd"], **train)
+    edits["Concept Ablation"] = trained(f"concept-ablation-{groups.concept}", MODEL, finetune.concept_ablation, pipe,
+                                        keys.originals, keys.targets, lr=lrs["concept-ablation"], **train)
+    if lrs["esd"] != finetune.ESD_LR:  # a model trained at another rate: the published rates too, as they are
+        edits["ESD-x, SD's lr"] = trained(f"esd-sd-lr-{groups.concept}", MODEL, finetune.esd, pipe, groups.concept,
+                                          lr=finetune.ESD_LR, **train)
+        edits["Concept Ablation, SD's lr"] = trained(f"concept-ablation-sd-lr-{groups.concept}", MODEL, finetune.concept_ablation,
+                                                     pipe, keys.originals, keys.targets, lr=finetune.CA_LR, **train)
+print(f"{MODEL} was trained at learning rate {trained_at or finetune.SD_TRAINING_LR:g}; the fine-tunings' rates: "
+      + ", ".join(f"{m} {lr:g}" for m, lr in lrs.items()))
 
 # %%
 # NBVAL_CHECK_OUTPUT
 pd.DataFrame([{"edit": label, "where": ("text encoder self-attention " + str(e.layers[0])) if e.component != "unet"
                else f"{len(e.layers)} cross-attention layer(s) {e.layers[0]}-{e.layers[-1]}",
-               "matrices": len(e.weights), "rows per matrix": e.meta["n_rows"]}
+               "tensors": len(e.weights),
+               "how": f"{e.meta['steps']} training steps, lr {e.meta['lr']:g}" if "losses" in e.meta
+               else f"closed form, {e.meta['n_rows']} rows"}
               for label, e in edits.items() if e is not None])
 
 # %%
-print("solve times: " + ", ".join(f"{label} {1000 * e.edit_seconds:.1f} ms" for label, e in edits.items() if e is not None))
+print("solve times: " + ", ".join(f"{label} {1000 * e.edit_seconds:.1f} ms" for label, e in edits.items()
+                                  if e is not None and "losses" not in e.meta))
+for label, e in edits.items():
+    if e is not None and "losses" in e.meta:
+        print(f"{label}: {e.edit_seconds:.0f} s of training ({e.meta['steps']} steps; the run that wrote the kept edit "
+              f"on an organism), {e.edit_seconds / edits['LocoEdit'].edit_seconds:,.0f} x LocoEdit's solve")
+
+# %% [markdown]
+# The trainings' losses (each point the mean of 50 steps; `loco_lib.finetune.plot_losses`):
+
+# %%
+fig = finetune.plot_losses(edits)
 
 # %% [markdown]
 # ## Side by side
@@ -178,10 +234,19 @@ print("images per model:", side.attrs["n"], f"(seeds {SEEDS})")
 side.round(2)
 
 # %% [markdown]
-# On the organism, read from the table above: every edit removes van gogh from every image (UA
-# 1.00), keeps every other artist in every image (IRA 1.00) and leaves every style-free scene as
-# asked (CRA 1.00). On this small world the four editors do not separate; the multi-concept test
-# below does.
+# On the organism, read from the table above:
+#
+# * LocoEdit, the all-layers edit, DiffQuickFix, UCE and ESD-x at the organism's rate remove van
+#   gogh from every image (UA 1.00), keep every other artist in every image (IRA 1.00) and leave
+#   every style-free scene as asked (CRA 1.00). On this small world these five do not separate;
+#   the multi-concept test below separates LocoEdit and UCE.
+# * ESD-x removes the style in another way: its images of the erased prompts match their
+#   style-free targets T' less than the closed-form edits' do (CLIP vs T' 73.08, against 95.11 to
+#   96.22). ESD's objective guides the prediction away from the artist, not towards a target.
+# * Concept Ablation, at the organism's rate with loco's choice of 400 steps, does not remove the
+#   style (UA 0.00; CLIP vs T 95.67, unedited 96.74), though its loss fell (the plot above).
+# * At the published rates neither fine-tuning removes it (UA 0.00 for both): on the organism the
+#   rates as set for SD are too small to remove the style.
 #
 # The images: the erased prompts under each model, then prompts of other artists.
 
@@ -289,6 +354,11 @@ for column, k, win, tr, name in (("Style Edited Model", keys, window, text_trace
                                                     [a for a in artists if a != name] if column.startswith("Style") else None),
         "all layers (App. F)": locoedit.compute_edit(pipe, "all", k.originals, k.targets, k.subjects, k.target_subjects),
     }
+    if FINETUNE:  # the style column's are the edits above (read back by their key); the object column trains its own
+        table1_edits[column]["ESD-x (App. I)"] = trained(f"esd-{name}", MODEL, finetune.esd, pipe, name, lr=lrs["esd"], **train)
+        table1_edits[column]["Concept Ablation (App. I)"] = trained(
+            f"concept-ablation-{name}", MODEL, finetune.concept_ablation, pipe, k.originals, k.targets,
+            lr=lrs["concept-ablation"], **train)
 print(f"style edit: {groups.concept!r} at {window}; object edit: {obj!r} -> {obj_keys.target_subjects[0]!r} at {obj_window}")
 print({c: len(e["prompts"]) for c, e in table1_edits.items()}, "generic prompts per column;", f"seeds {TABLE_SEEDS}")
 
@@ -303,30 +373,59 @@ table1.round(2)
 # %% [markdown]
 # On the organism all rows of both columns stay within one point of the unedited model. Its
 # scorer is a CLIP trained on the organism's own captions, so its scores (around 95) are not on
-# the scale of the paper's CLIP ViT-L/14 scores (around 30): compare rows, not numbers across the
-# two tables.
+# the scale of the paper's CLIP-scores (around 30; the paper does not name its CLIP model): compare
+# rows, not numbers across the two tables.
 
 # %% [markdown]
 # ## The human study (App. J)
 #
-# The paper's evaluators rated 132 image pairs, clean model left and changed model right, from 1
+# The paper's evaluators rated 132 image pairs, clean model left and altered model right, from 1
 # (the attribute is still there) to 5 (it is completely gone), and report that 92.58 % of the
-# pairs were rated above 1 (App. J; the pairs of Sec. 5.2 compare the clean model with LocoGen's
-# altered one). `loco_lib.study` holds the same protocol for any pairs of images: a rating widget
-# that writes every click to a CSV (reopening it resumes), and `study.summary`, which computes
-# App. J's figures from that CSV. The built book cannot run widgets, so it shows the pairs as a
-# grid; with `RATE = True` in a live notebook the widget appears below it. Here the pairs are the
-# erased prompts before and after LocoEdit.
+# pairs were rated above 1 (Sec. 5.2, App. J). The altered model is LocoGen's: the layers it
+# localized for the prompt's attribute read a target prompt instead of the prompt. App. J lists the
+# 11 prompts (`data/prompts/human_study.yaml`; 3 generations each, on 4 models) and the three
+# questions, not the target prompts: loco's targets replace the subject by the target its prompt
+# files give the same concept (a style by "a painting", App. C's target; "cat" by "dog"; "british
+# monarch" by "Prince Charles"; `loco_lib.study.app_j_items`). On an organism the same design is
+# built in its world: as many style, object and fact prompts as App. J has, from its own prompt
+# files, each altered at the organism's window for that attribute.
+#
+# `loco_lib.study` holds the protocol for any pairs: a rating widget that writes every click to a
+# CSV (reopening it resumes), and `study.summary`, which computes App. J's figures from that CSV.
+# The built book cannot run widgets, so it shows the pairs of the first seed as a grid; with
+# `RATE = True` in a live notebook the widget appears below it.
+
+# %%
+app_j = study.app_j_pairs(pipe, MODEL, seeds=STUDY_SEEDS, steps=STEPS, guidance=GUIDANCE)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+pd.DataFrame([{"prompt": p.prompt, "attribute": p.attribute, "target (loco's)": item.target,
+               "window": default_window(MODEL, study.ATTRIBUTE_FILES[p.attribute])}
+              for p, item in zip(app_j[:: len(STUDY_SEEDS)], study.app_j_items(MODEL))])
+
+# %%
+first = app_j[:: len(STUDY_SEEDS)]
+fig = study.static_grid(first, size=1.6)
+print(f"{len(app_j)} pairs: {len(first)} prompts x {len(STUDY_SEEDS)} seeds; the grid shows seed {STUDY_SEEDS[0]}")
+print(app_j[0].question, f"({study.SCALE})")
+if RATE:
+    display(study.viewer(app_j, RATINGS, rater=os.environ.get("USER", "anonymous")))
+if os.path.exists(RATINGS):
+    display(study.summary(RATINGS))
+
+# %% [markdown]
+# A second study with the same widget rates edits instead of LocoGen's altered model: the erased
+# prompts before and after LocoEdit (the images of the side-by-side grid above). Its ratings go to
+# a file of their own.
 
 # %%
 pairs = study.make_pairs(groups.erased[:n_show], ["style"] * n_show, [groups.concept] * n_show, [SEEDS[0]] * n_show,
                          shown.images("original", 0, n_show), shown.images("LocoEdit", 0, n_show))
 fig = study.static_grid(pairs)
-print(pairs[0].question, f"({study.SCALE})")
+edit_ratings = os.path.join(os.path.dirname(RATINGS) or ".", "locoedit-" + os.path.basename(RATINGS))
 if RATE:
-    display(study.viewer(pairs, RATINGS, rater=os.environ.get("USER", "anonymous")))
-if os.path.exists(RATINGS):
-    display(study.summary(RATINGS))
+    display(study.viewer(pairs, edit_ratings, rater=os.environ.get("USER", "anonymous")))
 
 # %% [markdown]
 # ## What the paper reports, and where this page stands
@@ -334,7 +433,9 @@ if os.path.exists(RATINGS):
 # * App. F, Fig. 54: for objects and facts, editing every layer sometimes gives wrong images where
 #   the localized edit does not. The tables above measure style on the organism; the organism
 #   chapter measures the all-layers edit for facts.
-# * App. I: against DiffQuickFix, Concept Ablation and ESD on SD-1.5, LocoEdit is on par for style.
+# * App. I, Fig. 57: on SD-v1-5, LocoEdit is comparable to DiffQuickFix, Concept Ablation and ESD
+#   ("Concept-Deletion" in the figure) for style, better for facts and slightly worse for objects;
+#   Concept Ablation and ESD do not edit facts.
 # * App. L, Table 1: 30.04 unedited; 29.99 / 29.61 (LocoEdit / DiffQuickFix) after a style edit;
 #   29.40 / 29.32 after an object edit.
 # * Sec. 5.2, App. J: 92.58 % of 132 rated pairs above 1.
@@ -345,7 +446,10 @@ if os.path.exists(RATINGS):
 # App. I's two fine-tuning baselines, Concept Ablation (Kumari et al. 2023,
 # [arXiv:2303.13516](https://arxiv.org/abs/2303.13516)) and ESD (Gandikota et al. 2023,
 # [arXiv:2303.07345](https://arxiv.org/abs/2303.07345)), are in {mod}`loco_lib.finetune` as edits
-# that save, apply and revert like LocoEdit's, with a progress bar and a resumable checkpoint:
+# that save, apply and revert like LocoEdit's, with a progress bar and a resumable checkpoint. On
+# the organism they have their rows in the tables above; their training takes minutes where the
+# closed forms take milliseconds (the times printed with the edits). On a real model they train at
+# the published rates, from the chapter (`FINETUNE = True`) or the command line:
 #
 # ```bash
 # loco edit sd15 --method esd --attribute style --concept "van gogh" --checkpoint esd.pt --out esd.safetensors
@@ -353,5 +457,6 @@ if os.path.exists(RATINGS):
 # loco evaluate sd15 --attribute style --edit esd.safetensors --unlearning --profile paper --json
 # ```
 #
-# They are tested on the tiny twins (`tests/test_finetune.py`) and not yet measured on the organisms:
-# this page's tables do not have their rows yet.
+# ESD-x trains for 1000 steps, Concept Ablation for 400, each step a sampling run to a random step
+# and a backward pass: on a GPU the dry run of the page *Reproduce the paper* counts their work
+# (`loco_lib.budget.finetune_work`).

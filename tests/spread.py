@@ -13,7 +13,10 @@ difference of any number in it from the committed file's.
         --run "native AVX-512, 1 thread=/tmp/sp-n1" --run "SSE4.1 (ATen default), 1 thread=/tmp/sp-f1" ...
 
 A run is a repository folder that executed the book into ``_build/src/notebooks`` and measured its
-kept files into ``data/organism/cache``. ``--only CHAPTER`` (repeatable) measures those chapters'
+kept files into ``data/organism/cache``. The kept *trained* edits (``*.safetensors``: ESD-x and
+Concept Ablation, :func:`loco_lib.organism.kept.trained`) are copied into a run's clone, not trained
+again: every machine reads the committed ones, so the spread the tests need is that of the tables
+measured with them; training them again under each configuration would take most of an hour. ``--only CHAPTER`` (repeatable) measures those chapters'
 cells and the kept files the runs measured, from runs of the configurations already in
 ``tests/spread.json`` that executed only them; every other entry stays, and a spread measured
 before stays where it was wider. Writes ``tests/spread.json`` (read by the tests) and
