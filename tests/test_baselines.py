@@ -259,8 +259,13 @@ def test_baselines_table_on_a_twin(sd15):
     assert res.table.attrs["n"] == {"erased": 2, "in-domain": 2, "cross-domain": 4}
     assert ((res.table[["UA", "IRA", "CRA"]] >= 0) & (res.table[["UA", "IRA", "CRA"]] <= 1)).all().all()
     plain = evaluate(sd15, g.erased, g.targets, seeds=[0, 1], scorer=scorer, steps=2, progress=False)
-    assert res.table.loc["original", "CLIP vs T"] == pytest.approx(plain.clip_score, abs=1e-4)
-    assert res.table.loc["original", "CLIP vs T'"] == pytest.approx(plain.clip_score_target, abs=1e-4)
+    # the same images up to rounding: generated in another batch, a pixel may land one level away (measured on
+    # an AVX-512 CPU: 2 pixels, moving this tiny CLIP's score by 1.3e-3); a mix-up of T and T' moves it by 12
+    for got, alone in zip(res.images("original", "erased"), plain.images):
+        assert np.abs(np.asarray(got, dtype=int) - np.asarray(alone, dtype=int)).max() <= 1
+    assert abs(plain.clip_score - plain.clip_score_target) > 1
+    assert res.table.loc["original", "CLIP vs T"] == pytest.approx(plain.clip_score, abs=1e-2)
+    assert res.table.loc["original", "CLIP vs T'"] == pytest.approx(plain.clip_score_target, abs=1e-2)
     assert len(res.images("UCE", "erased")) == 1 and res.to_json()[0]["model"] == "original"
     assert not any(e is not None and e.is_applied(sd15) for e in edits.values())
 
