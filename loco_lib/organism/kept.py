@@ -5,7 +5,8 @@ The long measurements of the other chapters that end in a table or a plot of sco
 traces, the number of states needed and the DiffQuickFix/LocoEdit tables of "Causal tracing"; the
 editors' side-by-side table, the artists' LocoGen windows, the multi-concept retention and Table 1
 of "Robustness and baselines"; App. G's choice of m in "LocoGen"; the pooled-text readouts of
-"DeepFloyd IF and T5") are kept the same way by :func:`measure`: one small JSON file per
+"DeepFloyd IF and T5") are kept the same way by :func:`measure`, and the trained edits of "Robustness and
+baselines" (ESD-x, Concept Ablation) by :func:`trained`, as safetensors files beside them: one small JSON file per
 measurement under ``data/organism/cache/chapters/<model>/``, whose name carries a content key of
 
 * the organism's weights, the scorer's and the organism's measuring code
