@@ -202,13 +202,28 @@ def generate_work(images: int, models: int = 1, batch: int = GENERATE_BATCH) -> 
 @dataclass
 class Shape:
     """What a chapter's work depends on in a model: cross-attention layers, the UNet's traceable
-    states (all, ResNet, cross-attention), the text encoder's layers, steps."""
+    states (loco's, ResNet, cross-attention, transformer blocks, the paper's), the text encoders'
+    layers (0 for a second encoder the model lacks)."""
 
     layers: int
     states: int
     resnet: int
     cross: int
     text_layers: int
+    transformer: int = 0
+    paper_states: int = 0
+    text_layers_2: int = 0
+
+    def unet_states(self, granularity: str) -> int:
+        return self.paper_states if granularity == "paper" else self.states
+
+    def encoder_layers(self, encoder) -> int:
+        """Layers of a traced encoder entry: 1, 2 or "both" (the deeper one's)."""
+        return {1: self.text_layers, 2: self.text_layers_2, "both": max(self.text_layers, self.text_layers_2)}[encoder]
+
+    @property
+    def encoders(self) -> list:
+        return [1, 2, "both"] if self.text_layers_2 else [1]
 
 
 @lru_cache(maxsize=None)
@@ -217,12 +232,15 @@ def shape(model: str) -> Shape:
     from collections import Counter
 
     from .architectures import architectures, arch_key, expected_layer_count
-    from .trace import unet_states
+    from .trace import PAPER_UNET_KINDS, unet_states
 
-    kinds = Counter(s.kind for s in unet_states(_meta_unet(model)))
-    enc = architectures()[arch_key(model)]["text_encoder"]
-    return Shape(expected_layer_count(model), sum(kinds.values()), kinds["resnet"], kinds["cross-attention"],
-                 enc.get("num_hidden_layers") or enc["num_layers"])
+    unet = _meta_unet(model)
+    kinds = Counter(s.kind for s in unet_states(unet))
+    arch = architectures()[arch_key(model)]
+    depth = [(enc.get("num_hidden_layers") or enc["num_layers"]) if enc else 0
+             for enc in (arch["text_encoder"], arch.get("text_encoder_2"))]
+    return Shape(expected_layer_count(model), sum(kinds.values()), kinds["resnet"], kinds["cross-attention"], depth[0],
+                 kinds["transformer"], len(unet_states(unet, PAPER_UNET_KINDS)), depth[1])
 
 
 def _sizes_needed(n: int) -> int:
@@ -245,14 +263,23 @@ def _chapter_02(p: dict, model: str) -> list:
 
     s, attr = shape(model), p["ATTRIBUTE"]
     P, D = min(p["N_PROMPTS"], len(load_pairs(default_prompts(attr, model)))), len(p["SEEDS"])
-    out = [("UNet trace: every state", *trace_work(P * D, s.states + 1)),
-           ("states needed: the k strongest restored together", *trace_work(P * D, _sizes_needed(s.states) - 1)),
+    g = p.get("UNET_STATES", "loco")
+    n = s.unet_states(g)
+    # the other granularity's trace: only its own kinds are new (ResNet and cross-attention runs are cached)
+    new = s.transformer if g == "paper" else s.paper_states - s.states + s.transformer
+    out = [(f"UNet trace: every state ({g}'s)", *trace_work(P * D, n + 1)),
+           ("states needed: the k strongest restored together", *trace_work(P * D, _sizes_needed(n) - 1)),
+           (f"UNet trace at the other granularity: its own states", *trace_work(P * D, new)),
+           ("App. A's panel: one prompt, the paper's states", *trace_work(1, s.paper_states + 1)),
            ("step-banded ResNet trace", *trace_work(1, s.resnet * p["BANDS"])),
            ("batched against one run per state: batched", *trace_work(1, s.cross + 1)),
            ("batched against one run per state: the loop", 2 * (s.cross + 1), s.cross + 1)]
     for name in [model] + ([p["OTHER_MODEL"]] if p.get("OTHER_MODEL") else []):
-        t = shape(name).text_layers * 2 + 1  # self-attention and MLP of every layer, and the corrupted run
-        out.append(("text-encoder trace, last and subject tokens", *(2 * x for x in trace_work(P * D, t)), name))
+        encoders = list(p["ENCODERS"]) if p.get("ENCODERS") and name == model else shape(name).encoders
+        for e in encoders:
+            t = shape(name).encoder_layers(e) * 2 + 1  # self-attention and MLP of every layer, and the corrupted run
+            which = "" if e == 1 and len(encoders) == 1 else f" (encoder {e})"
+            out.append((f"text-encoder trace{which}, last and subject tokens", *(2 * x for x in trace_work(P * D, t)), name))
     src = default_prompts(attr, model)
     concept = edit_concepts(src)[0]
     shown = len(load_pairs(src, concept=concept)) + sum(len(v) for v in load_controls(src).values())

@@ -10,7 +10,7 @@
     loco evaluate MODEL --attribute A [--edit EDIT.safetensors] [--prompts FILE] [--seeds 0,1] [--steps N]
                   [--controls] --json
     loco report MODEL [--seeds 0,1] [--steps N] [--cache DIR] [--out REPORT.json] [--json]
-    loco trace MODEL --where unet|text [--encoder 1|2] [--prompt P --subject S | --attribute A [--limit N]]
+    loco trace MODEL --where unet|text [--encoder 1|2|both] [--states loco|paper] [--prompt P --subject S | --attribute A [--limit N]]
                   [--tokens last|subject] [--window W] [--bands B] [--seeds 0,1] [--steps N] [--noise X]
                   [--cache DIR] --json
     loco edit MODEL --method diffquickfix --attribute A [--layer 0] [--encoder 1|2] --out EDIT.safetensors
@@ -165,7 +165,11 @@ def _parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("trace", help="causal tracing (Sec. 4): restore one clean state at a time into a corrupted run")
     tr.add_argument("model")
     tr.add_argument("--where", required=True, choices=("unet", "text"), help="trace the UNet's states or a text encoder's")
-    tr.add_argument("--encoder", type=int, default=1, help="with --where text: which text encoder (2: SD-XL's second)")
+    tr.add_argument("--encoder", default="1", choices=("1", "2", "both"),
+                    help="with --where text: which text encoder (2: SD-XL's second; both: the same state in both together)")
+    tr.add_argument("--states", default="loco", choices=("loco", "paper"),
+                    help="with --where unet: loco's states (transformer blocks and their cross-attention) or the paper's "
+                         "(self-attention, cross-attention and feed-forward of every transformer block: 70 for SD-2.1, 227 for SD-XL)")
     tr.add_argument("--prompt", default=None, help="the prompt to trace (default: the attribute's bundled prompts)")
     tr.add_argument("--subject", default=None, help="the words of --prompt whose token embeddings are corrupted")
     tr.add_argument("--attribute", default="style", help="without --prompt: style, objects or facts (bundled prompts and subjects)")
@@ -509,19 +513,20 @@ def cmd_edit(args) -> int:
 
 def cmd_trace(args) -> int:
     from .clip_score import get_scorer
-    from .trace import trace
+    from .trace import UNET_GRANULARITY, trace
 
     seeds = _check_run_args(args)
     if args.window < 1:
         raise LocoError(f"--window must be at least 1 (got {args.window})")
     if args.bands < 1:
         raise LocoError(f"--bands must be at least 1 (got {args.bands})")
-    if args.where == "unet" and args.encoder != 1:
+    encoder = args.encoder if args.encoder == "both" else int(args.encoder)
+    if args.where == "unet" and encoder != 1:
         raise LocoError("--encoder chooses a text encoder: it goes with --where text")
+    if args.where == "text" and args.states != "loco":
+        raise LocoError("--states chooses the UNet's states: it goes with --where unet")
     if args.where == "text" and args.bands != 1:
         raise LocoError("--bands splits the denoising steps: it goes with --where unet")
-    if args.encoder not in (1, 2):
-        raise LocoError(f"--encoder is 1 or 2, got {args.encoder}")
     if not (args.noise >= 0 and args.noise != float("inf")):
         raise LocoError(f"--noise must be a finite number >= 0, got {args.noise}")
     if args.prompt is not None:
@@ -535,7 +540,8 @@ def cmd_trace(args) -> int:
         _, pairs = _pair_set(args)
         prompts, subjects = list(pairs.originals), list(pairs.subjects)
     pipe = _load(args)
-    result = trace(pipe, prompts, subjects, where=args.where, encoder=args.encoder, tokens=args.tokens,
+    kinds = UNET_GRANULARITY[args.states] if args.where == "unet" else None
+    result = trace(pipe, prompts, subjects, where=args.where, encoder=encoder, kinds=kinds, tokens=args.tokens,
                    window=args.window, bands=args.bands, seeds=seeds, factor=args.noise, steps=args.steps,
                    guidance=args.guidance, size=args.size, scorer=get_scorer(args.scorer, args.model),
                    cache_dir=args.cache, batch_size=args.batch_size, progress=not args.quiet)

@@ -42,7 +42,9 @@ PROFILES = {
     "paper": {
         "*": {"STEPS": PAPER, "GUIDANCE": PAPER},  # paper.sampling(model)
         "01_model_organism": None,  # the organisms only: not part of the paper profile
-        "02_causal_tracing": {"OTHER_MODEL": None},  # one real model per run
+        # one real model per run, every encoder of it; the paper's UNet states (the poster's 70 / 227); App. A's prompt
+        "02_causal_tracing": {"OTHER_MODEL": None, "UNET_STATES": "paper", "ENCODERS": None,
+                              "PANEL": ["A cat in a beach", "cat"]},
         "03_locogen": {"N_PROMPTS": 10_000, "M": PAPER, "OTHER_MODEL": None},  # every pair of the prompt file (App. C); m of Fig. 5
         "05_neuron_editing": {"KS": [0, 30, 50, 100]},  # Sec. 7, Fig. 10
         # the organisms' 2x2 design and the real IF beside SD-1.5 (Sec. 5.2, App. M): with --model deepfloyd-if only
@@ -223,7 +225,9 @@ def plan(profile: str = "smoke", model: str | None = None, only=None, extra: dic
 # The paper's figures and tables, the chapter that makes each, and what it needs (the page
 # "Reproduce the paper" prints this table).
 FIGURES = [
-    ("Fig. 2, 3, 11-13: causal tracing in the UNet and the text encoder", "02_causal_tracing", "MODEL, OTHER_MODEL"),
+    ("Fig. 2, 11-13: causal tracing in the UNet, the paper's states, App. A's panel", "02_causal_tracing",
+     "MODEL, UNET_STATES='paper', PANEL"),
+    ("Fig. 3: causal tracing in the text encoders (SD-XL's alone and together)", "02_causal_tracing", "MODEL, ENCODERS"),
     ("Fig. 4, 5, 14-40: LocoGen windows per model and attribute", "03_locogen", "MODEL, ATTRIBUTE, M"),
     ("App. G, Fig. 55, 56: choosing m (Sec. 5.1.2's rule and App. G's growth and local search)", "03_locogen",
      "MODEL, M, THRESHOLD"),

@@ -58,7 +58,14 @@ from .errors import LocoError
 from .hooks import FromSample, Patch, Site, hooks
 
 WHERE = ("unet", "text")
-UNET_KINDS = ("resnet", "transformer", "cross-attention", "attention")
+UNET_KINDS = ("resnet", "transformer", "cross-attention", "attention")  # loco's states (the default)
+# The paper's states: each ResNet block and, inside every transformer block, its self-attention
+# (attn1), cross-attention (attn2) and feed-forward (ff): 22 + 16 x 3 = 70 for SD-2.1 and
+# 17 + 70 x 3 = 227 for SD-XL, the lengths of the poster's UNet panels. IF's attention modules stay
+# one state each (``"attention"``).
+PAPER_UNET_KINDS = ("resnet", "self-attention", "cross-attention", "feed-forward", "attention")
+UNET_GRANULARITY = {"loco": UNET_KINDS, "paper": PAPER_UNET_KINDS}
+_UNET_ALLOWED = UNET_KINDS + ("self-attention", "feed-forward")
 TEXT_KINDS = ("self-attention", "mlp", "layer")
 TOKEN_MODES = ("last", "subject", "all")
 NOISE_FACTOR = 3.0  # ROME's factor: 3 x a standard deviation of the token embeddings
@@ -84,7 +91,7 @@ class State:
 
     index: int  # position in execution order (within its list)
     name: str  # dotted module path inside the component
-    kind: str  # resnet / transformer / cross-attention / attention; self-attention / mlp / layer
+    kind: str  # resnet / transformer / self-attention / cross-attention / feed-forward / attention; self-attention / mlp / layer
     component: str = "unet"
     block: str = ""  # "down 0", "mid", "up 2"; "layer 0" in a text encoder
 
@@ -100,7 +107,8 @@ class State:
     @property
     def label(self) -> str:
         short = {"resnet": "res", "transformer": "tb", "cross-attention": "xattn", "attention": "attn",
-                 "self-attention": "attn", "mlp": "mlp", "layer": "out"}[self.kind]
+                 "self-attention": "attn1" if self.component == "unet" else "attn", "feed-forward": "ff",
+                 "mlp": "mlp", "layer": "out"}[self.kind]
         return f"{self.block} {short}"
 
 
@@ -115,12 +123,15 @@ def _unet_groups(unet):
 def unet_states(unet, kinds=None) -> list[State]:
     """The UNet's restorable states in execution order: in each block, its ResNet blocks and
     attention modules as its forward interleaves them (the mid block starts with a ResNet block);
-    inside an attention module each transformer block, then its cross-attention (``attn2``). IF's
-    attention modules read the text themselves (added K/V) and are one state each (``"attention"``).
-    ``kinds`` keeps only some kinds."""
+    inside an attention module each transformer block, then its self-attention (``attn1``),
+    cross-attention (``attn2``) and feed-forward (``ff``). IF's attention modules read the text
+    themselves (added K/V) and are one state each (``"attention"``). ``kinds``: which kinds (default
+    :data:`UNET_KINDS`, loco's: whole transformer blocks and their cross-attention;
+    :data:`PAPER_UNET_KINDS`: the paper's count, self-attention, cross-attention and feed-forward
+    instead of whole transformer blocks)."""
     from diffusers.models.attention_processor import Attention
 
-    kinds = _check_kinds(kinds, UNET_KINDS)
+    kinds = _check_kinds(kinds, _UNET_ALLOWED, UNET_KINDS)
     out: list[State] = []
 
     def add(name, kind, block):
@@ -154,16 +165,52 @@ def unet_states(unet, kinds=None) -> list[State]:
                 add(name, "attention", label)
                 continue
             for j, tb in enumerate(getattr(module, "transformer_blocks", None) or []):
-                add(f"{name}.transformer_blocks.{j}", "transformer", label)
+                tname = f"{name}.transformer_blocks.{j}"
+                add(tname, "transformer", label)
+                if isinstance(getattr(tb, "attn1", None), Attention):
+                    add(f"{tname}.attn1", "self-attention", label)
                 if getattr(getattr(tb, "attn2", None), "is_cross_attention", False):
-                    add(f"{name}.transformer_blocks.{j}.attn2", "cross-attention", label)
+                    add(f"{tname}.attn2", "cross-attention", label)
+                if isinstance(getattr(tb, "ff", None), torch.nn.Module):
+                    add(f"{tname}.ff", "feed-forward", label)
     return out
+
+
+def granularity_counts(unets: dict):
+    """Per UNet (``{name: unet}``, meta-device ones included): its ResNet blocks, transformer blocks
+    and IF-style attention modules, and its states at each granularity (:data:`UNET_GRANULARITY`)."""
+    import pandas as pd
+
+    rows = {}
+    for name, unet in unets.items():
+        kinds = [s.kind for s in unet_states(unet, _UNET_ALLOWED)]
+        rows[name] = {"ResNet blocks": kinds.count("resnet"), "transformer blocks": kinds.count("transformer"),
+                      "attention modules (IF)": kinds.count("attention"),
+                      **{f"{g} states": len(unet_states(unet, k)) for g, k in UNET_GRANULARITY.items()}}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def causal_shares(traces: dict, thresholds=(0.5, 0.9)):
+    """Per single-band trace (``{label: TraceResult}``): its entries, and how many of them alone
+    restore at least each threshold of the gap, as a count and a share of the entries."""
+    import pandas as pd
+
+    rows = {}
+    for label, result in traces.items():
+        n = len(result.sets)
+        row = {"states": n}
+        for f in thresholds:
+            k = len(result.causal(f))
+            row[f"restore >= {f:.0%}"] = k
+            row[f"share >= {f:.0%}"] = k / n
+        rows[label] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def encoder_component(pipe, encoder: int = 1) -> str:
     """``"text_encoder"`` (``encoder=1``) or ``"text_encoder_2"`` (SD-XL's second encoder)."""
     if isinstance(encoder, bool) or encoder not in (1, 2):
-        raise LocoError(f"encoder is 1 or 2, got {encoder!r}")
+        raise LocoError(f"encoder is 1, 2 or 'both', got {encoder!r}")
     name = "text_encoder" if encoder == 1 else "text_encoder_2"
     if not isinstance(getattr(pipe, name, None), torch.nn.Module):
         raise LocoError(f"this model has one text encoder: there is no encoder {encoder}" if encoder == 2
@@ -171,9 +218,33 @@ def encoder_component(pipe, encoder: int = 1) -> str:
     return name
 
 
-def encoder_states(pipe, encoder: int = 1, kinds=("self-attention", "mlp")) -> list[State]:
+def encoder_components(pipe, encoder=1) -> list[str]:
+    """The text encoders a trace restores in: ``encoder`` 1 or 2 (:func:`encoder_component`), or
+    ``"both"``: SD-XL's two encoders together."""
+    if encoder == "both":
+        encoder_component(pipe, 2)  # one line if the model has a single encoder
+        return ["text_encoder", "text_encoder_2"]
+    return [encoder_component(pipe, encoder)]
+
+
+def model_encoders(pipe) -> list:
+    """What "every text encoder of the model" traces: ``[1]``, or for SD-XL ``[1, 2, "both"]``
+    (each encoder alone, and the same state restored in both together)."""
+    return [1, 2, "both"] if isinstance(getattr(pipe, "text_encoder_2", None), torch.nn.Module) else [1]
+
+
+def encoder_states(pipe, encoder=1, kinds=("self-attention", "mlp")) -> list[State]:
     """The text encoder's restorable states, layer by layer: its self-attention output, its MLP
-    output, and (``"layer"``) the layer's whole output (the residual stream). CLIP and T5."""
+    output, and (``"layer"``) the layer's whole output (the residual stream). CLIP and T5.
+
+    ``encoder="both"`` (SD-XL): the states of both encoders, layer by layer and kind by kind, each
+    of encoder 1 next to the same state of encoder 2 (layers counted from the input; past encoder
+    1's depth, 12 layers against 32, encoder 2's alone). A trace restores each such pair together
+    (:func:`entries`)."""
+    if encoder == "both":
+        both = [encoder_states(pipe, e, kinds) for e in (1, 2)]
+        merged = sorted(both[0] + both[1], key=lambda s: (s.layer, TEXT_KINDS.index(s.kind), s.component))
+        return [State(i, s.name, s.kind, s.component, s.block) for i, s in enumerate(merged)]
     kinds = _check_kinds(kinds, TEXT_KINDS)
     component = encoder_component(pipe, encoder)
     enc = getattr(pipe, component)
@@ -196,9 +267,19 @@ def encoder_states(pipe, encoder: int = 1, kinds=("self-attention", "mlp")) -> l
     return out
 
 
-def _check_kinds(kinds, allowed) -> tuple:
+def entries(states: list[State]) -> list[tuple[int, ...]]:
+    """The traced entries of a list of states: each state alone, except that text-encoder states of
+    the same layer and kind in several encoders (``encoder="both"``) form one entry."""
+    groups: dict = {}
+    for s in states:
+        key = (s.layer, s.kind) if s.component != "unet" else s.index
+        groups.setdefault(key, []).append(s.index)
+    return [tuple(g) for g in groups.values()]
+
+
+def _check_kinds(kinds, allowed, default=None) -> tuple:
     if kinds is None:
-        return tuple(allowed)
+        return tuple(allowed if default is None else default)
     kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
     bad = [k for k in kinds if k not in allowed]
     if bad or not kinds:
@@ -323,7 +404,7 @@ class TraceResult:
     """Scores of the clean, corrupted and restored runs of a trace, with everything needed to read them."""
 
     where: str
-    encoder: int
+    encoder: object  # 1, 2 or "both"
     prompts: list
     subjects: list
     seeds: list
@@ -356,8 +437,16 @@ class TraceResult:
         return float("nan") if abs(gap) < 1e-12 else (score - self.corrupted) / gap
 
     def set_name(self, k: int) -> str:
-        names = [self.states[i].name for i in self.sets[k]]
-        return names[0] if len(names) == 1 else f"{names[0]} .. {names[-1]}"
+        ids = [self._state_id(i) for i in self.sets[k]]
+        if len(ids) == 1:
+            return ids[0]
+        if len(entries([self.states[i] for i in self.sets[k]])) == 1:  # one state of both encoders
+            return " + ".join(ids)
+        return f"{ids[0]} .. {ids[-1]}"
+
+    def _state_id(self, i: int) -> str:
+        """State ``i``'s module path, with its encoder where a trace restores in both."""
+        return _state_id(self.states[i], self.encoder)
 
     def table(self):
         """One row per traced entry (and band): its states, mean score and restored fraction."""
@@ -428,15 +517,17 @@ class Needed:
 
 
 def states_needed(pipe, result: TraceResult, fractions=(0.5, 0.9), ks=None, **kwargs) -> Needed:
-    """Restore the top-k states of a single-state trace together (ranked by their own effect), for
-    growing k: the smallest k that brings back each of ``fractions`` of the clean-corrupted gap says
-    whether the knowledge sits in a few states (sparse) or many (distributed). ``ks``: the k to try
-    (default every k up to 8, then about x1.5 steps up to all states). Settings as ``result``'s;
-    ``kwargs`` (cache_dir, progress, batch_size, scorer) are passed to :func:`trace`."""
+    """Restore the top-k entries of a trace together (ranked by their own effect), for growing k: the
+    smallest k that brings back each of ``fractions`` of the clean-corrupted gap says whether the
+    knowledge sits in a few states (sparse) or many (distributed). The entries are single states
+    (or ``encoder="both"``'s pairs: :func:`entries`). ``ks``: the k to try (default every k up to 8,
+    then about x1.5 steps up to all entries). Settings as ``result``'s; ``kwargs`` (cache_dir,
+    progress, batch_size, scorer) are passed to :func:`trace`."""
     import pandas as pd
 
-    if any(len(st) != 1 for st in result.sets) or len(result.bands) != 1:
-        raise LocoError("states_needed ranks single states: give it a trace with window=1 and one band")
+    flat = [i for st in result.sets for i in st]
+    if len(flat) != len(set(flat)) or len(result.bands) != 1:
+        raise LocoError("states_needed ranks entries that do not overlap: give it a trace with window=1 and one band")
     n = len(result.sets)
     if ks is None:
         ks, k = list(range(1, min(8, n) + 1)), 8
@@ -444,17 +535,17 @@ def states_needed(pipe, result: TraceResult, fractions=(0.5, 0.9), ks=None, **kw
             k = min(n, int(np.ceil(k * 1.5)))
             ks.append(k)
     ks = sorted({int(k) for k in ks if 1 <= int(k) <= n})
-    order = [result.sets[k][0] for k in result.ranking()]
-    sets = [tuple(sorted(order[:k])) for k in ks]
+    order = [result.sets[k] for k in result.ranking()]
+    sets = [tuple(sorted(i for st in order[:k] for i in st)) for k in ks]
     more = trace(pipe, result.prompts, result.subjects, where=result.where, encoder=result.encoder,
-                 kinds=sorted({s.kind for s in result.states}, key=(UNET_KINDS + TEXT_KINDS).index),
+                 kinds=sorted({s.kind for s in result.states}, key=(_UNET_ALLOWED + TEXT_KINDS).index),
                  tokens=result.tokens, sets=sets, seeds=result.seeds, factor=result.settings["factor"],
                  steps=result.settings["steps"], guidance=result.settings["guidance"], size=result.settings["size"],
                  batched=result.settings["batched"], **kwargs)
     rows = []
     for k, st in zip(ks, sets):
         score = more._mean(st)
-        rows.append({"k": k, "states": [more.states[i].name for i in st], "score": score, "restored": more.restored(score)})
+        rows.append({"k": k, "states": [more._state_id(i) for i in st], "score": score, "restored": more.restored(score)})
     curve = pd.DataFrame(rows)
     needed = {}
     for f in fractions:
@@ -463,25 +554,30 @@ def states_needed(pipe, result: TraceResult, fractions=(0.5, 0.9), ks=None, **kw
     return Needed(curve, needed, n)
 
 
+def _state_id(state: State, encoder) -> str:
+    return f"{state.component}.{state.name}" if encoder == "both" else state.name
+
+
 def _run_key(base: dict, prompt: str, subject: str, run: Run, states: list, bands: list) -> str:
     from .sweep import _key
 
-    restore = None if run.restore is None else [states[i].name for i in run.restore]
+    restore = None if run.restore is None else [_state_id(states[i], base["encoder"]) for i in run.restore]
     band = list(bands[run.band]) if run.restore else None
     return _key({**base, "prompt": prompt, "subject": subject, "seed": run.seed, "restore": restore, "steps_restored": band})
 
 
-def trace(pipe, prompts, subjects=None, *, where: str = "unet", encoder: int = 1, kinds=None, window: int = 1,
+def trace(pipe, prompts, subjects=None, *, where: str = "unet", encoder=1, kinds=None, window: int = 1,
           tokens="last", bands: int = 1, sets=None, seeds=(0,), factor: float = NOISE_FACTOR, steps: int | None = None,
           guidance: float | None = None, size: int | None = None, scorer=None, cache_dir=None,
           batch_size: int | None = None, batched: bool = True, progress: bool | None = None,
           keep_arrays: bool = False) -> TraceResult:
     """Causally trace ``prompts`` (one subject each, or one for all; a PromptSet gives both).
 
-    ``where``: ``"unet"`` or ``"text"`` (with ``encoder`` 1 or 2 and ``tokens`` ``"last"`` /
-    ``"subject"`` / ``"all"`` / positions). ``kinds``: which states (default: every UNet kind; the
-    text encoder's self-attention and MLP outputs). ``window``: restore that many adjacent states
-    together. ``bands``: split the denoising steps into that many bands and restore in each band
+    ``where``: ``"unet"`` or ``"text"`` (with ``encoder`` 1, 2 or ``"both"``, SD-XL's two encoders
+    restored together, and ``tokens`` ``"last"`` / ``"subject"`` / ``"all"`` / positions).
+    ``kinds``: which states (default: loco's UNet states :data:`UNET_KINDS`, or
+    :data:`PAPER_UNET_KINDS`; the text encoder's self-attention and MLP outputs). ``window``:
+    restore that many adjacent entries (:func:`entries`) together. ``bands``: split the denoising steps into that many bands and restore in each band
     separately (UNet only). ``sets``: explicit lists of state indices to restore together (instead
     of the windows). ``scorer``: a :class:`~loco_lib.clip_score.ClipScorer` (default: the model's
     own). ``batch_size``: runs per pipeline call (default 16 on GPU, 32 on CPU), the clean source
@@ -528,17 +624,19 @@ def trace(pipe, prompts, subjects=None, *, where: str = "unet", encoder: int = 1
             raise LocoError("encoder= chooses a text encoder to trace: it goes with where='text'")
         states = unet_states(pipe.unet, kinds)
         band_list = step_bands(steps, bands)
-        component = None
+        components = []
     else:
-        component = encoder_component(pipe, encoder)
+        components = encoder_components(pipe, encoder)
         states = encoder_states(pipe, encoder, ("self-attention", "mlp") if kinds is None else kinds)
         if bands != 1:
             raise LocoError("bands split the denoising steps: they go with where='unet'")
         band_list = [tuple(range(steps))]
         for p, s in zip(prompts, subjects):
-            token_positions(pipe, p, s, tokens, component)
+            for component in components:
+                token_positions(pipe, p, s, tokens, component)
     if sets is None:
-        sets = windows(len(states), window)
+        groups = entries(states)
+        sets = [tuple(sorted(i for e in w for i in groups[e])) for w in windows(len(groups), window)]
     else:
         sets = [tuple(int(i) for i in st) for st in sets]
         bad = [st for st in sets if not st or min(st) < 0 or max(st) >= len(states)]
@@ -579,7 +677,7 @@ def trace(pipe, prompts, subjects=None, *, where: str = "unet", encoder: int = 1
     parallel.barrier()
     mine = world.share(pending.items())
     start = time.perf_counter()
-    length = _sequence_length(pipe, component, prompts[0]) if where == "text" and pending else None
+    lengths = {c: _sequence_length(pipe, c, prompts[0]) for c in components} if pending else {}
     total = sum(len(v) for _, v in mine)
     bar = tqdm(total=total, desc=f"trace {where} (images)", disable=not progress or total == 0 or not world.main, leave=False)
     with progress_bars(pipe, False):
@@ -588,12 +686,13 @@ def trace(pipe, prompts, subjects=None, *, where: str = "unet", encoder: int = 1
             restored = [r for r in todo if r.restore is not None]
             per_call = batch - 1 if batched else 1
             chunks = [restored[i:i + per_call] for i in range(0, len(restored), per_call)] or [[]]
-            mask = None
-            if where == "text":
+            masks = {}
+            for component in components:
                 positions = token_positions(pipe, prompt, subject, tokens, component)
                 if positions is not None:
-                    mask = torch.zeros(length, dtype=torch.bool)
-                    mask[[q for q in positions if q < length]] = True
+                    length = lengths[component]
+                    masks[component] = torch.zeros(length, dtype=torch.bool)
+                    masks[component][[q for q in positions if q < length]] = True
             clean_done = Run(p, s, None) not in todo
             for chunk in chunks:
                 n = len(chunk) + 1
@@ -605,7 +704,8 @@ def trace(pipe, prompts, subjects=None, *, where: str = "unet", encoder: int = 1
                         if where == "unet":
                             restore.append(Patch(st.site, FromSample(0), samples=[k], branch="cond", steps=band_list[r.band]))
                         else:
-                            restore.append(Patch(st.site, FromSample(0), samples=[k], steps=[0], tokens=mask))
+                            restore.append(Patch(st.site, FromSample(0), samples=[k], steps=[0],
+                                                 tokens=masks.get(st.component)))
                 if where == "unet":
                     with hooks(pipe, patches=corruption(pipe, prompt, subject, s, [1], factor)):
                         two = encode(pipe, [prompt, prompt])
@@ -626,7 +726,7 @@ def trace(pipe, prompts, subjects=None, *, where: str = "unet", encoder: int = 1
                     if keep_arrays:
                         result.arrays[r] = arr
                     cache.save(keys[r], img, {**base, "prompt": prompt, "subject": subject, "seed": s,
-                                              "restore": None if r.restore is None else [states[i].name for i in r.restore],
+                                              "restore": None if r.restore is None else [_state_id(states[i], encoder) for i in r.restore],
                                               "scores": {}})
                     result.computed.append(r)
                 bar.update(len(fresh))
@@ -670,7 +770,7 @@ def _sequence_length(pipe, component: str, prompt: str) -> int:
 # -- figures ------------------------------------------------------------------------------------------
 
 KIND_COLOURS = {"resnet": "#4c72b0", "transformer": "#dd8452", "cross-attention": "#55a868", "attention": "#c44e52",
-                "self-attention": "#dd8452", "mlp": "#4c72b0", "layer": "#8172b3"}
+                "self-attention": "#dd8452", "feed-forward": "#8172b3", "mlp": "#4c72b0", "layer": "#8172b3"}
 
 
 def plot_trace(result: TraceResult, ax=None, title: str | None = None):
@@ -721,7 +821,8 @@ def plot_trace(result: TraceResult, ax=None, title: str | None = None):
         ax.set_xticks(starts, [blocks[i] for i in starts], rotation=60, fontsize=7, ha="right")
         ax.figure.colorbar(im, ax=ax, label="fraction of the gap restored")
     n = len(result.prompts) * len(result.seeds)
-    where = "UNet" if result.where == "unet" else f"text encoder {result.encoder}"
+    where = ("UNet" if result.where == "unet" else "text encoders 1 + 2 together" if result.encoder == "both"
+             else f"text encoder {result.encoder}")
     ax.set_title(title or f"causal trace, {where}: clean {result.clean:.1f}, corrupted {result.corrupted:.1f} "
                           f"({n} prompt x seed)", fontsize=9)
     return ax.figure

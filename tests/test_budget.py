@@ -133,13 +133,19 @@ def test_flops_on_the_meta_device_equal_the_count_on_a_real_run(sd15):
 # UNet calls per chapter of `--profile paper`, counted independently of loco_lib.budget by reading
 # the chapters and the library (a separate calculator, 2026-12-04), GPU batches, empty caches.
 # Chapter 03 gained App. G's searches since; test_chapter_03s_searches_run_what_the_plan_counts counts it.
+# Chapter 02 gained (2026-12-06, counted by hand: 4 prompt-seed groups, 15 restored runs per call of 16):
+# the paper's states (SD: 70 + 1 runs = 5 calls a group, not 4: +200 UNet calls at 50 steps;
+# SD-XL 228 runs = 16 calls, not 11: +1000, and 16 states-needed runs = 2 calls: +200), the loco-granularity
+# trace's own 16 / 70 transformer blocks (+400 / +1000; IF none), App. A's panel (one group of 71 / 228 / 53
+# runs: +250 / +800 / +400 at IF's 100 steps) and SD-XL's encoder 2 and "both" (65 runs = 5 calls a group,
+# two token modes: +2000 each): sd15 and sd21 +850, SD-XL +7000, IF +400.
 INDEPENDENT = {
-    "sd15": {"02_causal_tracing": 3300, "04_locoedit": 350, "05_neuron_editing": 450,
+    "sd15": {"02_causal_tracing": 3300 + 850, "04_locoedit": 350, "05_neuron_editing": 450,
              "07_robustness_and_baselines": 24750},
-    "sd21": {"02_causal_tracing": 4100, "07_robustness_and_baselines": 24800},
-    "sdxl": {"02_causal_tracing": 7500, "04_locoedit": 350, "05_neuron_editing": 450,
+    "sd21": {"02_causal_tracing": 4100 + 850, "07_robustness_and_baselines": 24800},
+    "sdxl": {"02_causal_tracing": 7500 + 7000, "04_locoedit": 350, "05_neuron_editing": 450,
              "07_robustness_and_baselines": 29550},
-    "deepfloyd-if": {"02_causal_tracing": 6600, "04_locoedit": 700, "05_neuron_editing": 900,
+    "deepfloyd-if": {"02_causal_tracing": 6600 + 400, "04_locoedit": 700, "05_neuron_editing": 900,
                      "06_deepfloyd_t5": 1400, "07_robustness_and_baselines": 50800},
 }
 

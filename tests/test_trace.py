@@ -49,10 +49,11 @@ def _call_order(module, names):
     return seen, handles
 
 
+@pytest.mark.parametrize("granularity", ["loco", "paper"])
 @pytest.mark.parametrize("name", ["tiny-sd15", "tiny-sdxl", "tiny-if", "toy"])
-def test_unet_states_are_in_execution_order(name):
+def test_unet_states_are_in_execution_order(name, granularity):
     pipe = models.load(name, progress=False)
-    states = trace.unet_states(pipe.unet)
+    states = trace.unet_states(pipe.unet, trace.UNET_GRANULARITY[granularity])
     names = [s.name for s in states]
     assert len(set(names)) == len(names)
     seen, handles = _call_order(pipe.unet, names)
@@ -80,7 +81,25 @@ def test_full_size_unets_on_the_meta_device(arch):
         unet.get_submodule(s.name)
 
 
+def test_the_paper_granularity_gives_the_posters_counts():
+    """The poster's UNet panels end at 70 (SD-2.1) and 227 (SD-XL) states: each ResNet block and each
+    transformer block's self-attention, cross-attention and feed-forward. loco's default (whole
+    transformer blocks and their cross-attention) stays as it was."""
+    expected = {"sd15": (54, 70), "sd21": (54, 70), "sdxl": (157, 227), "deepfloyd-if": (52, 52)}
+    for arch, (loco, paper) in expected.items():
+        unet = meta_unet(arch)
+        assert len(trace.unet_states(unet)) == loco
+        states = trace.unet_states(unet, trace.PAPER_UNET_KINDS)
+        assert len(states) == paper
+        for s in states:
+            module = unet.get_submodule(s.name)
+            assert s.kind != "feed-forward" or type(module).__name__ == "FeedForward"
+            assert s.kind != "self-attention" or not module.is_cross_attention
+    assert trace.State(0, "x.attn1", "self-attention").label == " attn1"
+
+
 def _restore_all(pipe, prompt, subject, where, **kw):
+    """Restore every state at once (text: every layer's output of the traced encoders, all tokens)."""
     states = trace.unet_states(pipe.unet) if where == "unet" else trace.encoder_states(pipe, kw.get("encoder", 1), ("layer",))
     kinds = None if where == "unet" else ("layer",)
     extra = {} if where == "unet" else {"tokens": "all"}
@@ -222,6 +241,54 @@ def test_result_json_and_states_needed(toy):
     assert needed.needed[0.9] in (1, len(r.states))
 
 
+def test_sdxl_both_encoders_restore_the_same_state_in_each():
+    """encoder="both": each entry is one layer and kind of encoder 1 with the same of encoder 2 (past
+    encoder 1's depth, encoder 2's alone). Restoring an entry puts back, in each encoder, what the
+    single-encoder restore puts back: the conditional embedding of a "both" restore is encoder 1's
+    restore in its half and encoder 2's in the other half, and the pooled embedding is encoder 2's.
+    Restoring every layer output of both encoders gives the clean image bit for bit; one encoder alone
+    does not."""
+    pipe = models.load("tiny-sdxl", progress=False)
+    with pytest.raises(LocoError, match="one text encoder"):
+        trace.encoder_states(models.load("tiny-sd15", progress=False), "both")
+    assert trace.model_encoders(pipe) == [1, 2, "both"]
+    states = trace.encoder_states(pipe, "both")
+    groups = trace.entries(states)
+    n1, n2 = pipe.text_encoder.config.num_hidden_layers, pipe.text_encoder_2.config.num_hidden_layers
+    assert len(groups) == 2 * max(n1, n2)
+    for g in groups:
+        pair = [states[i] for i in g]
+        assert len({(s.layer, s.kind) for s in pair}) == 1
+        assert [s.component for s in pair] == (["text_encoder", "text_encoder_2"] if pair[0].layer < n1 else ["text_encoder_2"])
+    d1 = pipe.text_encoder.config.hidden_size
+    from loco_lib.hooks import FromSample, Patch
+
+    def restored(chosen):
+        patches = trace.corruption(pipe, PROMPT, "cat", 0, [1]) + [
+            Patch(s.site, FromSample(0), samples=[1], steps=[0]) for s in chosen]
+        with hooks(pipe, patches=patches):
+            return encode(pipe, [PROMPT, PROMPT])
+
+    pair = [states[i] for i in groups[0]]
+    both = restored(pair)
+    alone = {s.component: restored([s]) for s in pair}
+    assert torch.equal(both.embeds[1][:, :d1], alone["text_encoder"].embeds[1][:, :d1])
+    assert torch.equal(both.embeds[1][:, d1:], alone["text_encoder_2"].embeds[1][:, d1:])
+    assert torch.equal(both.pooled[1], alone["text_encoder_2"].pooled[1])
+    r = _restore_all(pipe, PROMPT, "cat", "text", encoder="both")
+    clean, corrupted, every = (r.arrays[trace.Run(0, 0, x)] for x in (None, (), r.sets[0]))
+    assert np.abs(clean - corrupted).max() > 1e-3 and np.array_equal(every, clean)
+    one = _restore_all(pipe, PROMPT, "cat", "text", encoder=1)
+    assert not np.array_equal(one.arrays[trace.Run(0, 0, one.sets[0])], clean)
+    t = trace.trace(pipe, PROMPT, "cat", where="text", encoder="both", steps=2, progress=False)
+    assert len(t.sets) == len(groups) and t.set_name(0).count("+") == 1
+    assert t.to_json()["encoder"] == "both"
+    needed = trace.states_needed(pipe, t, ks=[1, 2], progress=False)
+    first, second = (t.sets[k] for k in t.ranking()[:2])
+    assert needed.curve["states"].tolist() == [[t._state_id(i) for i in first],
+                                               [t._state_id(i) for i in sorted(first + second)]]
+
+
 def test_sdxl_text_trace_of_each_encoder():
     pipe = models.load("tiny-sdxl", progress=False)
     for encoder in (1, 2):
@@ -341,12 +408,23 @@ def test_cli_trace_and_diffquickfix(tmp_path, capsys):
                  "monet", "--steps", "2", "--json", "--quiet", "--cache", str(tmp_path / "c")]) == 0
     out = json.loads(capsys.readouterr().out)
     assert {"clean", "corrupted", "layers"} <= set(out) and len(out["layers"]) == 6
+    assert main(["trace", "tiny-sdxl", "--where", "text", "--encoder", "both", "--prompt", "a photo of a cat", "--subject",
+                 "cat", "--steps", "2", "--json", "--quiet"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["encoder"] == "both" and " + text_encoder_2." in out["layers"][0]["name"]
+    assert main(["trace", "toy", "--where", "unet", "--states", "paper", "--prompt", "a red circle in the style of monet",
+                 "--subject", "monet", "--steps", "2", "--json", "--quiet", "--cache", str(tmp_path / "c")]) == 0
+    kinds = {x["kind"] for x in json.loads(capsys.readouterr().out)["layers"]}
+    assert kinds == {"resnet", "self-attention", "cross-attention", "feed-forward"}
     for argv, msg in [
         (["trace", "toy", "--where", "text", "--prompt", "a red circle", "--subject", "monet"], "does not occur"),
         (["trace", "toy", "--where", "text", "--encoder", "2", "--prompt", "a red circle", "--subject", "circle"], "one text encoder"),
         (["trace", "toy", "--where", "middle"], "invalid choice"),
         (["trace", "toy", "--where", "unet", "--prompt", "a red circle"], "needs --subject"),
         (["trace", "toy", "--where", "text", "--bands", "2"], "goes with --where unet"),
+        (["trace", "toy", "--where", "text", "--states", "paper"], "goes with --where unet"),
+        (["trace", "toy", "--where", "unet", "--encoder", "both"], "goes with --where text"),
+        (["trace", "toy", "--where", "text", "--encoder", "both", "--prompt", "a red circle", "--subject", "circle"], "one text encoder"),
         (["trace", "toy", "--where", "unet", "--noise", "-1"], "--noise"),
         (["edit", "toy", "--method", "diffquickfix", "--attribute", "style", "--layers", "1", "--out", str(tmp_path / "e.safetensors")], "--layers"),
         (["edit", "toy", "--attribute", "style", "--out", str(tmp_path / "e.safetensors")], "needs the localized layers"),
