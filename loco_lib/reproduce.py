@@ -42,9 +42,10 @@ PROFILES = {
     "paper": {
         "*": {"STEPS": PAPER, "GUIDANCE": PAPER},  # paper.sampling(model)
         "01_model_organism": None,  # the organisms only: not part of the paper profile
-        # one real model per run, every encoder of it; the paper's UNet states (the poster's 70 / 227); App. A's prompt
+        # one real model per run, every encoder of it; the paper's UNet states (the poster's 70 / 227); App. A's prompt;
+        # 2 prompts x 2 seeds (the paper states neither: loco's choice, a quarter of the organisms' 16 images per trace)
         "02_causal_tracing": {"OTHER_MODEL": None, "UNET_STATES": "paper", "ENCODERS": None,
-                              "PANEL": ["A cat in a beach", "cat"]},
+                              "PANEL": ["A cat in a beach", "cat"], "N_PROMPTS": 2, "SEEDS": [0, 1]},
         "03_locogen": {"N_PROMPTS": 10_000, "M": PAPER, "OTHER_MODEL": None},  # every pair of the prompt file (App. C); m of Fig. 5
         "05_neuron_editing": {"KS": [0, 30, 50, 100]},  # Sec. 7, Fig. 10
         # the organisms' 2x2 design and the real IF beside SD-1.5 (Sec. 5.2, App. M): with --model deepfloyd-if only

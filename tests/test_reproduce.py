@@ -37,6 +37,7 @@ def test_plans_of_the_profiles():
     assert paper["02_causal_tracing"]["OTHER_MODEL"] is None
     assert paper["02_causal_tracing"]["UNET_STATES"] == "paper" and paper["02_causal_tracing"]["ENCODERS"] is None
     assert paper["02_causal_tracing"]["PANEL"] == ["A cat in a beach", "cat"]  # Fig. 11's prompt (App. A.1)
+    assert (paper["02_causal_tracing"]["N_PROMPTS"], paper["02_causal_tracing"]["SEEDS"]) == (2, [0, 1])  # the real models: loco's 2 x 2
     assert paper["05_neuron_editing"]["KS"] == [0, 30, 50, 100] and paper["07_robustness_and_baselines"]["PROFILE"] == "paper"
     assert reproduce.plan("paper", model="sdxl")["03_locogen"]["MODEL"] == "sdxl"
     assert "MODEL" not in reproduce.plan("paper", model="deepfloyd-if")["06_deepfloyd_t5"]  # it has IF_MODEL instead

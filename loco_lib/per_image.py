@@ -1,0 +1,129 @@
+"""Conclusions image by image: what an average over prompts and seeds hides.
+
+A causal trace (Sec. 4) reads a state's effect as the fraction of the clean-corrupted gap it
+restores, and :class:`~loco_lib.trace.TraceResult` takes that fraction as a ratio of means over
+every prompt and seed. A ratio of means can sit under a threshold while the state restores most of
+the gap in some images and none in others, and an image whose corruption barely changes its score
+adds noise to the ratio without evidence. This module reads the same scores (kept traces hold every
+one) image by image:
+
+* :func:`trace_gaps`: each image's clean and corrupted score and their gap, flagged where the gap
+  is under a floor (``GAP_FLOOR`` CLIP points, loco's choice): the corruption did not corrupt;
+* :func:`trace_by_image`: each entry's restored fraction of each image's own gap, the ratio of
+  means over the images that corrupt, its bootstrap interval over those images, and how many of
+  them the entry alone restores to a threshold.
+
+Nothing here generates an image: it reads a finished trace.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import LocoError
+
+GAP_FLOOR = 5.0  # CLIP points: an image whose corruption moves its score less than this is left out (loco's choice)
+LEVEL = 0.9  # the bootstrap interval's coverage
+RESAMPLES = 2000  # bootstrap resamples (a fixed generator seed: the same scores give the same interval)
+
+
+def _image_label(result, p: int, s: int) -> str:
+    return f"prompt {p}, seed {s}"
+
+
+def _images(result) -> list[tuple[int, int]]:
+    return [(p, s) for p in range(len(result.prompts)) for s in result.seeds]
+
+
+def trace_gaps(result, floor: float = GAP_FLOOR):
+    """One row per image (prompt, seed): clean and corrupted CLIP-score, their gap, and whether the
+    corruption corrupts (gap >= ``floor``)."""
+    import pandas as pd
+
+    from .trace import Run
+
+    rows = []
+    for p, s in _images(result):
+        clean, corrupted = result.scores[Run(p, s, None)], result.scores[Run(p, s, ())]
+        rows.append({"image": _image_label(result, p, s), "prompt": result.prompts[p], "clean": clean,
+                     "corrupted": corrupted, "gap": clean - corrupted, "corrupts": bool(clean - corrupted >= floor)})
+    return pd.DataFrame(rows).set_index("image")
+
+
+def bootstrap_ratio(clean, corrupted, restored, resamples: int = RESAMPLES, level: float = LEVEL, seed: int = 0):
+    """Percentile interval of the restored fraction, a ratio of means, over images drawn with
+    replacement (``[low, high]``; NaN for no image, the one value for one image)."""
+    clean, corrupted, restored = (np.asarray(x, dtype=float) for x in (clean, corrupted, restored))
+    n = len(clean)
+    if n == 0:
+        return float("nan"), float("nan")
+    idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    gap = clean[idx].mean(1) - corrupted[idx].mean(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = (restored[idx].mean(1) - corrupted[idx].mean(1)) / gap
+    ratio = ratio[np.isfinite(ratio)]
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(ratio, tail)), float(np.percentile(ratio, 100 - tail))
+
+
+def trace_by_image(result, entries=None, floor: float = GAP_FLOOR, threshold: float = 0.5, band: int = 0):
+    """One row per traced entry (``entries``: indices into ``result.sets``, default the five
+    strongest), one column per image with the fraction of that image's own gap the entry restores
+    (NaN where the corruption does not corrupt), then over the images that corrupt: the ratio of
+    means (``restored``), its bootstrap interval (``low``, ``high``) and how many of them the entry
+    alone restores to ``threshold``."""
+    import pandas as pd
+
+    from .trace import Run
+
+    if not 0 <= band < len(result.bands):
+        raise LocoError(f"band {band} is not one of this trace's {len(result.bands)} bands")
+    entries = result.ranking(band)[:5] if entries is None else list(entries)
+    gaps = trace_gaps(result, floor)
+    images = _images(result)
+    kept = [i for i, (p, s) in enumerate(images) if gaps["corrupts"].iloc[i]]
+    rows = {}
+    for k in entries:
+        st = result.sets[k]
+        score = [result.scores[Run(p, s, st, band)] for p, s in images]
+        row = {}
+        for i, (p, s) in enumerate(images):
+            gap = gaps["gap"].iloc[i]
+            row[_image_label(result, p, s)] = (score[i] - gaps["corrupted"].iloc[i]) / gap if i in kept else float("nan")
+        clean = gaps["clean"].to_numpy()[kept]
+        corrupted = gaps["corrupted"].to_numpy()[kept]
+        restored = np.asarray(score, dtype=float)[kept]
+        gap = clean.mean() - corrupted.mean() if kept else float("nan")
+        row["restored"] = (restored.mean() - corrupted.mean()) / gap if kept else float("nan")
+        row["low"], row["high"] = bootstrap_ratio(clean, corrupted, restored)
+        row[f"images >= {threshold:.0%}"] = f"{sum(row[_image_label(result, *images[i])] >= threshold for i in kept)} of {len(kept)}"
+        rows[result.set_name(k)] = row
+    out = pd.DataFrame(rows).T
+    out.index.name = "entry"
+    return out
+
+
+def plot_by_image(tables: dict, threshold: float = 0.5, title: str | None = None):
+    """One panel per table of :func:`trace_by_image` (``{label: table}``): each entry a row, a dot
+    per image (its fraction of its own gap), the ratio of means as a bar with its bootstrap
+    interval, and the ``threshold`` line."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(tables), figsize=(4.2 * len(tables), 0.42 * max(len(t) for t in tables.values()) + 1.3),
+                             squeeze=False, sharex=True)
+    for ax, (label, t) in zip(axes[0], tables.items()):
+        images = [c for c in t.columns if c.startswith("prompt ")]
+        y = np.arange(len(t))[::-1]
+        ax.barh(y, t["restored"].astype(float), color="0.85", height=0.6)
+        ax.errorbar(t["restored"].astype(float), y, xerr=[t["restored"] - t["low"], t["high"] - t["restored"]],
+                    fmt="none", ecolor="0.3", capsize=3, lw=1)
+        for yi, (_, row) in zip(y, t.iterrows()):
+            vals = row[images].astype(float).to_numpy()
+            ax.scatter(vals, np.full(len(vals), yi), s=12, color="C0", zorder=3)
+        ax.axvline(threshold, ls=":", c="0.4")
+        ax.set_yticks(y, [n if len(n) <= 34 else "..." + n[-31:] for n in t.index], fontsize=7)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("fraction of the image's gap restored")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

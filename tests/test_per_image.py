@@ -1,0 +1,83 @@
+"""loco_lib.per_image: a trace read image by image, on traces whose scores are written by hand."""
+import math
+
+import numpy as np
+import pytest
+
+from loco_lib import per_image
+from loco_lib.errors import LocoError
+from loco_lib.trace import Run, State, TraceResult
+
+
+def _trace(clean, corrupted, restored):
+    """A one-prompt trace with one seed per image: ``clean[i]``, ``corrupted[i]`` and, for each
+    state k, ``restored[k][i]`` are the scores of image i."""
+    seeds = list(range(len(clean)))
+    states = [State(k, f"s{k}", "resnet") for k in range(len(restored))]
+    scores = {}
+    for s in seeds:
+        scores[Run(0, s, None)] = clean[s]
+        scores[Run(0, s, ())] = corrupted[s]
+        for k in range(len(restored)):
+            scores[Run(0, s, (k,))] = restored[k][s]
+    return TraceResult("unet", 1, ["p"], ["x"], seeds, states, [(k,) for k in range(len(restored))],
+                       [tuple(range(3))], "last", scores)
+
+
+def test_an_image_that_does_not_corrupt_is_flagged_and_left_out():
+    # image 2's corruption moves its score by 1 point: under the floor, so it is not evidence
+    r = _trace([90, 80, 70], [40, 50, 69], [[90, 50, 80], [65, 65, 60]])
+    gaps = per_image.trace_gaps(r, floor=5)
+    assert gaps["gap"].tolist() == [50, 30, 1] and gaps["corrupts"].tolist() == [True, True, False]
+    t = per_image.trace_by_image(r, floor=5)
+    row = t.loc["s0"]
+    assert row["prompt 0, seed 0"] == pytest.approx(1.0) and row["prompt 0, seed 1"] == pytest.approx(0.0)
+    assert math.isnan(row["prompt 0, seed 2"])  # a ratio of a 1-point gap (here 11 would come out) is not shown
+    # ratio of means over the two images that corrupt: (70 - 45) / (85 - 45)
+    assert row["restored"] == pytest.approx(25 / 40)
+    assert row["images >= 50%"] == "1 of 2"
+    assert t.loc["s1", "restored"] == pytest.approx((65 - 45) / 40) and t.loc["s1", "images >= 50%"] == "2 of 2"  # 25 of 50 and 15 of 30
+
+
+def test_with_every_image_corrupting_the_ratio_is_the_traces_own():
+    rng = np.random.default_rng(1)
+    clean = rng.uniform(80, 95, 6)
+    corrupted = rng.uniform(30, 50, 6)
+    restored = [rng.uniform(30, 95, 6) for _ in range(4)]
+    r = _trace(clean.tolist(), corrupted.tolist(), [x.tolist() for x in restored])
+    t = per_image.trace_by_image(r, entries=range(4), floor=5)
+    for k in range(4):
+        assert t.loc[f"s{k}", "restored"] == pytest.approx(r.restored(r._mean((k,))))
+        assert t.loc[f"s{k}", "low"] <= t.loc[f"s{k}", "restored"] <= t.loc[f"s{k}", "high"]
+    assert list(t.index) == [r.set_name(k) for k in range(4)]
+    assert list(per_image.trace_by_image(r).index) == [r.set_name(k) for k in r.ranking()[:4]]  # default: the strongest
+
+
+def test_an_average_that_hides_disagreement_gets_a_wide_interval():
+    # one state restores all of the gap in half the images and none in the others: the ratio of
+    # means is 0.5, the 90% interval spans [0.25, 0.75]; a state that restores half everywhere: no width
+    split = _trace([90] * 8, [40] * 8, [[90, 40] * 4, [65] * 8])
+    t = per_image.trace_by_image(split, entries=[0, 1])
+    assert t.loc["s0", "restored"] == pytest.approx(0.5) and t.loc["s1", "restored"] == pytest.approx(0.5)
+    assert t.loc["s0", "high"] - t.loc["s0", "low"] >= 0.4
+    assert t.loc["s1", "low"] == pytest.approx(0.5) and t.loc["s1", "high"] == pytest.approx(0.5)
+    assert t.loc["s0", "images >= 50%"] == "4 of 8" and t.loc["s1", "images >= 50%"] == "8 of 8"
+
+
+def test_the_bootstrap_is_reproducible_and_handles_edges():
+    a = per_image.bootstrap_ratio([90, 80, 85], [40, 50, 45], [70, 60, 80])
+    assert a == per_image.bootstrap_ratio([90, 80, 85], [40, 50, 45], [70, 60, 80])  # a fixed generator
+    assert per_image.bootstrap_ratio([90], [40], [65]) == pytest.approx((0.5, 0.5))
+    assert all(math.isnan(x) for x in per_image.bootstrap_ratio([], [], []))
+
+
+def test_no_image_corrupts():
+    r = _trace([50, 50], [49, 51], [[50, 50]])
+    t = per_image.trace_by_image(r)
+    assert math.isnan(t.loc["s0", "restored"]) and t.loc["s0", "images >= 50%"] == "0 of 0"
+
+
+def test_a_band_the_trace_does_not_have_is_refused():
+    r = _trace([90], [40], [[65]])
+    with pytest.raises(LocoError, match="band 3"):
+        per_image.trace_by_image(r, band=3)
