@@ -415,8 +415,9 @@ organism.window_table(seed_runs, ("facts",), columns=("shape", "colour", "moved"
 # inert window again changes nothing, App. G again selects the same m, and the token-swap result is
 # the same (the summary table above). What differs is read off the same table: seed 1 draws shapes a
 # little worse, needs more neurons before the style goes, and its late style window is more
-# editable. So the window *labels* move by one layer between training runs, while which layers
-# control what does not.
+# editable. So between training runs the style and object windows move by at most one layer and
+# the fact's best window moves from 7-8 to 13-14, while which layers control style, object and
+# colour does not.
 
 # %%
 # NBVAL_CHECK_OUTPUT

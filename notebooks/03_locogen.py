@@ -264,7 +264,8 @@ with pd.option_context("display.max_colwidth", None, "display.width", 200):
 # from layer 8 and facts from layer 7; SD-XL style and facts from its layer 45 and objects from 15;
 # for DeepFloyd IF the window depends on the prompt. To run one panel of Fig. 5 in Colab, set
 # `MODEL = "sd15"`; `N_PROMPTS` and `SEEDS` set how many prompts and seeds per window (the paper
-# does not state its seeds; App. C lists its prompts). Keep `CACHE_DIR` on Google Drive so that an
+# does not state its seeds; App. C names where its prompts come from and its targets, and
+# `data/prompts/style.yaml` says which of loco's prompts are the paper's and which are constructed). Keep `CACHE_DIR` on Google Drive so that an
 # interrupted sweep resumes.
 #
 # **How the real models are sampled.** Sec. 5.1 samples with DDIM and states no number of steps,

@@ -346,10 +346,10 @@ fig = image_grid(before + diff_loc + diff_all, titles=[wrap(p) for p in generic]
 # with DiffQuickFix, which edits the text encoder); the object-edited model 29.40 (29.32 with
 # DiffQuickFix).
 #
-# On a random twin every prompt's subject token points in a somewhat random direction of a narrow
-# space, so four edit rows span a good part of it and unrelated prompts move too. The organism's
-# text encoder was trained, so "monet" and "picasso" point elsewhere than "van gogh", and the
-# readouts below say whether the other styles survive the edit. On a real model loco has not
+# On the organism the readouts below say whether the other styles and the style-free scenes survive
+# the edit (the edit moves the keys and values of four prompt rows; what else moves depends on how
+# the unrelated prompts' text states lie relative to those rows, which loco measures here only
+# through the images). On a real model loco has not
 # measured this (no weights here); Table 1 is the paper's measurement.
 
 # %%

@@ -210,6 +210,13 @@ pd.DataFrame(shared)
 # sweep runs once with `MODE` and once with the other replacement, for comparison. The dashed line
 # is Fig. 10's blue bar: the localized layers read the style-free prompt instead (LocoGen's altered
 # input).
+#
+# The paper does not name Fig. 10's CLIP model. The authors' script for it,
+# `neuron_modifications/clip-sim.py` in [LocoGen](https://github.com/samyadeepbasu/LocoGen), scores
+# with open_clip's ViT-B-16 (OpenAI weights) as the plain cosine similarity of image and text
+# embeddings, averaged over seeds 0-3. loco scores with the model's own scorer (CLIP ViT-L-14 on the
+# real models, 100 x the cosine, clamped at 0; loco's choice, as on every page), so its numbers are
+# not on Fig. 10's scale; `SCORER` picks another.
 
 # %%
 prompts = artist.originals[:N_PROMPTS]
@@ -291,16 +298,16 @@ fig = image_grid(cells, titles=columns + [""] * (len(cells) - len(columns)), row
 # ## What the paper reports
 #
 # On SD-1.5, replacing 50 or 100 of the 1280 neurons of each key and value projection in layers 8
-# and 9 removes the artist's style for Van Gogh, Monet, Salvador Dali, Jeremy Mann, Greg Rutkowski
-# and Pablo Picasso (Fig. 9, 59, 60), and the CLIP-score against "style of <artist>" drops as $k$
-# grows from 30 to 100 (Fig. 10). Removal grows with $k$, at a cost in image quality, because the
+# and 9 removes the artist's style in the images of Figs. 9, 59 and 60, and the CLIP-score against
+# "style of <artist>" drops as $k$ grows from 30 to 100 (Fig. 10) for the six artists whose prompts
+# App. K.1 lists (Van Gogh, Monet, Salvador Dali, Jeremy Mann, Greg Rutkowski, Pablo Picasso). Removal grows with $k$, at a cost in image quality, because the
 # chosen neurons also carry other information. The paper runs neuron editing on SD-1.5 only.
 #
 # ## Running it on a real model
 #
 # In Colab (the Colab button at the top), set `MODEL = "sd15"`, `KS = [0, 30, 50, 100]`,
 # `STEPS = 50`, `N_PROMPTS = 8` and as many `SEEDS` as you can afford (the paper does not state
-# its seeds; Fig. 10 shows error bars). `ARTIST` picks one of the six App. K.1 artists. The whole of Fig. 10, one group of
+# its seeds; Fig. 10 shows error bars; the authors' `clip-sim.py` reads seeds 0-3). `ARTIST` picks one of the six App. K.1 artists. The whole of Fig. 10, one group of
 # bars per artist:
 #
 # ```python

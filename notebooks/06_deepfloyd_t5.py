@@ -274,7 +274,8 @@ pd.DataFrame({name: {"tokens": len(m.tokens), "causal": m.causal,
 
 # %% [markdown]
 # **LocoEdit on IF** with the protocol of the LocoEdit chapter: the style keys of the prompt file at
-# the first window above, then held-out prompts before and after (`compare`). App. M reports
+# the window Van Gogh's prompts gave most often above (of windows given equally often, the first in
+# string order: pandas' `mode`), then held-out prompts before and after (`compare`). App. M reports
 # non-semantic images on the real IF.
 
 # %%
@@ -282,7 +283,7 @@ pd.DataFrame({name: {"tokens": len(m.tokens), "causal": m.causal,
 # LOCO_CHECK: meaning (a random-weight twin's CLIP-scores: the table's rows and columns are checked, not its digits)
 keys = load_edit("style", "van gogh")
 if_window = per_prompt.loc[per_prompt["artist"] == "Van Gogh", "window"].mode().iloc[0]
-if_edit = compute_edit(if_pipe, if_window.replace("-", ","), keys.originals, keys.targets, keys.subjects, keys.target_subjects)
+if_edit = compute_edit(if_pipe, if_window, keys.originals, keys.targets, keys.subjects, keys.target_subjects)
 held_out = load_artists("Van Gogh")[:IF_PROMPTS]
 result = compare(if_pipe, held_out.originals, held_out.targets, {"original": None, "LocoEdit": if_edit}, seeds=SEEDS,
                  scorer=if_scorer, steps=IF_STEPS, guidance=GUIDANCE)

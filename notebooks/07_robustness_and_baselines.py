@@ -317,7 +317,8 @@ kept.round(2)
 # were (CRA 1.00). It does not remove monet: the two- and three-artist LocoEdits leave monet's style
 # in 1.00 and 0.75 of its images. UCE removes monet from all but 0.12 of them, but its two- and
 # three-artist edits lower CRA to 0.75 and 0.62: the style-free scenes lose something. One
-# closed-form edit can carry several concepts; each concept goes only where its own edit works.
+# closed-form edit can carry several concepts, but carrying monet did not remove it; whether
+# LocoEdit at monet's window alone removes monet is not measured on this page.
 
 # %% [markdown]
 # ## Table 1: generic prompts
