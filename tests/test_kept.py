@@ -214,7 +214,7 @@ def test_the_kept_text_trace_of_the_tracing_chapter_equals_a_new_measurement():
     name = p["OTHER_MODEL"]
     pipe = loco_lib.load(name, progress=False)
     pairs = load_pairs(default_prompts(p["ATTRIBUTE"], name), limit=p["N_PROMPTS"])
-    kwargs = dict(where="text", tokens="last", seeds=p["SEEDS"], steps=p["STEPS"], guidance=p["GUIDANCE"],
+    kwargs = dict(where="text", encoder=1, tokens="last", seeds=p["SEEDS"], steps=p["STEPS"], guidance=p["GUIDANCE"],
                   factor=p["NOISE"], scorer=get_scorer(p["SCORER"], name))
     k = kept.key(name, trace.trace, [pipe, pairs], kwargs)
     path = kept.folder() / name / f"text_trace_last-{k}.json"  # the file name of measure("text-trace-last", ...)
