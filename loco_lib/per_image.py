@@ -26,7 +26,7 @@ LEVEL = 0.9  # the bootstrap interval's coverage
 RESAMPLES = 2000  # bootstrap resamples (a fixed generator seed: the same scores give the same interval)
 
 
-def _image_label(result, p: int, s: int) -> str:
+def _image_label(p: int, s: int) -> str:
     return f"prompt {p}, seed {s}"
 
 
@@ -44,7 +44,7 @@ def trace_gaps(result, floor: float = GAP_FLOOR):
     rows = []
     for p, s in _images(result):
         clean, corrupted = result.scores[Run(p, s, None)], result.scores[Run(p, s, ())]
-        rows.append({"image": _image_label(result, p, s), "prompt": result.prompts[p], "clean": clean,
+        rows.append({"image": _image_label(p, s), "prompt": result.prompts[p], "clean": clean,
                      "corrupted": corrupted, "gap": clean - corrupted, "corrupts": bool(clean - corrupted >= floor)})
     return pd.DataFrame(rows).set_index("image")
 
@@ -88,14 +88,14 @@ def trace_by_image(result, entries=None, floor: float = GAP_FLOOR, threshold: fl
         row = {}
         for i, (p, s) in enumerate(images):
             gap = gaps["gap"].iloc[i]
-            row[_image_label(result, p, s)] = (score[i] - gaps["corrupted"].iloc[i]) / gap if i in kept else float("nan")
+            row[_image_label(p, s)] = (score[i] - gaps["corrupted"].iloc[i]) / gap if i in kept else float("nan")
         clean = gaps["clean"].to_numpy()[kept]
         corrupted = gaps["corrupted"].to_numpy()[kept]
         restored = np.asarray(score, dtype=float)[kept]
         gap = clean.mean() - corrupted.mean() if kept else float("nan")
         row["restored"] = (restored.mean() - corrupted.mean()) / gap if kept else float("nan")
         row["low"], row["high"] = bootstrap_ratio(clean, corrupted, restored)
-        row[f"images >= {threshold:.0%}"] = f"{sum(row[_image_label(result, *images[i])] >= threshold for i in kept)} of {len(kept)}"
+        row[f"images >= {threshold:.0%}"] = f"{sum(row[_image_label(*images[i])] >= threshold for i in kept)} of {len(kept)}"
         rows[result.set_name(k)] = row
     out = pd.DataFrame(rows).T
     out.index.name = "entry"
