@@ -180,8 +180,8 @@ by_image[["restored", "low", "high", "images >= 50%"]].astype({"restored": float
 # %% [markdown]
 # On `toy` the corruption corrupts 5 of the 16 images: every prompt on seed 0 and one on seed 1
 # (the gaps above). On the other 11 the noised subject leaves the CLIP-score within 5 points of the
-# clean one: the organism still draws van gogh, so those images carry no evidence, and `toy`'s UNet
-# trace rests on 5 images. In each of the 5, each of the five strongest states alone restores more
+# clean one, so those images carry no evidence about which state restores the subject, and
+# `toy`'s UNet trace rests on 5 images. In each of the 5, each of the five strongest states alone restores more
 # than half of the gap, and every one of their intervals lies above the half line (the table): the
 # distributed picture holds image by image.
 
