@@ -627,11 +627,17 @@ def cmd_report(args) -> int:
     if args.out is not None:
         _check_output_path(args.out, (".json",))
     cache = args.cache if args.cache is not None else organism.default_cache_dir()
+    from .organism.training import load_long_context, trained_context
+
+    context = trained_context(args.model)  # an organism trained at a longer context is measured at it
+    pipe = load_long_context(args.model, dtype=settings.dtype(args.dtype, None, "--dtype")) if context else None
+    if context:
+        cache = os.path.join(str(cache), f"context-{context}")
     if args.artists:
         from .organism.protocol import artist_windows
         from .organism.records import save_record
 
-        rec = artist_windows(args.model, seeds=seeds, steps=args.steps, dtype=settings.dtype(args.dtype, None, "--dtype"), cache_dir=os.path.join(str(cache), "artists",
+        rec = artist_windows(args.model, seeds=seeds, steps=args.steps, pipe=pipe, dtype=settings.dtype(args.dtype, None, "--dtype"), cache_dir=os.path.join(str(cache), "artists",
                                                                                                 os.path.basename(str(args.model))))
         if args.out is not None:
             save_record(rec, args.out)
@@ -643,7 +649,8 @@ def cmd_report(args) -> int:
                 print(f"{style}: window {r['window']} (readout moved {r['moved']:.2f}); per prompt: {per}")
         return 0
     dtype = settings.dtype(args.dtype, None, "--dtype")
-    rep = organism.report(args.model, seeds=seeds, steps=args.steps, cache_dir=cache, progress=not args.quiet, dtype=dtype)
+    rep = organism.report(args.model, seeds=seeds, steps=args.steps, cache_dir=cache, progress=not args.quiet, dtype=dtype,
+                          pipe=pipe)
     if args.out is not None:
         organism.save_report(rep, args.out)
     if args.json:
