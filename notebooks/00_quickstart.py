@@ -16,8 +16,11 @@
 # %% [markdown]
 # # Quickstart: cross-attention layers and altered inputs
 #
-# A text-to-image diffusion model reads the prompt only through its **cross-attention layers**.
-# LocoGen (Basu, Rezaei et al., ICML 2024, Sec. 5) asks which of them control a visual attribute
+# A Stable Diffusion 1.x or 2.x UNet reads the prompt's token states only through its
+# **cross-attention layers**. SD-XL and DeepFloyd IF also pool the text into the time embedding
+# that every ResNet block receives (their UNet configs in `loco_lib/data/architectures.json` set
+# `addition_embed_type` to `text_time` and `text`; chapter 6 shows what that second path carries
+# on the organisms). LocoGen (Basu, Rezaei et al., ICML 2024, Sec. 5) asks which of them control a visual attribute
 # such as an artist's style: feed a *different* prompt to a few layers and see whether the
 # attribute disappears from the image.
 #
@@ -31,7 +34,8 @@
 #
 # By default it runs on `toy`, loco's **model organism** (next chapter): a small model trained
 # on a synthetic world of coloured shapes with artist-named textures, with the same 16
-# cross-attention layers as Stable Diffusion 1.5, so the effect is visible on a CPU in seconds. To
+# cross-attention layers as Stable Diffusion 1.5, so the effect is visible on a CPU (seconds per
+# image on an idle one; a cell below prints the time). To
 # see it on the real model, run this notebook in Colab on a GPU with `MODEL = "sd15"`;
 # `MODEL = "tiny-sd15"` runs the offline random twin, which shows the mechanics only.
 
@@ -68,8 +72,9 @@ print(f"model {MODEL}: {type(pipe).__name__}, UNet {sum(p.numel() for p in pipe.
 # %% [markdown]
 # ## The cross-attention layers, in execution order
 #
-# Down blocks first, then the middle block, then the up blocks. (Listing modules by name would put
-# the middle block last: diffusers registers it after the up blocks.) `resolution` is the side of
+# Down blocks first, then the middle block, then the up blocks. (Listing modules in registration
+# order, `unet.named_modules()`, would put the middle block last: diffusers registers it after the
+# up blocks.) `resolution` is the side of
 # the feature map the layer works on at the model's default image size.
 
 # %%
@@ -107,8 +112,7 @@ fig = image_grid(
 
 # %% [markdown]
 # How far did the altered window move the image? The mean absolute pixel difference (0-255 scale)
-# to the original and to the target image: the altered image should be close to the target. On
-# the random twin both numbers only show that the window changes something.
+# to the original and to the target image, and between the two, for this prompt and seed.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -120,8 +124,7 @@ print(f"original vs target:  {pixel_change(target, original)[0]:.1f}")
 
 # %% [markdown]
 # On the organism an attribute scorer (a small CLIP trained on its world) reads each image off:
-# which shape, colour and style it shows. With the style window altered the circle keeps its shape
-# and colour and loses the van gogh strokes.
+# which shape, colour and style it shows, here for this one prompt and seed.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -135,9 +138,9 @@ if hasattr(scorer, "readout"):
 # %% [markdown]
 # ## What the paper finds on the real models
 #
-# With `MODEL = "sd15"`, altering only layers 8 and 9 (of 16) removes the Van Gogh style while
-# keeping the house, close to the target image; for objects and facts the window starts at layer 6
-# (paper Sec. 5.2, Fig. 5). SD-2.1 localizes style from layer 8, SD-XL from layer 45 of its 70
+# With `MODEL = "sd15"`, the paper localizes style to layers 8 and 9 (of 16) and objects and facts
+# to a window starting at layer 6 (Sec. 5.2, Fig. 5); App. B's Figs. 14-16 show the images of the
+# intervention on SD-1.5, layer by layer. SD-2.1 localizes style from layer 8, SD-XL from layer 45 of its 70
 # layers, DeepFloyd IF at prompt-dependent layers (Sec. 5.2; the LocoGen chapter lists each window
 # with where the paper states it). The LocoGen chapter searches for these windows with CLIP-score
 # instead of taking them from the paper.

@@ -134,6 +134,13 @@ else:
     print(f"{scorer.name} has no attribute readouts (only the model organism's scorer does)")
 
 # %% [markdown]
+# The style pairs of `data/prompts/toy/style.yaml` are all van gogh's, so on an organism the style
+# window above is van gogh's. On `toy` the other artists' styles are controlled elsewhere (chapter
+# 1, "Whose style?": picasso's at layers 11-12, monet's at 1-2 and 12-13 alike), while Sec. 5.2
+# reports that on the SD models a few layers control style "irrespective of the specific prompt
+# used": on that point the organism diverges from the paper.
+
+# %% [markdown]
 # ## Choosing m
 #
 # The paper states two ways of choosing the window size m, and this section runs both.

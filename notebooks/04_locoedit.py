@@ -18,8 +18,9 @@
 #
 # LocoGen (previous chapter) finds a small window of cross-attention layers that controls a visual
 # attribute: Van Gogh's style lives in layers 8 and 9 of SD-1.5. **LocoEdit** (paper Sec. 6)
-# changes only the key and value projections of those layers, so that the model given the
-# original prompt behaves in those layers as if it had read the attribute-free prompt. There is no
+# changes only the key and value projections of those layers, so that at the last subject token
+# the keys and values the original prompt gives become the ones the attribute-free prompt gives.
+# There is no
 # fine-tuning: each projection gets a new weight from one small linear solve.
 #
 # This page:
@@ -35,7 +36,8 @@
 # By default it runs on `toy`, loco's model organism: the edit removes its "van gogh" texture at the
 # window LocoGen found (layers 0-1), and the organism's scorer reads every image off (shape,
 # colour, style), so the effect is measured, not only seen. Run it in Colab with `MODEL = "sd15"`
-# to see Van Gogh disappear from Stable Diffusion.
+# for the edit the paper shows removing Van Gogh from Stable Diffusion (Fig. 6); loco has not run
+# it on the real model.
 
 # %%
 import sys
@@ -123,15 +125,18 @@ print(f"edit: {ATTRIBUTE} / {concept!r} at layers {layers}, lambda {LAM}")
 #
 # * $W - \hat W = (X_{\text{orig}}^\top X_{\text{orig}} + \lambda I)^{-1} X_{\text{orig}}^\top
 #   (X_{\text{target}} - X_{\text{orig}}) \hat W$ has rank at most $N$, and a text state orthogonal
-#   to every original row gets exactly the key and value it had before. Prompts that do not
-#   mention the concept should therefore be left almost alone.
+#   to every original row gets exactly the key and value it had before. Another prompt's keys and
+#   values move only as far as its text states lie along the edited rows; the unrelated-prompt test
+#   below looks at how far that is.
 # * With $N$ rows much fewer than $d$ (4 rows against 768 dimensions for SD-1.5), the fit term can
 #   be driven to nearly zero; $\lambda$ only decides how far the weight may move to get there.
 #
 # `loco_lib.locoedit.closed_form` solves it in float64 through the equivalent $N \times N$ system
-# (no explicit inverse) and casts the result back to the model's dtype. Why the *last subject
-# token*: CLIP's text encoder is causal, so that token is where the encoder has gathered the
-# subject's meaning, and the tokens before it have not seen the subject at all.
+# when $N < d$ (the $d \times d$ one otherwise; no explicit inverse) and casts the result back to
+# the model's dtype. Why the *last subject token*: CLIP's text encoder is causal, so that token is
+# the first where the encoder has seen the whole subject; the tokens before it have not. The tokens
+# after it (end-of-text, padding) have seen it too, and on `toy` they carry the style as well
+# (chapter "The model organism", section 5).
 
 # %% [markdown]
 # ## The edit's prompts
@@ -170,9 +175,9 @@ print(f"closed-form solves: {1000 * edit.edit_seconds:.1f} ms for {len(edit.weig
       f"(text encoding {edit.meta['encode_seconds']:.2f} s)")
 
 # %% [markdown]
-# The solve stays small on the real models. `benchmarks/locoedit_full_size.py` times it on SD-XL's
+# At SD-XL's size the solve stays small. `benchmarks/locoedit_full_size.py` times it on SD-XL's
 # full-size UNet (real shapes, random weights; not run here because it builds the 10 GB UNet) for
-# the style window, 2048-wide text states and 8 prompts; its committed record:
+# the style window with 8 random 2048-wide rows (no prompts are encoded); its committed record:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -196,14 +201,15 @@ fit.assign(**{"fit before": fit["fit before"].map("{:.3g}".format), "fit left": 
               "weight change": fit["weight change"].map("{:.1%}".format)}).drop(columns="fit after")
 
 # %% [markdown]
-# The fit term drops to almost nothing. How far the weight moves depends on how much of the text
-# space the rows span: the organism's text states are 64 wide and the twin's 32, so four rows are a
-# sizeable part of the space; SD-1.5's matrices in layers 8-9 read 768-wide states and change in
-# only 4 of those 768 directions.
+# The fit term drops to almost nothing. The change has rank at most 4, the number of rows: on the
+# organism, whose text states are 64 wide, that is a sizeable part of the space (the weight change
+# above); SD-1.5's matrices in layers 8-9 read 768-wide states, so there it is 4 of 768 directions
+# (loco has not measured SD-1.5's weight change).
 #
 # The role of $\lambda$ (App. H) in one table: the fraction of the fit term left after the edit and
-# the mean relative weight change, for the paper's value and two larger ones. A large $\lambda$
-# keeps the weight near $\hat W$ and the edit fades.
+# the mean relative weight change, for the paper's value and two larger ones. A larger $\lambda$
+# keeps the weight nearer $\hat W$ and leaves more of the fit term unmet (the table); this page
+# generates no images at the larger values.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -250,9 +256,8 @@ print(f"{3 * len(original)} images, {original.seconds_per_image:.2f} s per image
 # %% [markdown]
 # Below each pair of images, the change the edit made: the absolute pixel difference, averaged over
 # the colour channels and drawn in grey on one scale for the whole figure (white = the largest
-# change, given in the title). On the organism the strokes of the background disappear and the
-# object stays; on a random twin the edited images look the same as the originals and only the
-# change row shows that they are not.
+# change, given in the title). On the organism, in these images (seed 0), the strokes of the
+# background disappear and the object stays.
 
 # %%
 wrap = lambda text: textwrap.fill(text, 22)
@@ -346,8 +351,8 @@ fig = image_grid(before + diff_loc + diff_all, titles=[wrap(p) for p in generic]
 # with DiffQuickFix, which edits the text encoder); the object-edited model 29.40 (29.32 with
 # DiffQuickFix).
 #
-# On the organism the readouts below say whether the other styles and the style-free scenes survive
-# the edit (the edit moves the keys and values of four prompt rows; what else moves depends on how
+# On the organism the readouts below say whether the prompts of this sample (printed with them)
+# survive the edit (the edit moves the keys and values of four prompt rows; what else moves depends on how
 # the unrelated prompts' text states lie relative to those rows, which loco measures here only
 # through the images). On a real model loco has not
 # measured this (no weights here); Table 1 is the paper's measurement.
@@ -402,11 +407,12 @@ print("reverted; UNet restored bit for bit:", weights_checksum(pipe.unet) == cle
 # ## What the paper reports
 #
 # * **SD-1.5, SD-2.1, OpenJourney, SD-XL** (Sec. 6.2, Fig. 6 and 8): editing the LocoGen window
-#   removes artistic styles, changes trademarked objects (R2D2 becomes a generic robot) and updates
-#   facts (the President of the United States becomes Joe Biden). For style the CLIP-score drop is
+#   removes artistic styles, changes trademarked objects and updates facts (App. C's targets: R2D2
+#   to "robot", the President of the United States to Joe Biden). For style the CLIP-score drop is
 #   largest on SD-1.5 and OpenJourney and smaller on SD-2.1 and SD-XL; facts update about equally
-#   well on all four. Against DiffQuickFix, Concept Ablation and ESD on SD-1.5 (App. I) it is on
-#   par for style, better for facts and slightly worse for objects.
+#   well on all four. Against DiffQuickFix, Concept Ablation and ESD on SD-1.5 (App. I, Fig. 57) it
+#   is on par for style and slightly worse for objects, and better for facts than DiffQuickFix
+#   (Concept Ablation and ESD do not edit facts there).
 # * **All layers vs the window** (App. F): for objects and facts, editing all layers sometimes gives
 #   wrong images where the localized edit does not.
 # * **Unrelated prompts** (App. L): Table 1 above.
@@ -414,8 +420,10 @@ print("reverted; UNet restored bit for bit:", weights_checksum(pipe.unet) == cle
 #   edited model gives non-semantic images. The paper's hypothesis: IF's text encoder is T5, whose
 #   self-attention is bidirectional (Fig. 62), so tokens after the subject carry information about
 #   the attribute, remapping the last subject token alone leaves it in place, and remapping every
-#   token destroys too much. The model organisms test this hypothesis and do not bear it out (the
-#   chapters "The model organism", section 5, and "DeepFloyd IF and T5"). `loco_lib` computes the
+#   token destroys too much. On the model organisms bidirectional attention alone does not break
+#   the edit (the chapters "The model organism", section 5, and "DeepFloyd IF and T5"); whether
+#   the leak App. M describes breaks it where many tokens follow the subject is chapter 6's
+#   long-context organism. `loco_lib` computes the
 #   IF edit through IF's text projection and each layer's GroupNorm so that the failure can be
 #   reproduced on the real model.
 #
@@ -424,11 +432,13 @@ print("reverted; UNet restored bit for bit:", weights_checksum(pipe.unet) == cle
 # In Colab (the Colab button at the top), set the parameters and run all cells:
 #
 # * `MODEL = "sd15"` (layers 8-9), `"sd14"` or `"openjourney"`;
-# * `MODEL = "sd21"` (layers 8-10 for style) or `"sdxl"` (layers 45-47), the largest of them;
+# * `MODEL = "sd21"` (layers 8-10 for style) or `"sdxl"` (layers 45-47), the largest of them
+#   (where the paper states two window sizes, loco takes Fig. 5's; the chapter "LocoGen" lists both);
 # * `ATTRIBUTE = "objects"` with `CONCEPT = "snoopy"`, or `ATTRIBUTE = "facts"` with
 #   `CONCEPT = "british monarch"`; `LAYERS = "all"` gives the App. F baseline as the main edit;
-# * `STEPS = 50` is the authors' public code's setting (`NUM_DIFFUSION_STEPS` in `loco_edit.py`
-#   of github.com/samyadeepbasu/LocoGen; the paper states none); `SEEDS` and `N_PROMPTS` are
+# * `STEPS = 50` is what the authors' public code generates with (`loco_edit.py` of
+#   github.com/samyadeepbasu/LocoGen calls the pipeline with its default, 50 steps; its
+#   `NUM_DIFFUSION_STEPS = 50` is not passed; the paper states none); `SEEDS` and `N_PROMPTS` are
 #   loco's choice; `EDIT_FILE` on Google Drive keeps the edit for later.
 #
 # The same from a terminal:
