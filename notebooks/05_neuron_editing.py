@@ -32,9 +32,9 @@
 # removed when generation ends.
 #
 # By default the page runs on `toy`, loco's model organism, at the style window LocoGen found on it
-# (layers 0-1); its scorer also reads each image off, so the sweep reports the fraction of images
-# still in the artist's style. Run it in Colab with `MODEL = "sd15"` and `KS = [0, 30, 50, 100]` to
-# see the paper's effect on Stable Diffusion.
+# (layers 0-1, measured with one seed per prompt in chapter 1); its scorer also reads each image off, so the sweep reports the fraction of images
+# still in the artist's style. Run it in Colab with `MODEL = "sd15"` and `KS = [0, 30, 50, 100]` for
+# the paper's setting on Stable Diffusion (loco has not run it on the real model).
 
 # %%
 import sys
@@ -97,8 +97,8 @@ print(f"{artist_name}: {len(artist)} prompts with the style and {len(artist)} wi
 #
 # $$t_j = \frac{\bar z_j - \bar z'_j}{\sqrt{s_j^2 / N_1 + s_j'^2 / N_2}} .$$
 #
-# This is Welch's two-sample statistic (what `scipy.stats.ttest_ind(..., equal_var=False)` returns);
-# the paper calls it the z-score. Its variances are the unbiased ones ($s^2$ with $N - 1$ in the
+# This is Welch's two-sample statistic (what `scipy.stats.ttest_ind(..., equal_var=False)` returns),
+# the form of the authors' `get_z_score`; the paper (Sec. 7) calls it the z-score and gives no formula. Its variances are the unbiased ones ($s^2$ with $N - 1$ in the
 # denominator, ddof=1), loco's choice: the paper does not say, and the authors' public code
 # (`get_z_score` in `neuron_modifications/detect_neurons.py` of
 # [samyadeepbasu/LocoGen](https://github.com/samyadeepbasu/LocoGen)) divides by $N$ (`np.std`,
@@ -112,10 +112,12 @@ print(f"{artist_name}: {len(artist)} prompts with the style and {len(artist)} wi
 #
 # The paper says the top neurons are "dropped out" during generation (Sec. 7, the captions of
 # Fig. 9, 59 and 60), which read literally means setting them to zero; the same captions speak of
-# "modified neurons", and the text never names a value. The authors' public code replaced each
-# selected neuron with its **mean activation over the style-free prompts** (mean ablation): the
-# neuron then carries what it would carry for a prompt without the artist, instead of a value that
-# no prompt ever produces. `loco_lib` does the same by default (`MODE = "mean"`); `MODE = "zero"` is
+# "modified neurons", and the text never names a value. The authors' public code computes, for each
+# selected neuron, its **mean activation over the style-free prompts** (`detect_neurons.py`; mean
+# ablation); the line that writes these values into the conditional branch is commented out in its
+# published `neuron_modifications/nethook_diffusion.py`. The neuron then carries, at every token,
+# the style-free prompts' mean at the token the statistic was read at, instead of a value that no
+# prompt ever produces. `loco_lib` does the same by default (`MODE = "mean"`); `MODE = "zero"` is
 # the literal drop-out. In both modes the replacement is applied at every text token of the
 # conditional branch of classifier-free guidance; the unconditional branch is left alone.
 #
@@ -126,8 +128,10 @@ print(f"{artist_name}: {len(artist)} prompts with the style and {len(artist)} wi
 # %% [markdown]
 # ## The prompts (App. K.1)
 #
-# The paper lists about ten prompts per artist. The style-free counterparts remove the whole
-# attribution ("in the style of Van Gogh", "painted by Van Gogh"), not just the name. The organism
+# The paper lists about ten prompts per artist and builds the style-free ones by removing the
+# artist's name (App. K.1). loco's style-free counterparts remove the whole attribution ("in the
+# style of Van Gogh", "painted by Van Gogh"), not just the name, so that no dangling "in the style
+# of" is left (loco's choice; `data/prompts/artists.yaml` explains it). The organism
 # uses the scenes of its style prompt file, with and without "in the style of <artist>".
 
 # %%
@@ -159,7 +163,8 @@ table.groupby(["layer", "projection"], sort=False).head(4).sort_values(["layer",
 # How concentrated is the signal? Each curve is one projection's $|t|$ values sorted from the
 # largest down; the dashed lines mark the $k$ values of the sweep below.
 #
-# The paper replaces 30, 50 or 100 of the 1280 neurons of each projection, 2 to 8 percent of them.
+# The paper replaces 30, 50 or 100 "out of 1280" neurons (Figs. 9, 59, 60); per projection as in the
+# authors' code, that is 2 to 8 percent of each.
 # The organism's projections in layers 0-1 are 64 wide (a tiny twin's 32), so the default
 # `KS = [0, 4, 8, 16]` goes up to a quarter of a projection; the cell clips any `k` above the width
 # of the narrowest projection.
@@ -208,8 +213,9 @@ pd.DataFrame(shared)
 # the top $k$ neurons of every projection replaced, and scores each image against "style of
 # <artist>", as the paper does. $k = 0$ is the unedited model (the brown bar of Fig. 10). The
 # sweep runs once with `MODE` and once with the other replacement, for comparison. The dashed line
-# is Fig. 10's blue bar: the localized layers read the style-free prompt instead (LocoGen's altered
-# input).
+# stands for Fig. 10's blue bar ("controlling layers receive other prompt"; the authors' code gives
+# layers 8-9 the prompt "painting"): here the localized layers read the style-free prompt instead
+# (LocoGen's altered input; loco's choice of prompt).
 #
 # The paper does not name Fig. 10's CLIP model. The authors' script for it,
 # `neuron_modifications/clip-sim.py` in [LocoGen](https://github.com/samyadeepbasu/LocoGen), scores
@@ -233,7 +239,8 @@ sweep = pd.concat([
 ], ignore_index=True)
 altered = loco_lib.generate(pipe, prompts_x, alt_prompts=[t for t in targets for _ in SEEDS], layers=layers,
                             seeds=seeds_x, steps=STEPS, guidance=GUIDANCE)
-altered_score = float(scorer.score(altered.images, style_text).mean())
+altered_scores = scorer.score(altered.images, style_text).double().cpu().numpy()
+altered_score = float(altered_scores.mean())
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -265,7 +272,19 @@ line = ax.axhline(altered_score, color="tab:blue", ls="--", lw=1.2)
 ax.add_artist(ax.get_legend())  # keep the k legend and add a second one for the line
 ax.legend([line], [f"layers {layers}\nread the\nstyle-free prompt"], loc="lower left", bbox_to_anchor=(1.0, 0.0),
           frameon=False, fontsize=8)
-print(f"altered input: {altered_score:.2f}")
+
+# %% [markdown]
+# Fig. 10's blue bar on this model: the CLIP-score of the images whose layers `layers` read the
+# style-free prompt (mean and standard deviation over the same images as each k, as in the table
+# above), and, with the
+# organism's scorer, the fraction of them still in the artist's style.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+line = f"altered input (layers {layers}): CLIP-score {altered_score:.1f} (std {float(altered_scores.std()):.1f})"
+if hasattr(scorer, "accuracy"):
+    line += f"; images still in {artist_name} style: {scorer.accuracy(altered.images, prompts_x)['style']:.2f}"
+print(line)
 
 # %% [markdown]
 # ## The images across k
@@ -273,9 +292,8 @@ print(f"altered input: {altered_score:.2f}")
 # The first prompts with the top-$k$ neurons replaced (`MODE`, the sweep's images for the first
 # seed), next to the altered-input image.
 # Under each row of images, the change from the unedited image ($k = 0$), as absolute pixel
-# difference in grey on one scale for the whole figure. On the organism the background strokes fade
-# as k grows; on a random twin the images hardly differ to the eye and only the change rows show
-# where they do.
+# difference in grey on one scale for the whole figure. On the organism, in these two prompts of
+# seed 0, the background strokes fade as k grows (the table above gives all the sweep's images).
 
 # %%
 grid_prompts = prompts[: min(2, len(prompts))]
@@ -297,17 +315,21 @@ fig = image_grid(cells, titles=columns + [""] * (len(cells) - len(columns)), row
 # %% [markdown]
 # ## What the paper reports
 #
-# On SD-1.5, replacing 50 or 100 of the 1280 neurons of each key and value projection in layers 8
-# and 9 removes the artist's style in the images of Figs. 9, 59 and 60, and the CLIP-score against
-# "style of <artist>" drops as $k$ grows from 30 to 100 (Fig. 10) for the six artists whose prompts
-# App. K.1 lists (Van Gogh, Monet, Salvador Dali, Jeremy Mann, Greg Rutkowski, Pablo Picasso). Removal grows with $k$, at a cost in image quality, because the
-# chosen neurons also carry other information. The paper runs neuron editing on SD-1.5 only.
+# On SD-1.5, replacing 50 or 100 of 1280 neurons in the controlling layers (per key and value
+# projection in the authors' code; the layers are Sec. 5.2's 8-9) removes the artist's style in the
+# images of Figs. 9, 59 and 60, and Fig. 10 shows the CLIP-score against "style of <artist>" of the
+# edited images below the unedited ones for the six artists whose prompts App. K.1 lists (Van
+# Gogh, Monet, Salvador Dali, Jeremy Mann, Greg Rutkowski, Pablo Picasso). Sec. 7 says removal
+# grows with the number of neurons, at a cost in image quality, which it attributes to the neurons
+# possibly carrying other attributes. The paper runs neuron editing on SD-1.5 only (the authors'
+# neuron scripts load SD-1.4).
 #
 # ## Running it on a real model
 #
 # In Colab (the Colab button at the top), set `MODEL = "sd15"`, `KS = [0, 30, 50, 100]`,
-# `STEPS = 50`, `N_PROMPTS = 8` and as many `SEEDS` as you can afford (the paper does not state
-# its seeds; Fig. 10 shows error bars; the authors' `clip-sim.py` reads seeds 0-3). `ARTIST` picks one of the six App. K.1 artists. The whole of Fig. 10, one group of
+# `STEPS = 50`, `N_PROMPTS = None` (all of the artist's App. K.1 prompts, 8 to 11) and as many
+# `SEEDS` as you can afford (the paper does not state its seeds; the authors' `clip-sim.py` reads
+# seeds 0-3). `ARTIST` picks one of the six App. K.1 artists. The whole of Fig. 10, one group of
 # bars per artist:
 #
 # ```python

@@ -273,6 +273,37 @@ def plot_artist_windows(artists: dict):
     return fig
 
 
+def artist_window_table(windows: dict, threshold: float = 0.5):
+    """Where each artist's style is controlled (Sec. 5.2's question, artist by artist): for each
+    artist's LocoGen result (``windows``: artist -> :func:`loco_lib.locogen.locogen` result or its
+    dict), the window Algorithm 1 picks, its fraction of the way from the clean CLIP-score to every
+    layer altered, and every window that goes at least ``threshold`` of that way, grouped into runs
+    of overlapping windows ("0-2" for the windows 0-1 and 1-2), each with its best fraction."""
+    import pandas as pd
+
+    rows = []
+    for artist, r in windows.items():
+        r = r if isinstance(r, dict) else r.to_json()
+        span = r["clean"] - r["altered_all"]
+        moved = [(w["layers"], (r["clean"] - w["mean"]) / span if span else float("nan")) for w in r["windows"]]
+        runs, last = [], None
+        for layers, frac in moved:
+            if not frac >= threshold:
+                last = None
+                continue
+            if last is not None and layers[0] <= runs[-1][0][-1]:
+                runs[-1] = (sorted(set(runs[-1][0]) | set(layers)), max(runs[-1][1], frac))
+            else:
+                runs.append((list(layers), frac))
+            last = layers
+        rows.append({"artist": artist, "window (Algorithm 1)": format_layers(r["best"]["layers"]),
+                     "its fraction": round(float(r["best"]["fraction"]), 2),
+                     f"layers of the windows >= {threshold:g} (best fraction)":
+                         ", ".join(f"{format_layers(ls)} ({f:.2f})" for ls, f in runs) or "none",
+                     "separate places": len(runs)})
+    return pd.DataFrame(rows)
+
+
 def _edit_works(rep, gone: float = 0.1, kept: float = 0.9) -> bool:
     e = rep.edit.window.after
     return e["edited"].style <= gone and e["other styles"].style >= kept and e["style-free"].style >= kept
