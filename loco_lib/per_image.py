@@ -127,3 +127,42 @@ def plot_by_image(tables: dict, threshold: float = 0.5, title: str | None = None
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def bootstrap_mean(values, resamples: int = RESAMPLES, level: float = LEVEL, seed: int = 0) -> tuple[float, float]:
+    """The ``level`` bootstrap interval of the mean of ``values`` (resampled with replacement, a fixed
+    generator seed)."""
+    v = np.asarray(values, dtype=float)
+    if v.size == 0:
+        raise LocoError("no values to bootstrap")
+    idx = np.random.default_rng(seed).integers(0, v.size, size=(resamples, v.size))
+    means = v[idx].mean(axis=1)
+    return float(np.quantile(means, (1 - level) / 2)), float(np.quantile(means, (1 + level) / 2))
+
+
+def paired_differences(per_image, base: str, by: str = "column", value: str = "clip"):
+    """Each edited model against ``base`` image by image (the same prompt and seed), from a per-image
+    table with columns ``by``, ``model``, ``prompt``, ``seed`` and ``value`` (e.g. the second table
+    of :func:`loco_lib.unlearning.robustness_table`): per ``by`` and model, the images, the mean
+    difference from ``base``, its bootstrap interval, the standard deviation of the differences, the
+    smallest and largest difference, and the standard deviation of the base's own scores over the
+    images (how far prompts differ from each other)."""
+    import pandas as pd
+
+    df = pd.DataFrame(per_image)
+    missing = {by, "model", "prompt", "seed", value} - set(df.columns)
+    if missing:
+        raise LocoError(f"the per-image table has no column {', '.join(sorted(missing))}")
+    rows = []
+    for group, part in df.groupby(by, sort=False):
+        ref = part[part["model"] == base].set_index(["prompt", "seed"])[value]
+        if ref.empty:
+            raise LocoError(f"no images of {base!r} in {by} {group!r}")
+        for model, m in part[part["model"] != base].groupby("model", sort=False):
+            d = (m.set_index(["prompt", "seed"])[value] - ref).dropna()
+            lo, hi = bootstrap_mean(d.to_numpy())
+            rows.append({by: group, "model": model, "images": len(d), "mean difference": float(d.mean()),
+                         f"{LEVEL:.0%} interval": f"[{lo:.2f}, {hi:.2f}]", "std of differences": float(d.std(ddof=0)),
+                         "smallest": float(d.min()), "largest": float(d.max()),
+                         f"std of {base} over the images": float(ref.std(ddof=0))})
+    return pd.DataFrame(rows)

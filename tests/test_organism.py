@@ -209,3 +209,20 @@ def test_an_organism_folder_loads_like_the_shipped_model(tmp_path):
         loco_lib.load(str(half), progress=False)
     with pytest.raises(LocoError, match="is not a model organism"):
         load_trained(str(tmp_path))
+
+
+def test_artist_window_table_groups_windows_into_places():
+    """Windows that go at least half way are grouped into runs of overlapping windows; a window
+    that does not breaks a run; the picked window and its fraction are Algorithm 1's."""
+    from loco_lib.organism.figures import artist_window_table
+
+    def rec(means, best):
+        wins = [{"start": i, "layers": [i, i + 1], "mean": m} for i, m in enumerate(means)]
+        return {"clean": 100.0, "altered_all": 0.0, "windows": wins,
+                "best": {"layers": [best, best + 1], "fraction": (100.0 - means[best]) / 100.0}}
+
+    t = artist_window_table({"a": rec([40, 45, 90, 95, 30, 95], 4), "b": rec([90, 90, 90, 90, 90, 90], 0)})
+    a, b = t.iloc[0], t.iloc[1]
+    assert a["window (Algorithm 1)"] == "4-5" and a["its fraction"] == 0.7
+    assert a["layers of the windows >= 0.5 (best fraction)"] == "0-2 (0.60), 4-5 (0.70)" and a["separate places"] == 2
+    assert b["layers of the windows >= 0.5 (best fraction)"] == "none" and b["separate places"] == 0

@@ -81,3 +81,27 @@ def test_a_band_the_trace_does_not_have_is_refused():
     r = _trace([90], [40], [[65]])
     with pytest.raises(LocoError, match="band 3"):
         per_image.trace_by_image(r, band=3)
+
+
+def test_paired_differences_pair_images_by_prompt_and_seed():
+    import pandas as pd
+
+    from loco_lib.errors import LocoError
+    from loco_lib.per_image import bootstrap_mean, paired_differences
+
+    rows = []
+    for i, (p, s) in enumerate([("a", 0), ("b", 0), ("c", 1), ("d", 1)]):
+        rows.append({"column": "style", "model": "base", "prompt": p, "seed": s, "clip": 10.0 * i})
+        rows.append({"column": "style", "model": "edit", "prompt": p, "seed": s, "clip": 10.0 * i + [1, 2, 3, 6][i]})
+    out = paired_differences(pd.DataFrame(rows[::-1]), "base")  # order of the rows does not matter: images pair by key
+    r = out.iloc[0]
+    assert (r["model"], r["images"]) == ("edit", 4)
+    assert r["mean difference"] == pytest.approx(3.0) and (r["smallest"], r["largest"]) == (1.0, 6.0)
+    assert r["std of base over the images"] == pytest.approx(np.std([0, 10, 20, 30]))
+    lo, hi = bootstrap_mean([1, 2, 3, 6])
+    assert 1.0 <= lo <= 3.0 <= hi <= 6.0 and r["90% interval"] == f"[{lo:.2f}, {hi:.2f}]"
+    assert bootstrap_mean([2.0] * 5) == (2.0, 2.0)
+    with pytest.raises(LocoError, match="no column"):
+        paired_differences(pd.DataFrame(rows).drop(columns="seed"), "base")
+    with pytest.raises(LocoError, match="no images of 'other'"):
+        paired_differences(pd.DataFrame(rows), "other")
