@@ -113,8 +113,10 @@ def other_window_size(model: str, attribute: str = "style"):
 SAMPLERS = {"sd": "DDIM", "sdxl": "Euler (the pipeline's)", "if": "DDPM (the pipeline's)"}
 SAMPLING_SOURCES = {
     "sd": "DDIM: Sec. 5.1; steps and guidance: the authors' code",
-    "sdxl": "loco's choice (the pipeline's defaults; the paper and the authors' code state none)",
-    "if": "loco's choice (the pipeline's defaults; the paper and the authors' code state none)",
+    "sdxl": "loco's choice: the pipeline's defaults (Sec. 5.1 states DDIM for every model, no steps or "
+            "guidance; the authors' code has no SD-XL)",
+    "if": "loco's choice: the pipeline's defaults (Sec. 5.1 states DDIM for every model, no steps or "
+          "guidance; the authors' code has no DeepFloyd IF)",
 }
 AUTHORS_SIZE = 512  # height = width = 512 in the authors' code, for SD-2.1 too (its native size is 768)
 

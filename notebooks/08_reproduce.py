@@ -68,9 +68,12 @@ with pd.option_context("display.max_colwidth", None, "display.width", 250):
 # ## What the profiles set
 #
 # The `paper` profile gives every chapter the real model and the settings the paper or the authors'
-# public code state; every other setting stays the chapter's own (loco's choice, said where it is
-# set). The chapter "The model organism" and the organisms' 2x2 design of "DeepFloyd IF and T5" are
-# not part of it (their IF part runs with `IF_MODEL = "deepfloyd-if"`).
+# public code state, plus a few of loco's choices that keep a run affordable, each marked as such
+# where it is set (`loco_lib.reproduce`; e.g. chapter 02's prompts and seeds); every other setting
+# stays the chapter's own. Chapter 05 runs its own `N_PROMPTS` and `SEEDS`, not all of an
+# artist's prompts and the authors' seeds 0-3 (`--param` sets them). The chapter "The model
+# organism" is not part of it; chapter 06's 2x2 design runs on the organisms as in the book, and
+# only its IF part gets the real model (`IF_MODEL = "deepfloyd-if"`).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -83,8 +86,10 @@ with pd.option_context("display.max_colwidth", None, "display.width", 250):
 #
 # What `--profile paper --model M` gives each real model. The paper states DDIM (Sec. 5.1) and no
 # steps, guidance or image size; the 50 steps and guidance 7.5 of the SD models are the authors'
-# code's, and SD-XL's and DeepFloyd IF's are their pipelines' defaults (loco's choice; the `where`
-# column says which is which). The window sizes m are chapter 03's `M` per `ATTRIBUTE`: where the
+# code's; SD-XL's and DeepFloyd IF's samplers, steps and guidance are their pipelines' defaults,
+# which depart from Sec. 5.1's DDIM (loco's choice; the `where` column says which is which). The
+# image sizes are the models' native sizes (the `size (px)` column; loco's choice: the paper states
+# none, and the authors' code generates SD-2.1 at 512 px, not its 768). The window sizes m are chapter 03's `M` per `ATTRIBUTE`: where the
 # paper states two values, one rule (`loco_lib.paper.WINDOW_RULE`, printed below) picks one and the
 # other is one `--param` away. Chapter 04's, 05's and 07's windows are the whole windows of
 # `loco_lib.paper.LOCATIONS`. Chapter 06 runs only with `--model deepfloyd-if`, where its IF part
@@ -114,11 +119,14 @@ with pd.option_context("display.max_colwidth", None, "display.width", 250):
 # * **FLOPs**: counted, not estimated: the full-size UNet, built from the real config on the meta
 #   device (no weights, no memory), runs one row at the model's own resolution under
 #   `torch.utils.flop_counter.FlopCounterMode`; the VAE decoder is counted the same way per image;
+#   a fine-tuning's backward pass (chapter 07's ESD-x and Concept Ablation) is counted as two
+#   forward rows (`budget.BACKWARD_ROWS`, loco's assumption);
 # * **time**: the FLOPs divided by a fraction `budget.EFFICIENCY` of the named GPU's dense fp16
 #   tensor peak (`budget.GPU_PEAKS`, from the vendor's datasheet; `--gpu` picks it). The fraction is
 #   loco's assumption, not a measurement: no GPU time has been measured for this book;
 # * **memory**: the half-precision weights of the UNet, the text encoder(s) and the VAE (2 bytes
-#   per parameter, counted on the meta device); activations come on top.
+#   per parameter, counted on the meta device; the tables' GB are $2^{30}$ bytes); activations,
+#   and for a fine-tuning its gradients and optimizer state, come on top.
 #
 # `tests/test_budget.py` checks the counts against what the library runs on the tiny twins (the
 # pipeline calls and images of a trace, of `states_needed`, of a LocoGen sweep and a comparison, and
@@ -161,7 +169,7 @@ else:
     print("no record in this checkout: python benchmarks/unet_flops.py --out benchmarks/results/unet_flops-cpu.json")
 
 # %% [markdown]
-# Where the three Stable Diffusion UNets run at about the same rate, their times follow their FLOPs
+# The record holds one timed call per model on a 2-thread CPU, no repeats. Where the three Stable Diffusion UNets run at about the same rate, their times follow their FLOPs
 # from one architecture to the next; where DeepFloyd IF's runs at a lower rate (the record above
 # says whether it does), its FLOPs understate its time and its estimate is the least sure of the
 # five. The record is float32 on a CPU; a GPU's rate is another measurement, not made here.
@@ -170,8 +178,8 @@ else:
 # ## Hardware
 #
 # The real models need a CUDA GPU; loco's own builds run on CPUs only, so no time or memory on a
-# GPU has been measured here. What has been measured is every method on the full-size SD-1.5 and
-# SD-XL architectures with random weights (`benchmarks/full_size.py`, each method in a fresh
+# GPU has been measured here. What has been measured is LocoGen, LocoEdit, tracing and neuron
+# editing (not chapter 07's baselines) on the full-size SD-1.5 and SD-XL architectures with random weights (`benchmarks/full_size.py`, each method in a fresh
 # process, float32 on the CPU at 64 px for 2 steps; `make test-slow` runs the same steps). The
 # parameter counts make the half-precision weight memory exact; whether the weights alone fit a
 # GPU is read off them, while the activations at 512 or 1024 px, which come on top, are not in
@@ -191,8 +199,9 @@ else:
 # Per chapter of the `paper` profile, the methods it runs on the real model, their half-precision
 # weights and the smallest of these GPUs that holds them (`loco reproduce --profile paper` prints
 # the same line for each chapter before it starts). SD-1.4 and OpenJourney have SD-1.5's
-# architecture (`data/architectures.json`), so their rows are SD-1.5's. This is a lower bound: the
-# activations at full resolution and the CLIP scorer's weights come on top.
+# architecture (`loco_lib/data/architectures.json`), so their rows are SD-1.5's. This is a lower
+# bound: the activations at full resolution and the CLIP scorer's weights come on top, and so do
+# chapter 07's fine-tunings (gradients, optimizer state), which the table does not cover.
 
 # %%
 # NBVAL_CHECK_OUTPUT
