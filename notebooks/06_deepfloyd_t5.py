@@ -139,7 +139,10 @@ organism.status_table(sorted(organism.two_by_two_dir().glob("*.json")) +
 # * **each artist's window**: LocoGen run on each style's prompts alone (1 seed), and the windows
 #   its prompts pick one by one;
 # * **text trace**: restoring one text-encoder state at a time into a run whose subject tokens are
-#   corrupted (chapter 2), at the subject's last token.
+#   corrupted (chapter 2), at the subject's last token, on `TRACE_PROMPTS` prompts with `SEEDS`
+#   (seed 0 only by default). Chapter 2 traces 4 prompts x 4 seeds and shows why one seed is not
+#   enough on `toy-t5`: its first MLP restores most of the gap on seeds 1 and 3 and almost none on
+#   seeds 0 and 2, so this page's seed-0 trace reads it as weak where chapter 2's average does not.
 
 # %%
 text_traces = {}
@@ -203,6 +206,11 @@ for line in organism.two_by_two_findings(reports, artists):
 #   style (`n/a`): the pooled text path alone carries it, since giving only that path the
 #   style-free prompt removes the style from every image (0.00 above). On the organism the factor
 #   that breaks the closed-form edit is the UNet's second text path, not T5's bidirectionality.
+# * So the 2x2 tests whether an edit of the attention layers can reach a style the UNet reads
+#   through its pooled path alone: it cannot, and it fails by changing nothing. It does not test
+#   the paper's failure mode: on the real IF the windows do move the style (Sec. 5.2, Figs. 7 and
+#   40) and the edit gives non-semantic images (App. M, Fig. 61). In the IF organisms above the
+#   attention layers carry no style to edit; the next section trains one whose attention does.
 # * The organism does not reproduce IF's LocoGen result: on the real IF, Sec. 5.2 reports windows
 #   that do change the style; on the IF organisms no window does. Their windows in the table,
 #   picked by CLIP-score among windows that all leave the style in place, carry no meaning, and
@@ -213,6 +221,52 @@ for line in organism.two_by_two_findings(reports, artists):
 #   is enough: the style goes only when both are swapped.
 # * Localization depends on the prompt on the SD organisms too: each artist's prompts pick 2 to 4
 #   distinct windows, and the artists' windows are not all the same (`toy`: 0-1, 1-2, 11-12).
+
+# %% [markdown]
+# ## Room after the subject: a long-context T5 organism
+#
+# The organisms' captions are padded to 12 tokens, so only a few positions follow the subject (3
+# after "van gogh" with T5, the first output below), against 68 in a 77-token sequence. `toy-t5-long` is `toy-t5` fine-tuned for 600 steps
+# at learning rate 2e-4 with every caption padded to 77 tokens (`python -m loco_lib.organism.training
+# --kind t5 --context 77 --init models/toy-t5 --lr 2e-4 --warmup 50 --steps 600`; loco's choice of
+# steps and rate), so that the positions after the subject have room to carry the style, as App. M
+# proposes for T5. `loco report` measures it at its 77 tokens; its report (the same protocol, 2
+# seeds per prompt) is recorded in `data/organism/two-by-two/` by `loco report models/toy-t5-long
+# --seeds 0,1 --out ...`.
+
+# %%
+from loco_lib.organism.model import models_dir
+from loco_lib.organism.training import load_long_context
+
+long_report = organism.load_report(organism.two_by_two_dir() / "toy-t5-long-2seeds.json")
+organism.status_table([organism.two_by_two_dir() / "toy-t5-long-2seeds.json"])
+
+# %%
+# NBVAL_CHECK_OUTPUT
+long_pipe = load_long_context(models_dir() / "toy-t5-long")
+example = load_pairs(default_prompts("style", "toy-t5")).originals[0]
+for name, tok in (("toy-t5", loco_lib.load("toy-t5").tokenizer), ("toy-t5-long", long_pipe.tokenizer)):
+    after = tok.model_max_length - 1 - subject_token_index(tok, example, "van gogh")
+    print(f"{name}: {tok.model_max_length} token positions, {after} after the subject's last token in {example!r}")
+curve = json.loads((models_dir() / "toy-t5-long" / "training.json").read_text())["loss_curve"]  # means over 50 steps
+print(f"toy-t5-long's fine-tuning loss: {curve[0]:.4f} over its first 50 steps, {curve[-1]:.4f} over its last 50")
+del long_pipe
+
+# %%
+# NBVAL_CHECK_OUTPUT
+organism.two_by_two({"toy-t5": reports["toy-t5"], "toy-t5-long": long_report})
+
+# %% [markdown]
+# With 68 positions after the subject instead of 3 (the first output above), `toy-t5-long` reads
+# as `toy-t5` does (the table, 16 images per token swap, seeds 0 and 1): swapping only the tokens
+# after the subject keeps van gogh in every image (1.00) and swapping only the subject's removes
+# it from every image (0.00), and LocoEdit at the subject's last token removes van gogh (0.00) and
+# keeps the other styles (1.00). So on this organism the room after the subject does not make the
+# positions there carry the style, and the leak App. M proposes does not appear. Two limits remain:
+# the positions after the subject are end-of-text and padding, not content words (the organism's
+# captions end with the style, as Fig. 62's prompt ends with its subject); and the fine-tuning was
+# short and started from a model that already handled the longer padding (its loss over the first
+# 50 steps, above, is no higher than over the last 50).
 
 # %% [markdown]
 # ## The real-model path: DeepFloyd IF beside a CLIP model
@@ -299,6 +353,8 @@ result.mean("prompt").round(1)
 # * The organisms test the paper's explanation in a world loco controls: the findings above say
 #   which factor, if either, breaks the closed-form edit there. The organism's captions end with
 #   the style ("a red circle in the style of monet"), so there are no content words after the
-#   subject for a bidirectional encoder to leak into, only end-of-text and padding tokens; a world
-#   with words after the subject is where the leak the paper describes would have room to show.
+#   subject for a bidirectional encoder to leak into, only end-of-text and padding tokens; the
+#   long-context organism gives those tokens room (68 positions) and shows no leak either. A world
+#   with content words after the subject is where the leak the paper describes would have its best
+#   chance to show; it is not built here.
 # * The twins' numbers above test that the real-model code runs; they carry no science.
