@@ -421,9 +421,9 @@ print("reverted; UNet restored bit for bit:", weights_checksum(pipe.unet) == cle
 #   self-attention is bidirectional (Fig. 62), so tokens after the subject carry information about
 #   the attribute, remapping the last subject token alone leaves it in place, and remapping every
 #   token destroys too much. On the model organisms bidirectional attention alone does not break
-#   the edit (the chapters "The model organism", section 5, and "DeepFloyd IF and T5"); whether
-#   the leak App. M describes breaks it where many tokens follow the subject is chapter 6's
-#   long-context organism. `loco_lib` computes the
+#   the edit (the chapters "The model organism", section 5, and "DeepFloyd IF and T5"), neither
+#   with 68 padding positions after the subject nor in an IF-topology organism whose attention
+#   layers carry the style (both in "DeepFloyd IF and T5"). `loco_lib` computes the
 #   IF edit through IF's text projection and each layer's GroupNorm so that the failure can be
 #   reproduced on the real model.
 #
