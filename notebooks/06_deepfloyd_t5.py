@@ -212,7 +212,7 @@ for line in organism.two_by_two_findings(reports, artists):
 #   40) and the edit gives non-semantic images (App. M, Fig. 61). In the IF organisms above the
 #   attention layers carry no style to edit; the next section measures one whose attention does.
 # * The organism does not reproduce IF's LocoGen result: on the real IF, Sec. 5.2 reports windows
-#   that do change the style; on the IF organisms no window does. Their windows in the table,
+#   that do change the style; on the 2x2's IF organisms no window does (`toy-if-xattn`, below, has one). Their windows in the table,
 #   picked by CLIP-score among windows that all leave the style in place, carry no meaning, and
 #   neither do their per-prompt counts.
 # * The token swap: with T5 (`toy-t5`, `toy-if`) swapping the subject's tokens alone removes the
