@@ -649,8 +649,9 @@ def cmd_report(args) -> int:
                 print(f"{style}: window {r['window']} (readout moved {r['moved']:.2f}); per prompt: {per}")
         return 0
     dtype = settings.dtype(args.dtype, None, "--dtype")
+    at_context = {} if pipe is None else {"pipe": pipe}  # a long-context organism, loaded padding to its context
     rep = organism.report(args.model, seeds=seeds, steps=args.steps, cache_dir=cache, progress=not args.quiet, dtype=dtype,
-                          pipe=pipe)
+                          **at_context)
     if args.out is not None:
         organism.save_report(rep, args.out)
     if args.json:

@@ -392,3 +392,25 @@ def test_edit_of_other_weights_names_what_the_cli_user_can_do(capsys, tmp_path):
         code, _, err = run(capsys, *command, "--edit", str(path))
         assert code == 2 and err.count("\n") == 1, err
         assert "force" not in err and "loco edit toy-t5" in err and "'toy'" in err, err
+
+
+def test_report_measures_a_long_context_organism_at_its_context(monkeypatch, tmp_path, capsys):
+    """`loco report` on an organism trained with --context pads its prompts to that context (the
+    pipeline it passes the protocol) and keeps its cache apart; a shipped organism gets none."""
+    from loco_lib import organism
+    from loco_lib.organism.model import models_dir
+
+    recorded = organism.load_report(organism.recorded_dir() / "toy-seed1.json")
+    seen = []
+
+    def fake_report(model, seeds, steps, cache_dir, progress, dtype, pipe=None):
+        seen.append((pipe.tokenizer.model_max_length if pipe is not None else None, str(cache_dir)))
+        return recorded
+
+    monkeypatch.setattr(organism, "report", fake_report)
+    long_dir = str(models_dir() / "toy-t5-long")
+    code, _, err = run(capsys, "report", long_dir, "--cache", str(tmp_path / "c"), "--quiet")
+    assert code == 0, err
+    code, _, err = run(capsys, "report", "toy-t5", "--cache", str(tmp_path / "c"), "--quiet")
+    assert code == 0, err
+    assert seen == [(77, str(tmp_path / "c" / "context-77")), (None, str(tmp_path / "c"))]
