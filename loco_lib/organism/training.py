@@ -151,16 +151,20 @@ def train(kind: str = "clip", unet_kind: str = "sd", steps: int = 3000, out: str
 
 
 
+def _recorded(model) -> dict:
+    """An organism's ``training.json``; an empty dict for a model that is not an organism trained here
+    (a real model, a twin) or has none."""
+    if not isinstance(model, (str, Path)) or toy.organism_kinds(str(model)) is None:
+        return {}
+    path = toy.organism_folder(str(model)) / "training.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def trained_context(model) -> int | None:
     """The caption length an organism was trained at (``context`` of its ``training.json``, written
     by ``--context``) when it is not the organisms' 12 tokens; None otherwise (a shipped organism, a
     real model, a twin)."""
-    if not isinstance(model, (str, Path)) or toy.organism_kinds(str(model)) is None:
-        return None
-    path = toy.organism_folder(str(model)) / "training.json"
-    if not path.is_file():
-        return None
-    context = json.loads(path.read_text()).get("context")
+    context = _recorded(model).get("context")
     return int(context) if context is not None and int(context) != toy.MAX_TOKENS else None
 
 
@@ -182,12 +186,7 @@ def trained_lr(model) -> float | None:
     """The learning rate an organism was trained at (``lr`` of its ``training.json``); None for a
     model that is not an organism trained here (a real model, a twin), or one trained before the
     rate was recorded."""
-    if not isinstance(model, (str, Path)) or toy.organism_kinds(str(model)) is None:
-        return None
-    path = toy.organism_folder(str(model)) / "training.json"
-    if not path.is_file():
-        return None
-    lr = json.loads(path.read_text()).get("lr")
+    lr = _recorded(model).get("lr")
     return float(lr) if lr is not None else None
 
 
