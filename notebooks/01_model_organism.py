@@ -256,7 +256,7 @@ artist_window_table(artist_results)
 # equally far). This is a divergence from Sec. 5.2 on the organism: its SD-topology UNet localizes
 # style prompt-dependently, which the paper reports for DeepFloyd IF only. On this page and the
 # following ones "the style window" is van gogh's, the artist every style measurement runs on.
-# Chapter 6 shows the same for the other organisms, prompt by prompt.
+# Chapter 6 shows each artist's windows for every organism, prompt by prompt.
 
 # %% [markdown]
 # **App. G: choosing m.** The smallest window size whose best window moves the CLIP-score at
@@ -435,8 +435,8 @@ organism.window_table(seed_runs, ("style", "objects"), columns=("moved", "CLIP m
 organism.window_table(seed_runs, ("facts",), columns=("shape", "colour", "moved", "CLIP moved"))
 
 # %% [markdown]
-# Both records above are `stale` (the status table): measured by the code of their commit, which
-# the files it names have changed since; their numbers, and what the paragraph below reads from
+# The seed-1 record read above is `stale` (the status table): measured by the code of its commit,
+# which the files it names have changed since; its numbers, and what the paragraph below reads from
 # them, are that code's. Seed 1's weights are not shipped, so its record cannot be measured again
 # here; the shipped models' live columns are today's code.
 #
