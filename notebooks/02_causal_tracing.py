@@ -114,11 +114,11 @@ pd.DataFrame({"prompt": prompts.originals, "subject (corrupted)": prompts.subjec
 # `loco_lib.trace.unet_states` lists the UNet's states in the order its forward runs them, at one
 # of two granularities (`UNET_STATES`). loco's: each ResNet block, each transformer block and,
 # inside it, its cross-attention. The paper's: each ResNet block and, inside every transformer
-# block, its self-attention, cross-attention and feed-forward. The paper does not define its states;
-# the second definition is the one whose counts are the lengths of the poster's UNet panels, 70 for
-# SD-2.1 (22 ResNets + 16 x 3) and 227 for SD-XL (17 + 70 x 3), as the full-size configs below give.
-# The poster's DeepFloyd panel ends at 163, which neither definition gives (IF's attention modules
-# read the text themselves through added K/V and are one state each), and the authors' public code
+# block, its self-attention, cross-attention and feed-forward. The paper does not define its states,
+# so calling the second definition "the paper's" is loco's choice: it is the finest reading of the
+# transformer blocks, 70 states for SD-2.1 (22 ResNets + 16 x 3) and 227 for SD-XL (17 + 70 x 3), as
+# the full-size configs below give (on DeepFloyd IF the attention modules read the text themselves
+# through added K/V and are one state each), and the authors' public code
 # ([DiffQuickFixRelease](https://github.com/adobe-research/DiffQuickFixRelease),
 # [LocoGen](https://github.com/samyadeepbasu/LocoGen)) holds no UNet tracing that would say how it
 # was counted. SD-1.5, like the organism, has SD-2.1's topology.
@@ -132,8 +132,9 @@ print(f"{MODEL}, {UNET_STATES} states: {len(states)}:", pd.Series([s.kind for s 
 # %% [markdown]
 # One trace restores each state alone at every step. The clean run rides along as the first
 # sample of every batch and each restored run copies its state from there
-# (`loco_lib.hooks.FromSample`), so nothing is stored between runs and all restored runs of a prompt
-# and seed share one UNet batch.
+# (`loco_lib.hooks.FromSample`), so nothing is stored between runs and the restored runs of a prompt
+# and seed share UNet batches of up to `batch_size` runs (default 32 on CPU, 16 on a GPU, the clean
+# run included).
 #
 # On an organism the finished traces of this page, their scores without their images, are kept with
 # the repository (`loco_lib.organism.kept`: `data/organism/cache/chapters/`, keyed by the weights,
@@ -276,10 +277,11 @@ panel.table().assign(**{"restore >= 50%": lambda t: t.restored >= 0.5, "restore 
 
 # %% [markdown]
 # On `toy` the panel's prompt is an object, "a red circle" with the subject "circle", and its
-# picture is dense, as the paper's Figs. 11-12 are for SD-2.1 and SD-XL: 23 of the 70 states alone
+# picture is dense, as the paper's Fig. 11 is for SD-2.1 (Fig. 12 calls SD-XL's "slightly sparse"): 23 of the 70 states alone
 # restore at least half of the gap and 19 at least 90%, and every kind of state is among them (the
 # table above; the bars show where they sit). The style prompts of the trace above give 7 such
-# states of 70: on the organism how distributed the knowledge is depends on the attribute.
+# states of 70, but that is a mean over 16 images, 11 of which do not corrupt, against one image
+# here: the count moves with the prompt and the attribute, and one image does not separate the two.
 
 # %%
 top = panel.ranking()[:4]  # generated again (or read from the trace cache): the kept trace holds no images
@@ -305,8 +307,9 @@ fig = trace.plot_trace(banded)
 banded.table().groupby("band", sort=False)["restored"].agg(["max", "mean"]).round(2)
 
 # %% [markdown]
-# On the organism a state restored in the first bands of steps does nothing; what the restored
-# state carries matters in the last band. This is loco's measurement: the paper does not say at
+# On the organism (the first prompt and seed, ResNet blocks only) no state restored in the first two
+# bands of steps does much (the table's `max`); what the restored state carries matters in the last
+# band. This is loco's measurement: the paper does not say at
 # which steps its restores act (loco's full traces above restore at every step, one of the choices
 # listed at the top of the page).
 #
@@ -409,8 +412,8 @@ pd.concat({label: t[["restored", "low", "high", "images >= 50%"]] for label, t i
 # subject token and at all of them; its interval lies above the half line: Basu et al.'s unique
 # state in SD's CLIP, on the organism, and stable. The first layer's MLP output restores more than
 # half at all subject tokens (interval above the line), but at the last token only in 3 of the 5
-# images, with an interval across the line: unresolved. The later layers restore at most a few
-# percent.
+# images, with an interval across the line: unresolved. The second layer's MLP output restores a
+# few percent on average, though on one of the 5 images more than half (`images >= 50%`).
 #
 # In `toy-t5`, whose encoder is bidirectional like DeepFloyd's T5, every image corrupts, no
 # self-attention state restores more than a few percent, and the strongest state, the first block's
@@ -494,8 +497,10 @@ else:
 # strongest self-attention layer leaves it. That is what the traces above predict: DiffQuickFix
 # rewrites a self-attention state at the subject's last token, and in the T5 organism no
 # self-attention state carries the subject (its strongest state is an MLP output, which restores
-# most of the gap on half of the images). The paper makes the same argument for DeepFloyd's T5 (Sec. 4); LocoEdit's
-# window comes from LocoGen and does not need a causal state in the text encoder.
+# most of the gap on half of the images). Sec. 4 finds no unique causal state in DeepFloyd's T5 (Fig. 3); LocoEdit's
+# window comes from LocoGen and does not need one. Sec. 6.2 and App. M report that LocoEdit too
+# fails on the real IF and attribute it to T5; on `toy-t5` it does not (chapter "DeepFloyd IF and
+# T5" asks why).
 
 # %%
 n = min(4, len(prompts_of[MODEL]))  # the first prompts of the edited concept, generated again for the figure
@@ -518,7 +523,7 @@ again = trace.trace(pipe, prompts.originals[:1], prompts.subjects[:1], **shown_a
 print(f"images generated on the second run: {len(again.computed)}; same scores: {again.scores == shown.scores}")
 
 # %% [markdown]
-# From the command line, the same traces (JSON with the clean and corrupted scores and one entry per
+# From the command line, traces like these (here 2 prompts x 2 seeds, and an SD-XL text trace; JSON with the clean and corrupted scores and one entry per
 # state):
 #
 # ```
