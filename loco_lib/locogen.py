@@ -1,5 +1,5 @@
 """LocoGen: find the window of cross-attention layers that controls an attribute (paper Sec. 5.1.2,
-Algorithm 1; selection of m, App. G).
+Algorithm 1; selection of m, Sec. 5.1.2's threshold rule, whose values App. G reports).
 
 For m adjacent layers C' = {C_j, ..., C_{j+m-1}} (every j in 0..M-m), the layers in C' read the
 target prompt T'_i (attribute removed or updated) and all others the original T_i. Each altered
@@ -8,7 +8,7 @@ gone) or against T'_i for *facts* (higher = the fact is updated); the window wit
 score over prompts and seeds is the candidate location. Two references frame the scores: the
 clean model (no layer altered) and the fully altered model (every layer reads T').
 
-Selecting m (App. G): the smallest m whose best window moves the mean score at least
+Selecting m (Sec. 5.1.2's threshold rule; the paper points to App. G for the m it selects): the smallest m whose best window moves the mean score at least
 ``threshold`` of the way from the clean to the fully altered reference.
 """
 from __future__ import annotations
@@ -213,7 +213,7 @@ class MSelection:
 
 
 def select_m(pipe, prompts, attribute: str, threshold: float = 0.8, ms=None, stop_at_first: bool = True, **kwargs) -> MSelection:
-    """App. G: the smallest window size m whose best window meets ``threshold``.
+    """Sec. 5.1.2's threshold rule: the smallest window size m whose best window meets ``threshold``.
 
     ``threshold`` is the fraction of the way from the clean score to the fully altered score that
     the best window must reach (0.8 = 80 %). ``ms``: the sizes to try, in order (default 1..M).

@@ -45,7 +45,7 @@ def test_locogen_finds_a_window_that_controls_the_attribute(report, attribute, m
 
 
 def test_app_g_selects_a_small_window_for_style(report):
-    """App. G: the smallest m whose best window reaches 80 % of the way (CLIP-score) is at most 2."""
+    """Sec. 5.1.2's threshold rule: the smallest m whose best window reaches 80 % of the way (CLIP-score) is at most 2."""
     assert report.app_g.m is not None and report.app_g.m <= 2, report.app_g.table
 
 
