@@ -166,3 +166,148 @@ def paired_differences(per_image, base: str, by: str = "column", value: str = "c
                          "smallest": float(d.min()), "largest": float(d.max()),
                          f"std of {base} over the images": float(ref.std(ddof=0))})
     return pd.DataFrame(rows)
+
+
+# -- the organism's windows and edits, seed by seed (loco_lib.organism.stability keeps every image) ---------------
+
+def _moved(read: dict, keys, idx) -> float:
+    """How far a window's readouts go from clean (0) to every layer altered (1) over the images ``idx``:
+    for each readout in ``keys`` a ratio of means (NaN where clean and all-layers read the same), then
+    their mean, as :func:`loco_lib.locogen.readouts` computes it over every image."""
+    vals = []
+    for k in keys:
+        clean, full, here = (np.asarray(read[s][k], dtype=float)[idx].mean() for s in ("clean", "all", "window"))
+        vals.append((clean - here) / (clean - full) if clean != full else np.nan)
+    vals = np.asarray(vals, dtype=float)
+    return float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
+
+
+def _window_read(windows: dict, label: str) -> dict:
+    return {"clean": windows["read"]["clean"], "all": windows["read"]["all"], "window": windows["read"][label]}
+
+
+def _pick(windows: dict, idx) -> str:
+    labels = [s for s in windows["sets"] if s not in ("clean", "all")]
+    means = [float(np.asarray(windows["clip"][s], dtype=float)[idx].mean()) for s in labels]
+    return labels[int(np.argmin(means) if windows["lower_is_better"] else np.argmax(means))]
+
+
+def _bootstrap_moved(windows: dict, label: str, resamples: int = RESAMPLES, level: float = LEVEL, seed: int = 0):
+    read, keys = _window_read(windows, label), windows["keys"]
+    n = len(windows["images"])
+    draws = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    vals = np.array([_moved(read, keys, d) for d in draws])
+    vals = vals[np.isfinite(vals)]
+    if vals.size == 0:
+        return float("nan"), float("nan")
+    tail = (1 - level) / 2
+    return float(np.quantile(vals, tail)), float(np.quantile(vals, 1 - tail))
+
+
+def window_seeds(windows: dict):
+    """Every window of one attribute's sweep (:func:`loco_lib.organism.stability.window_images`): how far it
+    moves the attribute's readouts over every image (``moved``) with its bootstrap interval over the
+    images (prompts x seeds), on each seed alone, and how many seeds and prompts pick it on their own
+    (Algorithm 1's CLIP-score mean over that seed's, or that prompt's, images)."""
+    import pandas as pd
+
+    images = np.asarray(windows["images"])
+    seeds = sorted({int(s) for s in images[:, 1]})
+    prompts = sorted({int(p) for p in images[:, 0]})
+    by_seed = {s: np.flatnonzero(images[:, 1] == s) for s in seeds}
+    by_prompt = {p: np.flatnonzero(images[:, 0] == p) for p in prompts}
+    seed_picks = [_pick(windows, i) for i in by_seed.values()]
+    prompt_picks = [_pick(windows, i) for i in by_prompt.values()]
+    every = np.arange(len(images))
+    rows = []
+    for label in (s for s in windows["sets"] if s not in ("clean", "all")):
+        read = _window_read(windows, label)
+        lo, hi = _bootstrap_moved(windows, label)
+        row = {"window": label, "moved": _moved(read, windows["keys"], every), "low": lo, "high": hi}
+        row.update({f"seed {s}": _moved(read, windows["keys"], i) for s, i in by_seed.items()})
+        row["seeds picking it"] = f"{seed_picks.count(label)} of {len(seeds)}"
+        row["prompts picking it"] = f"{prompt_picks.count(label)} of {len(prompts)}"
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("window")
+
+
+def window_headlines(results: dict, threshold: float = 0.5):
+    """One row per model and attribute (``results``: model -> :func:`~loco_lib.organism.stability.headlines`):
+    the window Algorithm 1 picks from every image, how far it moves the attribute with its bootstrap
+    interval, each seed's own pick with how far the overall window moves on that seed, how many prompts
+    pick the same window, and whether the conclusion "this window moves the attribute at least
+    ``threshold`` of the way" holds on every seed and on the whole interval."""
+    import pandas as pd
+
+    from .organism.stability import picked
+
+    rows = []
+    for model, res in results.items():
+        for attribute, w in res["windows"].items():
+            t = window_seeds(w)
+            pick = picked(w)
+            r = t.loc[pick]
+            seeds = [c for c in t.columns if c.startswith("seed ")]
+            images = np.asarray(w["images"])
+            own = {c: _pick(w, np.flatnonzero(images[:, 1] == int(c.split()[1]))) for c in seeds}
+            rows.append({"model": model, "attribute": attribute, "window": pick, "images": len(images),
+                         "moved": float(r["moved"]), f"{LEVEL:.0%} interval": f"[{r['low']:.2f}, {r['high']:.2f}]",
+                         **{c: f"{own[c]} ({r[c]:.2f})" for c in seeds},
+                         "prompts picking it": r["prompts picking it"],
+                         f"moved >= {threshold:g} on every seed": bool(all(r[c] >= threshold for c in seeds)),
+                         f"interval above {threshold:g}": bool(r["low"] >= threshold)})
+    return pd.DataFrame(rows).set_index(["model", "attribute"])
+
+
+def plot_window_seeds(results: dict, attributes=("style", "objects", "colour", "facts"), threshold: float = 0.5):
+    """One panel per attribute, one colour per model: each window's ``moved`` over every image with its
+    bootstrap interval (band), and each seed alone (thin lines)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(attributes), figsize=(3.6 * len(attributes), 3.0), squeeze=False, sharey=True)
+    for ax, attribute in zip(axes[0], attributes):
+        for c, (model, res) in enumerate(results.items()):
+            t = window_seeds(res["windows"][attribute])
+            x = np.arange(len(t))
+            ax.plot(x, t["moved"], color=f"C{c}", lw=2, label=model)
+            ax.fill_between(x, t["low"].astype(float), t["high"].astype(float), color=f"C{c}", alpha=0.2, lw=0)
+            for col in (k for k in t.columns if k.startswith("seed ")):
+                ax.plot(x, t[col], color=f"C{c}", lw=0.6, alpha=0.6)
+            ax.set_xticks(x, [lbl.split("-")[0] for lbl in t.index], fontsize=7)
+        ax.axhline(threshold, ls=":", c="0.4")
+        ax.set_title(attribute, fontsize=9)
+        ax.set_xlabel("window start")
+    axes[0][0].set_ylabel("moved (0 clean, 1 all layers)")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def edit_seeds(results: dict, edit: str = "style"):
+    """One row per model, prompt group and readout of one edit of
+    :func:`~loco_lib.organism.stability.headlines` (``results``: model -> headlines): the fraction of
+    images before and after the edit, the after-fraction's bootstrap interval over the images, and each
+    seed's after-fraction. ``target`` readouts (a prompt set's group: does the image show the target
+    prompt's attribute?) are rows of their own."""
+    import pandas as pd
+
+    from .layers import format_layers
+
+    rows = []
+    for model, res in results.items():
+        e = res["edits"][edit]
+        for group, g in e["groups"].items():
+            seeds = np.asarray(g["seeds"])
+            for phase in ("", " target"):
+                if f"before{phase}" not in g:
+                    continue
+                for readout in g[f"before{phase}"]:
+                    before = np.asarray(g[f"before{phase}"][readout], dtype=float)
+                    after = np.asarray(g[f"after{phase}"][readout], dtype=float)
+                    lo, hi = bootstrap_mean(after)
+                    rows.append({"model": model, "group": group, "readout": f"target {readout}" if phase else readout,
+                                 "layers": format_layers(e["layers"]),
+                                 "images": len(after), "before": before.mean(), "after": after.mean(),
+                                 f"after, {LEVEL:.0%} interval": f"[{lo:.2f}, {hi:.2f}]",
+                                 **{f"after, seed {s}": after[seeds == s].mean() for s in sorted(set(seeds.tolist()))}})
+    return pd.DataFrame(rows).set_index(["model", "group", "readout"])

@@ -25,7 +25,7 @@
 # layer controls anything.
 #
 # This chapter builds a **model organism**: a small text-to-image diffusion model that loco trains
-# itself, on a synthetic world, in one to two hours on two CPU cores (the training table below). It has the SD-1.5 UNet layout
+# itself, on a synthetic world, in one to two hours with two CPU threads (the training table below). It has the SD-1.5 UNet layout
 # (the same 16 cross-attention layers and module names, tiny widths), a real diffusers pipeline and
 # a transformers text encoder, so LocoGen, LocoEdit and neuron editing run on it through exactly
 # the code that runs on SD. A trained attribute scorer turns every image into a readout (which
@@ -50,6 +50,7 @@ COMPARE = "toy-t5"  # the same organism with a T5 (bidirectional) encoder, for A
 SEEDS = [0]  # seeds per prompt (the book's build uses one; the numbers in the closing table say how many)
 STEPS = None  # None: the organism's default (15 DDIM steps, guidance 3)
 CACHE_DIR = None  # finished measurements (None: data/organism/cache in the repository, images in _build/organism-cache)
+SPREAD_SEEDS = [0, 1, 2, 3]  # seeds of the seed-by-seed measurements (section 2; loco's choice, said why there)
 
 # %%
 import json
@@ -85,8 +86,9 @@ fig = image_grid(list(images), titles=[c.replace(" in the style of ", "\n") for 
 # %% [markdown]
 # ## Two models and a scorer
 #
-# `toy` and `toy-t5` share the data, the UNet, the seed and the training budget; they differ only
-# in the text encoder: a transformers `CLIPTextModel` (causal attention, like SD's) or a
+# `toy` and `toy-t5` share the data, the UNet architecture, the seed and the training budget; they
+# differ in the text encoder (and, because the encoder is built first from the same seed, in the
+# UNet's random initial weights): a transformers `CLIPTextModel` (causal attention, like SD's) or a
 # `T5EncoderModel` (bidirectional, like DeepFloyd IF's). The latent is the image itself, rearranged
 # losslessly (2 x 2 pixel-unshuffle, 16 x 16 x 12), so the UNet does all the work the paper's
 # localization is about. Both were trained with `python -m loco_lib.organism.training` (v-prediction, cosine
@@ -193,9 +195,9 @@ fig = organism.plot_windows(reports)
 # latent) and a second one around layer 13; the object (circle -> square) follows layer 8, in the
 # low-resolution middle of the UNet; the colour follows layer 13, at full resolution on the way up.
 # The colour window is the least clean: it moves the colour three quarters of the way and also spoils
-# some shapes (the table below). A curve counts only the attribute being swapped, so a flat curve
-# does not mean a window leaves the image alone: the table of every window of the colour sweep, after
-# the next one, shows windows 0-1 and 1-2 spoiling shapes while the colour stays. The paper's SD-1.5 windows (style 8-9, objects 6-7, Fig. 5) sit
+# some shapes (the colour sweep's table below). A curve counts only the attribute being swapped, so a flat curve
+# does not mean a window leaves the image alone: the colour sweep's table of every window (below, after
+# the seed-by-seed measurement) shows windows 0-1 and 1-2 spoiling shapes while the colour stays. The paper's SD-1.5 windows (style 8-9, objects 6-7, Fig. 5) sit
 # elsewhere, in a 16-layer UNet of a different size: which layers carry what is a property of the
 # trained model, and the organism shows the *kind* of finding, not SD's numbers.
 
@@ -207,6 +209,41 @@ windows.pivot(index="attribute", columns="model", values="window")  # the window
 # %%
 # NBVAL_CHECK_OUTPUT
 windows
+
+# %% [markdown]
+# **Seed by seed.** The curves and the table above average over every prompt with the book's
+# seeds (`SEEDS`), so a window that moves one seed's images and not the next one's would look the
+# same as one that moves all of them. `loco_lib.organism.stability.headlines` runs the same
+# protocol on `SPREAD_SEEDS` (the four sweeps here, and the two edits of section 3) and keeps every
+# image's readouts; `loco_lib.per_image` then shows each seed alone, the prompts' own picks, and a
+# 90 % bootstrap interval over the images (prompts x seeds). How many seeds is loco's choice: 4
+# seeds x 8 prompts give 32 images per window (16 for the 4 fact prompts), so the fraction of images
+# that keep an attribute has a binomial standard error of at most 0.09 (0.125 for the facts), small
+# enough that a window which moves an attribute fully (1.00) and one which moves it half way (0.50)
+# cannot be mistaken for each other. A headline
+# counts as stable when every seed alone reaches the same side of the 0.5 line and the interval
+# stays there too; the last two columns say whether it does.
+
+# %%
+from loco_lib import per_image
+from loco_lib.organism.kept import measure
+from loco_lib.organism.stability import headlines
+
+spread = {name: measure("headlines", name, headlines, name, pipe if name == MODEL else loco_lib.load(name, progress=False),
+                        scorer, seeds=SPREAD_SEEDS, steps=STEPS, progress=False,
+                        cache_dir=None if images is None else f"{images}/{name}/headlines")
+          for name in (MODEL, COMPARE)}
+
+# %%
+# NBVAL_CHECK_OUTPUT
+with pd.option_context("display.width", 200, "display.max_columns", 20):
+    display(per_image.window_headlines(spread).round(2))
+
+# %%
+fig = per_image.plot_window_seeds(spread)
+
+# %% [markdown]
+# HEADLINE_WINDOWS_PROSE
 
 # %% [markdown]
 # Every window of the colour sweep on `toy`: the fraction of images the scorer still reads with the
@@ -239,7 +276,6 @@ fig = window_grid(res, prompt_index=0, ncols=9)
 # %%
 from loco_lib import unlearning
 from loco_lib.organism.figures import artist_window_table
-from loco_lib.organism.kept import measure
 from loco_lib.prompts import load_artists
 
 artist_results = {a: measure(f"artist-window-{a}", MODEL, locogen, pipe, load_artists(a, model=MODEL)[:None], "style", 2,
@@ -259,8 +295,10 @@ artist_window_table(artist_results)
 # Chapter 6 shows each artist's windows for every organism, prompt by prompt.
 
 # %% [markdown]
-# **App. G: choosing m.** The smallest window size whose best window moves the CLIP-score at
-# least 80 % of the way from clean to fully altered:
+# **Choosing m, Sec. 5.1.2's threshold rule.** The smallest window size whose best window moves the
+# CLIP-score at least 80 % of the way from clean to fully altered (loco's threshold: the paper states
+# none; App. G's own procedure, growing the window until the score saturates, is run in the chapter
+# "LocoGen"):
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -279,6 +317,18 @@ pd.DataFrame({name: {"m selected": rep.app_g.m} for name, rep in reports.items()
 organism.edit_table(reports[MODEL])
 
 # %% [markdown]
+# The same edit on `SPREAD_SEEDS` (the seed-by-seed measurement of section 2, at the style window
+# it picks itself), every readout of every prompt group before and after, with the after-fraction's
+# interval and each seed's own:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+with pd.option_context("display.width", 200, "display.max_columns", 20):
+    display(per_image.edit_seeds(spread, "style").round(2))
+
+# %% [markdown]
+# HEADLINE_EDIT_PROSE
+#
 # Read the `edited` rows: the van gogh texture is gone from held-out prompts the edit never saw,
 # while the shape and colour stay, and the `other styles` and `style-free` rows do not move. The
 # inert window changes nothing at all, so the effect is the window's, not the edit's arithmetic.
@@ -306,6 +356,16 @@ organism.edit_table(reports[MODEL])
 organism.edit_table(reports[MODEL], "fact_edit")
 
 # %% [markdown]
+# The fact edit on `SPREAD_SEEDS`, at the facts window that measurement picks:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+with pd.option_context("display.width", 200, "display.max_columns", 20):
+    display(per_image.edit_seeds(spread, "facts").round(2))
+
+# %% [markdown]
+# HEADLINE_FACT_PROSE
+#
 # The fact is the organism's hardest case, and on `toy` the edit **fails**: "the president" fixes
 # *two* attributes, which the LocoGen table above shows controlled at different layers (the shape
 # around layer 8, the colour around layer 13), so no window of two adjacent layers holds the whole
@@ -317,8 +377,9 @@ organism.edit_table(reports[MODEL], "fact_edit")
 # %% [markdown]
 # ## 4. Neurons
 #
-# Sec. 7: rank the key/value neurons of the style window by a Welch statistic between van gogh
-# prompts and the same prompts without style, and replace the top k at generation time.
+# Sec. 7: rank the key/value neurons of the style window by a z-score between van gogh prompts and
+# the same prompts without style (loco computes Welch's t), and drop out the top k at generation time
+# (loco, like the authors' code, replaces them with their mean over the style-free prompts).
 
 # %%
 fig = organism.plot_neurons(reports)
@@ -332,8 +393,8 @@ pd.DataFrame({name: {p.k: p.style for p in rep.neurons} for name, rep in reports
 #
 # LocoEdit rewrites what the window reads at the **last subject token** ("gogh"). The paper
 # argues it fails on DeepFloyd IF because T5 attends in both directions, so the style also lives in
-# the other tokens. The organism tests this directly: `toy-t5` differs from `toy` only in its
-# encoder. First the same LocoEdit protocol on both:
+# the other tokens. The organism tests this directly: `toy-t5` differs from `toy` in its encoder
+# (and its UNet's random initial weights, section "Two models and a scorer"). First the same LocoEdit protocol on both:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -359,10 +420,11 @@ pd.DataFrame({name: {t.which: t.style for t in rep.token_swap} for name, rep in 
 # %% [markdown]
 # The answer is the opposite of the hypothesis as the paper words it. With the **causal** encoder the
 # style survives either swap alone: the subject tokens carry it, and so do the end-of-text and padding
-# tokens after them, which attend to "van gogh" (the information "leaks after the subject"). With the
+# tokens after them, which attend to "van gogh": the information leaks past the subject, which App. M expects of T5
+# rather than of a causal encoder. With the
 # **bidirectional** T5 encoder, replacing the subject tokens alone removes the style, and the tokens
-# after the subject carry none the UNet uses. So on this organism the last subject token is *more*
-# sufficient with T5, and the edit works on both. Why DeepFloyd IF fails may then lie in what the
+# after the subject carry none the UNet uses. So on this organism the subject's own tokens are *more*
+# sufficient with T5, and the edit at the last subject token works on both. Why DeepFloyd IF fails may then lie in what the
 # organism does not share with it: a large T5 trained on text only and frozen, whose tokens are not
 # shaped by the image loss as this small jointly trained encoder's are; IF's pixel-space cascade; or
 # its text path through `encoder_hid_proj` and the pooled `add_embedding`, which the LocoEdit rows do
@@ -373,8 +435,7 @@ pd.DataFrame({name: {t.which: t.style for t in rep.token_swap} for name, rep in 
 # %% [markdown]
 # ## What the paper reports, and what the organism shows
 #
-# The table is computed from the reports above; `n` counts images per cell, with the seed count in
-# the header.
+# The table is computed from the reports above; the header gives each column's seeds per prompt.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -387,12 +448,14 @@ organism.summary_table({f"{MODEL} ({seeds_label})": reports[MODEL], f"{COMPARE} 
 #
 # Everything above is one trained `toy`, training seed 0. To see which findings belong to the
 # method and which to one training run, `toy` was trained a second time with training seed 1
-# (same data, recipe and budget: `python -m loco_lib.organism.training --kind clip --seed 1 --steps 3000 --out
+# (the same world, recipe and budget, but other samples of it, since the training seed also seeds the
+# data stream: `python -m loco_lib.organism.training --kind clip --seed 1 --steps 3000 --out
 # models/toy-seed1`; its training time is in the table below). Its weights are not shipped; its report was
 # measured once with `loco report models/toy-seed1 --out data/organism/toy-seed1.json` (the same
 # protocol, one seed per prompt) and is read back here, with the loco commit that measured it.
-# The same file records two seeds per prompt for the shipped models, to show how much the
-# one-seed numbers of this page move with more samples.
+# Two more records in the same folder, `toy-2seeds.json` and `toy-t5-2seeds.json`, hold two seeds per
+# prompt for the shipped models, to show how much the one-seed numbers of this page move with more
+# samples.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -447,7 +510,7 @@ organism.window_table(seed_runs, ("facts",), columns=("shape", "colour", "moved"
 # 11-12 leaves the style alone. The fact is never moved all the way by one window: its best window
 # moves it half way, 7-8 on seed 0 and 13-14 on seed 1, and the fact table shows which half each
 # window moves. LocoEdit at the style window again removes van gogh and keeps the other styles, the
-# inert window again changes nothing, App. G again selects the same m, and the token-swap result is
+# inert window again changes nothing, the threshold rule again selects the same m, and the token-swap result is
 # the same (the summary table above). What differs is read off the same table: seed 1 draws shapes a
 # little worse, needs more neurons before the style goes, and its late style window is more
 # editable. So between training runs the style and object windows move by at most one layer and
@@ -467,7 +530,7 @@ organism.summary_table({f"toy ({seeds_label}, above)": live["toy"], "toy (2 seed
 # by the all-layers edit on `toy-t5` (compare each one-seed column with its two-seed neighbour). A
 # `moved` above 1 (an object window's 1.07) means the window removes the circle more completely than
 # altering all 16 layers does. On `toy-t5` the window Algorithm 1 picks moves to the neighbour
-# (style 1-2 -> 0-1, objects 7-8 -> 8-9). The windows of `toy-t5` in both measurements:
+# (style 1-2 -> 0-1, objects 7-8 -> 8-9; the last two columns of the table above).
 
 # %% [markdown]
 # Reproduce the weights: `python -m loco_lib.organism.training --kind clip --steps 3000 --out models/toy` (and

@@ -59,6 +59,7 @@ SCORER = None  # None: the model's own (CLIP ViT-L-14 for real models, toy-score
 CACHE_DIR = "locogen-cache"  # in Colab a Google Drive folder survives a disconnect
 THRESHOLD = 0.8  # Sec. 5.1.2's rule: how far from clean to fully altered the best window must go (loco's value)
 OTHER_MODEL = "toy-t5"  # a second model for App. G's curve (None: MODEL only)
+SPREAD_SEEDS = [0, 1, 2, 3]  # an organism's seed-by-seed windows (chapter 1, section 2, measures them with the same seeds)
 
 # %%
 import loco_lib
@@ -134,9 +135,33 @@ else:
     print(f"{scorer.name} has no attribute readouts (only the model organism's scorer does)")
 
 # %% [markdown]
+# The table above reads `SEEDS` only. On an organism the same sweep with `SPREAD_SEEDS` is kept with
+# every image (chapter 1, section 2, measures it with the same call and reads the same file), so each
+# window shows how far it moves the attribute on each seed alone, a 90 % bootstrap interval over
+# the images (prompts x seeds), and how many seeds and how many prompts pick it by Algorithm 1's
+# CLIP-score on their own images:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from loco_lib import per_image
+from loco_lib.organism.model import organism_kind
+from loco_lib.organism.stability import headlines
+
+if organism_kind(MODEL) and ATTRIBUTE in ("style", "objects", "facts"):
+    spread = measure("headlines", MODEL, headlines, MODEL, pipe, scorer, seeds=SPREAD_SEEDS, steps=STEPS, progress=False,
+                     cache_dir=None if CACHE_DIR is None else f"{CACHE_DIR}/{MODEL}/headlines")
+    display(per_image.window_seeds(spread["windows"][ATTRIBUTE]).round(2))
+else:
+    print(f"{MODEL} is not a model organism: its windows seed by seed are for the reader to measure (raise SEEDS above)")
+
+# %% [markdown]
+# CH3_SPREAD_PROSE
+
+# %% [markdown]
 # The style pairs of `data/prompts/toy/style.yaml` are all van gogh's, so on an organism the style
-# window above is van gogh's. On `toy` the other artists' styles are controlled elsewhere (chapter
-# 1, "Whose style?": picasso's at layers 11-12, monet's at 1-2 and 12-13 alike), while Sec. 5.2
+# window above is van gogh's. On `toy` the artists' styles are not all controlled in one place
+# (chapter 1, "Whose style?": picasso's at layers 11-12, monet's both at van gogh's early layers,
+# 1-2, and at 12-13), while Sec. 5.2
 # reports that on the SD models a few layers control style "irrespective of the specific prompt
 # used": on that point the organism diverges from the paper.
 
@@ -233,8 +258,8 @@ print(f"{MODEL}: the threshold rule (Sec. 5.1.2, {THRESHOLD:.0%}) picks m = {sel
 # located window's first layer alone goes most of the way, and the growth saturates at once (the
 # rule is run on `MODEL` only). The organism chapters edit and alter the two-layer windows of the
 # organisms' cards (measured in "The model organism"): App. G's reading on `toy`, one layer more
-# than the rule's on `toy` and than App. G's on `toy-t5`. That second layer adds a hundredth of
-# the way or less to the best single layer (`toy`: the rule's table, m = 1 against m = 2;
+# than the rule's on `toy` and than App. G's on `toy-t5`. That second layer adds less than two
+# hundredths of the way to the best single layer (`toy`: the rule's table, m = 1 against m = 2;
 # `toy-t5`: the growth table, m = 1 against m = 2).
 
 # %% [markdown]
@@ -281,8 +306,9 @@ with pd.option_context("display.max_colwidth", None, "display.width", 200):
 # and DeepFloyd IF its DDPM, which is loco's choice (the paper names one sampler for all models, and
 # the authors' code has neither model). The 50 steps and guidance 7.5 of the SD models are the
 # authors' code's (`trace_attn_layer.py` and `loco_edit.py` in
-# [samyadeepbasu/LocoGen](https://github.com/samyadeepbasu/LocoGen)); that code generates at 512 px
-# for SD-2.1 too, where loco keeps SD-2.1's own 768 px (loco's choice). The authors' scripts load
+# [samyadeepbasu/LocoGen](https://github.com/samyadeepbasu/LocoGen)); `trace_attn_layer.py` generates at
+# 512 px for SD-2.1 too (`loco_edit.py` leaves the size to the pipeline, 768 px for SD-2.1), where
+# loco keeps SD-2.1's own 768 px (loco's choice). The authors' scripts load
 # SD-1.4 (`CompVis/stable-diffusion-v1-4`) while the paper reports SD-1.5; `MODEL = "sd14"` runs the
 # former, with SD-1.5's windows (the paper reports none for SD-1.4).
 #
@@ -290,7 +316,8 @@ with pd.option_context("display.max_colwidth", None, "display.width", 200):
 # figures say the controlling layers read *"a painting"*; the authors' code feeds that bare prompt
 # to the window (`--prompt` of `trace_attn_layer.py`). loco's style pairs (`data/prompts/style.yaml`)
 # give the window the full sentence with the artist replaced (*"A house in the style of a
-# painting"*, the example of Sec. 6.1), so that the window's text differs from the other layers' only
+# painting"*, the form of Sec. 5.1.1's altered input, "An <object> in the style of painting", and
+# the example of Sec. 6.1), so that the window's text differs from the other layers' only
 # in the attribute; their `edits` blocks keep the bare target for LocoEdit, as the authors' code does.
 # Does the choice move the window? The same search with every target replaced by the bare
 # *"a painting"* (style only; loco's sentence targets above):

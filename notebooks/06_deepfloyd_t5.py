@@ -24,15 +24,16 @@
 #   from layer 6, with m = 3 (Sec. 5.2, Fig. 7);
 # * **LocoEdit fails** on IF: the edited model gives non-semantic images (App. M, Fig. 61);
 # * the paper's explanation: IF's text encoder is **T5**, whose self-attention is bidirectional, so
-#   the attribute's information also sits in tokens *after* the subject (Fig. 62), where an edit of
-#   the subject's last token cannot reach it.
+#   the attribute's information also sits in tokens *after* the subject (Sec. 6.2, App. M; Fig. 62
+#   shows T5's attention reaching them), where an edit of the subject's last token cannot reach it.
 #
 # IF differs from SD in more than its encoder. Its UNet reads text through **added-K/V attention**:
 # the text is projected (`encoder_hid_proj`), normalized, and its keys and values are concatenated
 # with the image's own inside each attention layer; the T5 output is also pooled into the time
 # embedding. So two factors are confounded on the real model. loco's organisms separate them: four
 # models trained the same way on the same world (same data, seed, training steps and sampler),
-# differing only in the text encoder and in how the UNet reads text.
+# differing only in the text encoder and in the UNet's topology (SD-1.5's, or IF-I's block types with
+# added-K/V attention and pooled text).
 #
 # | | UNet with cross-attention (SD) | UNet with added K/V (IF) |
 # |---|---|---|
@@ -106,7 +107,7 @@ pd.DataFrame({name: {"text encoder": t["kind"], "UNet": t["unet"], "training ste
 
 # %%
 info = {n: organism.training_info(n) for n in ORGANISMS}
-print("training time on 2 CPU cores: " + ", ".join(f"{n} {info[n]['wall_seconds'] / 60:.0f} min "
+print("training time: " + ", ".join(f"{n} {info[n]['wall_seconds'] / 60:.0f} min "
                                                    f"({info[n]['threads']} thread{'s' * (info[n]['threads'] > 1)})"
                                                    for n in ORGANISMS))
 print("recorded reports:", {n: f"{len(r.seeds)} seeds, loco {r.recorded['loco_commit']}" for n, r in reports.items()})
@@ -133,7 +134,7 @@ organism.status_table(sorted(organism.two_by_two_dir().glob("*.json")) +
 #   far it moves the attribute's readout from the clean image (0) to every layer altered (1);
 # * **LocoEdit** of van gogh at the style window: the style readout before -> after, on held-out
 #   van gogh prompts, on the other styles and on style-free prompts;
-# * **token swap** (App. M's test): van gogh prompts generated with the text states at some token
+# * **token swap** (loco's test of App. M's hypothesis): van gogh prompts generated with the text states at some token
 #   positions taken from the style-free prompt: the subject's tokens, the tokens after it, both, or
 #   all; the readout is the fraction of images still in van gogh style;
 # * **each artist's window**: LocoGen run on each style's prompts alone (1 seed), and the windows
@@ -142,7 +143,8 @@ organism.status_table(sorted(organism.two_by_two_dir().glob("*.json")) +
 #   corrupted (chapter 2), at the subject's last token, on `TRACE_PROMPTS` prompts with `SEEDS`
 #   (seed 0 only by default). Chapter 2 traces 4 prompts x 4 seeds and shows why one seed is not
 #   enough on `toy-t5`: its first MLP restores most of the gap on seeds 1 and 3 and almost none on
-#   seeds 0 and 2, so this page's seed-0 trace reads it as weak where chapter 2's average does not.
+#   seeds 0 and 2, so this page's seed-0 trace reads a small value where chapter 2's four-seed average is
+#   larger, with an interval across the half line.
 
 # %%
 text_traces = {}
@@ -228,8 +230,8 @@ for line in organism.two_by_two_findings(reports, artists):
 # On `toy-if` the style passes through the pooled path alone, so the 2x2 cannot show how the
 # closed-form edit fares where IF's attention layers do carry the style, as on the real IF (Sec.
 # 5.2's windows). `toy-if-xattn` is trained with `toy-if`'s recipe (T5, the IF-topology UNet, seed
-# 0, 3000 steps) except that the pooled text path (`add_embedding`'s output) is zeroed for half of
-# each batch's samples (`python -m loco_lib.organism.training --kind t5 --unet if --pooled-drop 0.5
+# 0, 3000 steps) except that the pooled text path (`add_embedding`'s output) is zeroed for each
+# training sample with probability 0.5, on average half of each batch (`python -m loco_lib.organism.training --kind t5 --unet if --pooled-drop 0.5
 # --steps 3000 --out models/toy-if-xattn`; loco's choice of 0.5), so that the UNet must also read
 # the caption through its added-K/V attention. At sampling the pooled path is on, as in `toy-if`.
 # Its report (the same protocol, 2 seeds per prompt) is recorded by `loco report
@@ -237,19 +239,37 @@ for line in organism.two_by_two_findings(reports, artists):
 
 # %%
 xattn_report = organism.load_report(organism.two_by_two_dir() / "toy-if-xattn-2seeds.json")
-organism.status_table([organism.two_by_two_dir() / "toy-if-xattn-2seeds.json"])
+xattn_artists = json.loads((organism.two_by_two_dir() / "toy-if-xattn-artists.json").read_text())
+organism.status_table([organism.two_by_two_dir() / f"toy-if-xattn-{kind}.json" for kind in ("2seeds", "artists")])
 
 # %%
 # NBVAL_CHECK_OUTPUT
-organism.two_by_two({"toy-if": reports["toy-if"], "toy-if-xattn": xattn_report})
+organism.two_by_two({"toy-if": reports["toy-if"], "toy-if-xattn": xattn_report},
+                    artists={"toy-if": artists["toy-if"], "toy-if-xattn": xattn_artists})
 
 # %%
 fig = organism.plot_windows({"toy-if": reports["toy-if"], "toy-if-xattn": xattn_report})
 
 # %% [markdown]
+# Each artist's windows on `toy-if-xattn` (its artist record, `loco report models/toy-if-xattn
+# --artists --out ...`, seed 0 only), beside `toy-if`'s:
+
+# %%
+fig = organism.plot_artist_windows({"toy-if": artists["toy-if"], "toy-if-xattn": xattn_artists})
+
+# %% [markdown]
+# On `toy-if-xattn` Algorithm 1 picks the same window, 14-15, for all three artists (the artist rows
+# of the table above), but it does not control all three alike: it moves van gogh's and picasso's
+# style the whole way (1.00) and monet's only a quarter of it (0.25). Prompt by prompt, van gogh's
+# prompts pick one window, picasso's two (14-15 and the adjacent 13-14) and monet's three (its
+# prompts' other windows, 0-1 and 7-8, lie where the curve above moves monet's style not at all).
+# So the artist-to-artist difference that Sec. 5.2 and Fig. 40 report for DeepFloyd IF does not
+# appear on this organism (one seed); a spread between adjacent windows does, for picasso.
+
+# %% [markdown]
 # Read from the table and the curves: on `toy-if-xattn` altering every attention layer does move
 # the style (its `readout moved` is a number, no longer `n/a`), and one window, the last two
-# layers 14-15, moves it all the way. LocoEdit at that window removes van gogh from the held-out
+# layers 14-15, moves it all the way on the van gogh prompts. LocoEdit at that window removes van gogh from the held-out
 # prompts (1.00 -> 0.00) and keeps the other styles and the style-free prompts (1.00 -> 1.00). So
 # where the IF-topology UNet reads the style through its attention layers, the closed-form edit
 # works on the organism, T5 included: the paper's IF failure (non-semantic images, App. M, Fig. 61)
@@ -257,7 +277,7 @@ fig = organism.plot_windows({"toy-if": reports["toy-if"], "toy-if-xattn": xattn_
 # tokens, the tokens after it, or both, keeps the style in every image; only swapping every
 # position removes it. With this bidirectional encoder the style is also carried by tokens before
 # the subject, which no swap of the subject and what follows reaches, yet the edit at the last
-# subject token removes it (16 images per swap, 2 seeds; why the edit reaches what the swap does
+# subject token removes it (8 prompts x 2 seeds per swap, `n` in the recorded report; why the edit reaches what the swap does
 # not is not measured here).
 
 # %% [markdown]
@@ -296,7 +316,7 @@ organism.two_by_two({"toy-t5": reports["toy-t5"], "toy-t5-long": long_report})
 
 # %% [markdown]
 # With 68 positions after the subject instead of 3 (the first output above), `toy-t5-long` reads
-# as `toy-t5` does (the table, 16 images per token swap, seeds 0 and 1): swapping only the tokens
+# as `toy-t5` does (the table; 8 prompts x 2 seeds per token swap, `n` in the recorded report): swapping only the tokens
 # after the subject keeps van gogh in every image (1.00) and swapping only the subject's removes
 # it from every image (0.00), and LocoEdit at the subject's last token removes van gogh (0.00) and
 # keeps the other styles (1.00). So on this organism the room after the subject does not make the
