@@ -312,7 +312,9 @@ else:
     print(f"no seed-by-seed readouts of this edit: {MODEL} is not a model organism or {ATTRIBUTE!r} has no kept edit")
 
 # %% [markdown]
-# CH4_SPREAD_PROSE
+# On `toy`, 31 of the 32 held-out van gogh images lose the style after the edit (after 0.03; one
+# image of seed 2 keeps it), and every image of the other styles and of the style-free prompts
+# keeps its style, shape and colour on every seed.
 
 # %% [markdown]
 # ## Editing every layer instead (App. F)
