@@ -239,13 +239,11 @@ def window_headlines(results: dict, threshold: float = 0.5):
     ``threshold`` of the way" holds on every seed and on the whole interval."""
     import pandas as pd
 
-    from .organism.stability import picked
-
     rows = []
     for model, res in results.items():
         for attribute, w in res["windows"].items():
             t = window_seeds(w)
-            pick = picked(w)
+            pick = _pick(w, np.arange(len(w["images"])))  # Algorithm 1 over every image
             r = t.loc[pick]
             seeds = [c for c in t.columns if c.startswith("seed ")]
             images = np.asarray(w["images"])
