@@ -13,7 +13,16 @@ one) image by image:
   means over the images that corrupt, its bootstrap interval over those images, and how many of
   them the entry alone restores to a threshold.
 
-Nothing here generates an image: it reads a finished trace.
+The organism's LocoGen windows and LocoEdits are read the same way, from the per-image readouts
+:func:`loco_lib.organism.stability.headlines` keeps:
+
+* :func:`window_seeds`, :func:`window_headlines`, :func:`plot_window_seeds`: how far each window moves
+  an attribute over every image with a bootstrap interval, on each seed alone, and which window each
+  seed and each prompt picks on its own;
+* :func:`edit_seeds`: each readout before and after an edit, with the after-fraction's interval and
+  each seed's own.
+
+Nothing here generates an image: it reads finished measurements.
 """
 from __future__ import annotations
 
