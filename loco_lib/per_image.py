@@ -237,7 +237,9 @@ def window_seeds(windows: dict):
         row["seeds picking it"] = f"{seed_picks.count(label)} of {len(seeds)}"
         row["prompts picking it"] = f"{prompt_picks.count(label)} of {len(prompts)}"
         rows.append(row)
-    return pd.DataFrame(rows).set_index("window")
+    out = pd.DataFrame(rows).set_index("window")
+    out.attrs["seed picks"] = {f"seed {s}": pick for s, pick in zip(seeds, seed_picks)}  # each seed's own window
+    return out
 
 
 def window_headlines(results: dict, threshold: float = 0.5):
@@ -255,9 +257,8 @@ def window_headlines(results: dict, threshold: float = 0.5):
             pick = _pick(w, np.arange(len(w["images"])))  # Algorithm 1 over every image
             r = t.loc[pick]
             seeds = [c for c in t.columns if c.startswith("seed ")]
-            images = np.asarray(w["images"])
-            own = {c: _pick(w, np.flatnonzero(images[:, 1] == int(c.split()[1]))) for c in seeds}
-            rows.append({"model": model, "attribute": attribute, "window": pick, "images": len(images),
+            own = t.attrs["seed picks"]
+            rows.append({"model": model, "attribute": attribute, "window": pick, "images": len(w["images"]),
                          "moved": float(r["moved"]), f"{LEVEL:.0%} interval": f"[{r['low']:.2f}, {r['high']:.2f}]",
                          **{c: f"{own[c]} ({r[c]:.2f})" for c in seeds},
                          "prompts picking it": r["prompts picking it"],
