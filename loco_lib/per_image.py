@@ -22,7 +22,13 @@ The organism's LocoGen windows and LocoEdits are read the same way, from the per
 * :func:`edit_seeds`: each readout before and after an edit, with the after-fraction's interval and
   each seed's own.
 
-Nothing here generates an image: it reads finished measurements.
+Any sweep whose images are kept, and any table measured once per seed:
+
+* :func:`readout_by_seed`: the fraction of images a scorer reads as their prompt asks, with its
+  interval and each seed's own (e.g. chapter 5's neuron sweep);
+* :func:`table_by_seed`: one table per seed side by side, with the spread of each column.
+
+Nothing here generates an image: it reads finished measurements and images.
 """
 from __future__ import annotations
 
@@ -319,3 +325,51 @@ def edit_seeds(results: dict, edit: str = "style"):
                                  f"after, {LEVEL:.0%} interval": f"[{lo:.2f}, {hi:.2f}]",
                                  **{f"after, seed {s}": after[seeds == s].mean() for s in sorted(set(seeds.tolist()))}})
     return pd.DataFrame(rows).set_index(["model", "group", "readout"])
+
+
+def readout_by_seed(images: dict, scorer, prompts, seeds, readout: str = "style"):
+    """One row per image set (``images``: label -> one image per prompt of ``prompts``, generated with
+    ``seeds``, one seed per image, e.g. a :func:`loco_lib.neurons.k_sweep` row's ``images``): the
+    fraction of images whose ``readout`` matches their prompt (the scorer's ``accuracy``, image by
+    image), its bootstrap interval over the images, and each seed's own fraction."""
+    import pandas as pd
+
+    if not hasattr(scorer, "accuracy"):
+        raise LocoError(f"the scorer {getattr(scorer, 'name', scorer)!r} reads no attributes off an image")
+    prompts, seeds = list(prompts), np.asarray([int(s) for s in seeds])
+    if len(prompts) != len(seeds):
+        raise LocoError(f"{len(prompts)} prompts but {len(seeds)} seeds: give one seed per image")
+    rows = []
+    for label, ims in images.items():
+        ims = list(ims)
+        if len(ims) != len(prompts):
+            raise LocoError(f"{label!r} has {len(ims)} images but there are {len(prompts)} prompts")
+        hit = np.array([scorer.accuracy([im], [p])[readout] for im, p in zip(ims, prompts)], dtype=float)
+        lo, hi = bootstrap_mean(hit)
+        rows.append({"images": label, "n": len(hit), readout: hit.mean(), f"{LEVEL:.0%} interval": f"[{lo:.2f}, {hi:.2f}]",
+                     **{f"seed {s}": hit[seeds == s].mean() for s in sorted(set(seeds.tolist()))}})
+    return pd.DataFrame(rows).set_index("images")
+
+
+def table_by_seed(tables: dict, columns):
+    """The same table measured on several seeds side by side (``tables``: seed label -> table, every
+    one with the same rows): for each of ``columns`` its value on each seed and the spread (largest
+    minus smallest) over them, as two-level columns."""
+    import pandas as pd
+
+    if not tables:
+        raise LocoError("no tables to set side by side")
+    first = next(iter(tables.values()))
+    for label, t in tables.items():
+        if list(t.index) != list(first.index):
+            raise LocoError(f"the table of {label!r} has other rows than the first one's")
+        missing = [c for c in columns if c not in t.columns]
+        if missing:
+            raise LocoError(f"the table of {label!r} has no column {', '.join(map(str, missing))}")
+    out = {}
+    for c in columns:
+        values = pd.DataFrame({label: t[c].astype(float) for label, t in tables.items()})
+        for label in tables:
+            out[(c, str(label))] = values[label]
+        out[(c, "spread")] = values.max(axis=1) - values.min(axis=1)
+    return pd.DataFrame(out, index=first.index)

@@ -105,3 +105,44 @@ def test_paired_differences_pair_images_by_prompt_and_seed():
         paired_differences(pd.DataFrame(rows).drop(columns="seed"), "base")
     with pytest.raises(LocoError, match="no images of 'other'"):
         paired_differences(pd.DataFrame(rows), "other")
+
+
+class _Reader:
+    """A scorer that reads an image's style as its single value: 1 is the prompt's style, 0 is not."""
+    name = "reader"
+
+    def accuracy(self, images, prompts):
+        return {"style": float(np.mean([im == 1 for im in images]))}
+
+
+def test_readout_by_seed_reads_each_image_and_each_seed():
+    prompts, seeds = ["a", "a", "b", "b"], [0, 1, 0, 1]
+    t = per_image.readout_by_seed({"k = 0": [1, 1, 1, 1], "k = 8": [1, 0, 1, 0]}, _Reader(), prompts, seeds)
+    assert list(t.index) == ["k = 0", "k = 8"] and (t.loc["k = 0", "n"], t.loc["k = 0", "style"]) == (4, 1.0)
+    assert (t.loc["k = 8", "style"], t.loc["k = 8", "seed 0"], t.loc["k = 8", "seed 1"]) == (0.5, 1.0, 0.0)
+    lo, hi = per_image.bootstrap_mean([1, 0, 1, 0])
+    assert t.loc["k = 8", "90% interval"] == f"[{lo:.2f}, {hi:.2f}]" and lo < 0.5 < hi
+    assert t.loc["k = 0", "90% interval"] == "[1.00, 1.00]"
+    with pytest.raises(LocoError, match="one seed per image"):
+        per_image.readout_by_seed({"k = 0": [1, 1]}, _Reader(), prompts, [0, 1])
+    with pytest.raises(LocoError, match="has 2 images but there are 4 prompts"):
+        per_image.readout_by_seed({"k = 0": [1, 1]}, _Reader(), prompts, seeds)
+    with pytest.raises(LocoError, match="reads no attributes"):
+        per_image.readout_by_seed({"k = 0": [1] * 4}, object(), prompts, seeds)
+
+
+def test_table_by_seed_sets_seeds_side_by_side_with_their_spread():
+    import pandas as pd
+
+    a = pd.DataFrame({"UA": [0.0, 1.0], "CLIP": [3.0, 4.0]}, index=["original", "edit"])
+    b = pd.DataFrame({"UA": [0.0, 0.5], "CLIP": [9.0, 9.0]}, index=["original", "edit"])
+    t = per_image.table_by_seed({"seed 0": a, "seed 1": b}, ["UA"])
+    assert list(t.columns) == [("UA", "seed 0"), ("UA", "seed 1"), ("UA", "spread")]
+    assert t.loc["edit", ("UA", "spread")] == 0.5 and t.loc["original", ("UA", "spread")] == 0.0
+    assert t.loc["edit", ("UA", "seed 1")] == 0.5
+    with pytest.raises(LocoError, match="other rows"):
+        per_image.table_by_seed({"seed 0": a, "seed 1": b.iloc[::-1]}, ["UA"])
+    with pytest.raises(LocoError, match="no column IRA"):
+        per_image.table_by_seed({"seed 0": a}, ["IRA"])
+    with pytest.raises(LocoError, match="no tables"):
+        per_image.table_by_seed({}, ["UA"])
