@@ -97,3 +97,20 @@ def test_the_report_does_not_depend_on_this_module():
     """Its docstring's promise: adding or changing it re-keys none of the kept measurements."""
     assert Path("loco_lib/organism/stability.py") not in protocol.measuring_code()
     assert Path("loco_lib/per_image.py") not in protocol.measuring_code()
+
+
+def test_the_organisms_beside_the_2x2_are_keyed_by_name_not_by_path():
+    """chapter 6 keeps their headlines: the key must not hold where the repository sits on this machine."""
+    from loco_lib.errors import LocoError
+    from loco_lib.fingerprint import ROOT
+    from loco_lib.organism import kept, variants
+
+    assert Path("loco_lib/organism/variants.py") not in protocol.measuring_code()
+    scorer = get_scorer("toy-scorer")
+    for name in variants.BESIDE:
+        parts = kept.key_parts(variants.folder(name), variants.headlines, (name, scorer), {"seeds": [0, 1], "steps": None})
+        assert parts is not None and str(ROOT) not in parts["call"] and name in parts["call"]
+    assert variants.load("toy-t5-long").tokenizer.model_max_length == 77
+    assert variants.load("toy-if-xattn").tokenizer.model_max_length == 12
+    with pytest.raises(LocoError, match="not one of the organisms trained beside"):
+        variants.folder("toy")
