@@ -11,6 +11,8 @@ loaded. Everything about the organism lives here; the core library does not impo
 * :mod:`.protocol` - every measurement of the organism chapter, and the typed :class:`Report`
 * :mod:`.records`  - recorded reports in ``data/organism/``: provenance, reading, staleness
 * :mod:`.figures`  - the chapter's figures and tables of a report
+* :mod:`.stability` - the chapter's headlines image by image on several seeds (not imported here)
+* :mod:`.variants`  - the organisms trained beside the 2x2's four, by folder name (not imported here)
 
 Importing this package registers the organisms with :mod:`loco_lib.registry` (model cards for
 ``toy`` and ``toy-t5``, a resolver for training folders, the scorer ``toy-scorer``), so that
