@@ -537,8 +537,8 @@ organism.summary_table({f"toy ({seeds_label}, above)": live["toy"], "toy (2 seed
                         f"toy-t5 ({seeds_label}, above)": live["toy-t5"], "toy-t5 (2 seeds, recorded)": recorded["toy-t5-2seeds"]})
 
 # %% [markdown]
-# The two-seed records are `stale` too (the status table): their columns are the code of their
-# commit, the one-seed columns today's. With two seeds per prompt (twice the images in every cell) the shipped models tell the same
+# The two-seed records are `current` in the status table above: the code that measured them is the
+# code that measures the one-seed columns. With two seeds per prompt (twice the images in every cell) the shipped models tell the same
 # story. What moves is what rested on one or two images: shape accuracy, the k = 4 point of the
 # neuron curves, the van gogh left by an edit at `toy`'s late window 12-13, and the other styles left
 # by the all-layers edit on `toy-t5` (compare each one-seed column with its two-seed neighbour). A
