@@ -285,8 +285,8 @@ else:
 # On the organism, read from the tables above (`N_PROMPTS` = 6 prompts x 4 seeds, 24 images per
 # row): replacing the top 16 neurons of each projection, and giving layers 0-1 the style-free
 # prompt, removes van gogh from every image on every seed. Fewer neurons remove it only in part,
-# and how much depends on the seed: with k = 4 the style stays in 0.71 of the images (between 0.50
-# and 1.00 of one seed's six), with k = 8 in 0.08 (two images, both of seed 2). Replacing the
+# and how much depends on the seed: with k = 4 the style stays in 0.71 of the images (0.50 to 1.00
+# on each seed alone), with k = 8 in 0.08 (two images, both of seed 2). Replacing the
 # neurons by zero instead of the style-free mean does less at k = 4 and 8 (a CLIP-score of 44.3
 # and 40.4 against 32.5 and 8.5) and as much at k = 16.
 

@@ -386,9 +386,10 @@ with pd.option_context("display.width", 250, "display.max_columns", 20):
 # * Wherever altering every layer moves the attribute, the window Algorithm 1 picks from the four
 #   seeds moves it at least half of the way on each seed alone, on all six organisms, and its
 #   interval stays at or above 0.5.
-# * The style rows of `toy-if-clip` and `toy-if` are NaN: on no seed does altering every layer
-#   move the style, so no window can. LocoEdit at the window they pick changes nothing on any seed
-#   (van gogh kept in every image before and after). The 2x2's IF result is not an accident of two
+# * The style rows of `toy-if-clip` and `toy-if` are NaN on every seed: altering every layer leaves
+#   the style in every image, as the clean run does, so a window's fraction of that move is not
+#   defined. LocoEdit at the window they pick changes no fraction of the table on any seed (van
+#   gogh kept in every image before and after). The 2x2's IF result is not an accident of two
 #   seeds.
 # * `toy-if-xattn`: every seed picks 14-15 for the style, and the edit there removes van gogh from
 #   every image of every seed (0.00) while keeping the other styles and the style-free prompts
@@ -401,8 +402,11 @@ with pd.option_context("display.width", 250, "display.max_columns", 20):
 #   all. The prompts disagree as well: 4 of the 8 pick 12-13 on their own. On `toy-t5` too only 4
 #   of the 8 pick the four seeds' window 0-1, and seeds 0 and 3 pick 1-2. So which window Algorithm 1
 #   returns on these T5 organisms rests on the seeds and prompts it is given, and on `toy-t5-long`
-#   the edit's side effect on the other styles depends on that choice (the edit at a late window is
-#   measured on `toy-t5-long` only).
+#   the edit's side effect on the other styles depends on that choice (of the SD-topology
+#   organisms, only `toy-t5-long` is edited at its late window here). The style panel of the figure
+#   shows the two windows on all three SD-topology organisms: 0-1 and 12-13 each move the style the
+#   whole way. Chapter 1 shows on `toy` what the late window does to the images (the window grid of
+#   section 2, read in section 3).
 
 # %% [markdown]
 # ## The real-model path: DeepFloyd IF beside a CLIP model
@@ -493,4 +497,7 @@ result.mean("prompt").round(1)
 #   long-context organism gives those tokens room (68 positions) and shows no leak either. A world
 #   with content words after the subject is where the leak the paper describes would have its best
 #   chance to show; it is not built here.
+# * The 2x2 table and the two organisms beside it read 2 seeds per prompt; the seed-by-seed section
+#   measures their windows and the van gogh edit again on four. The token swaps, the artist rows
+#   and the text traces are not measured there.
 # * The twins' numbers above test that the real-model code runs; they carry no science.
