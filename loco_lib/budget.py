@@ -378,6 +378,11 @@ def _chapter_07(p: dict, model: str) -> list:
     out += [(f"retention: original, LocoEdit and UCE of 1-{len(multi)} artists",
              *generate_work(ret * St, 1 + 2 * len(multi), TABLE_BATCH)),
             ("text-encoder trace of the object (DiffQuickFix's layer)", *text)]
+    spread = len(p.get("SPREAD_SEEDS") or [])
+    if spread:  # the side-by-side and retention tables again, one seed per run
+        for what, (images, calls) in (("the models", generate_work(side, models, TABLE_BATCH)),
+                                      ("retention", generate_work(ret, 1 + 2 * len(multi), TABLE_BATCH))):
+            out.append((f"{what} on each of {spread} further seeds (SPREAD_SEEDS)", spread * images, spread * calls))
     generic = len(generic_prompts(p["PROFILE"], model, exclude=[concept]))
     from .study import app_j_items
 

@@ -51,7 +51,9 @@ PROFILES = {
         # the organisms' 2x2 design and the real IF beside SD-1.5 (Sec. 5.2, App. M): with --model deepfloyd-if only
         "06_deepfloyd_t5": {"IF_MODEL": "deepfloyd-if", "CLIP_MODEL": "sd15", "IF_STEPS": PAPER, "IF_M": PAPER,
                             "STEPS": None, "GUIDANCE": None},  # the organisms' and SD-1.5's own defaults
-        "07_robustness_and_baselines": {"PROFILE": "paper"},  # Table 1's 320 generic prompts
+        # Table 1's 320 generic prompts; the side-by-side and multi-concept tables on their first seed only (further
+        # seeds would double the chapter's GPU time on a real model; loco's choice, SPREAD_SEEDS is the organism's)
+        "07_robustness_and_baselines": {"PROFILE": "paper", "SPREAD_SEEDS": []},
     },
 }
 ONLY_WITH = {"paper": {"06_deepfloyd_t5": ("deepfloyd-if",)}}  # chapters a profile runs only for these models

@@ -139,20 +139,22 @@ def test_flops_on_the_meta_device_equal_the_count_on_a_real_run(sd15):
 # trace's own 16 / 70 transformer blocks (+400 / +1000; IF none), App. A's panel (one group of 71 / 228 / 53
 # runs: +250 / +800 / +400 at IF's 100 steps) and SD-XL's encoder 2 and "both" (65 runs = 5 calls a group,
 # two token modes: +2000 each): sd15 and sd21 +850, SD-XL +7000, IF +400.
+# chapter 05: (4 k x 2 replacements + the altered input) x ceil(6 prompts x 4 seeds / 8) = 27 calls of 50 steps (IF: 100);
+# chapter 07 counted without its SPREAD_SEEDS tables (test_the_spread_seeds_repeat_the_first_seeds_tables)
 INDEPENDENT = {
-    "sd15": {"02_causal_tracing": 3300 + 850, "04_locoedit": 350, "05_neuron_editing": 450,
+    "sd15": {"02_causal_tracing": 3300 + 850, "04_locoedit": 350, "05_neuron_editing": 27 * 50,
              "07_robustness_and_baselines": 24750},
     "sd21": {"02_causal_tracing": 4100 + 850, "07_robustness_and_baselines": 24800},
-    "sdxl": {"02_causal_tracing": 7500 + 7000, "04_locoedit": 350, "05_neuron_editing": 450,
+    "sdxl": {"02_causal_tracing": 7500 + 7000, "04_locoedit": 350, "05_neuron_editing": 27 * 50,
              "07_robustness_and_baselines": 29550},
-    "deepfloyd-if": {"02_causal_tracing": 6600 + 400, "04_locoedit": 700, "05_neuron_editing": 900,
+    "deepfloyd-if": {"02_causal_tracing": 6600 + 400, "04_locoedit": 700, "05_neuron_editing": 27 * 100,
                      "06_deepfloyd_t5": 1400, "07_robustness_and_baselines": 50800},
 }
 
 
 @pytest.mark.parametrize("model", list(INDEPENDENT))
 def test_the_dry_run_counts_each_chapter_like_an_independent_count(model):
-    table = budget.dry_run("paper", model, extra={"FINETUNE": False})  # the count was made before chapter 07 trained
+    table = budget.dry_run("paper", model, extra={"FINETUNE": False, "SPREAD_SEEDS": []})  # the count was made before chapter 07 trained
     # ... and before it generated App. J's pairs: 11 prompts x 3 seeds, clean and altered, in batches of 8
     app_j = [w for w in table.attrs["work"] if w.what.startswith("App. J")]
     assert [(w.images, w.calls) for w in app_j] == [(2 * 33, 2 * 5)]
@@ -163,6 +165,21 @@ def test_the_dry_run_counts_each_chapter_like_an_independent_count(model):
     body = table.drop(index="total", level=0)
     assert table.loc["total"].iloc[0]["UNet rows"] == body["UNet rows"].sum()
     assert sum(w.unet_rows for w in table.attrs["work"]) == body["UNet rows"].sum()
+
+
+def test_the_spread_seeds_repeat_the_first_seeds_tables():
+    """Chapter 07's SPREAD_SEEDS run the side-by-side and retention tables once per further seed: on the
+    paper profile (one seed for the first tables) each adds exactly the first tables' images and calls."""
+    params = reproduce.plan("paper", "sd15")["07_robustness_and_baselines"]
+    defaults = reproduce.parameter_defaults("07_robustness_and_baselines")
+    assert len(defaults["SEEDS"]) == len(defaults["TABLE_SEEDS"]) == 1 and defaults["SPREAD_SEEDS"] == [1, 2, 3]
+    work = lambda spread: budget.chapter_work("07_robustness_and_baselines", {**params, "FINETUNE": False, "SPREAD_SEEDS": spread})
+    without, with_ = work([]), work([1, 2, 3])
+    first = [w for w in without if w.what.startswith(("5 models", "retention"))]
+    added = [w for w in with_ if "SPREAD_SEEDS" in w.what]
+    assert len(first) == len(added) == 2 and [w.what for w in with_ if w not in added] == [w.what for w in without]
+    for f, a in zip(first, added):
+        assert (a.images, a.calls, a.unet_calls) == (3 * f.images, 3 * f.calls, 3 * f.unet_calls)
 
 
 @pytest.mark.parametrize("method", ["esd", "concept-ablation"])
@@ -185,7 +202,7 @@ def test_a_fine_tuning_runs_the_calls_and_rows_the_plan_counts(sd15, method):
 
 def test_the_fine_tunings_add_their_training_and_their_models_to_chapter_07():
     plan = lambda finetune: budget.chapter_work("07_robustness_and_baselines", {
-        **reproduce.plan("paper", "sd15")["07_robustness_and_baselines"], "FINETUNE": finetune})
+        **reproduce.plan("paper", "sd15")["07_robustness_and_baselines"], "FINETUNE": finetune, "SPREAD_SEEDS": []})
     without, with_ = plan(False), plan(True)
     trainings = [w for w in with_ if w.trained_calls is not None]
     assert [w.what for w in trainings] == ["ESD-x of the artist: 1000 training steps", "ESD-x of the object: 1000 training steps",
