@@ -26,16 +26,17 @@
 #
 # This page does the two basic steps on one model:
 #
-# 1. list the model's cross-attention layers in the order they run (the paper's layer indices,
-#    App. D);
+# 1. list the model's cross-attention layers in the order they run, numbered from 0 (App. D lists
+#    the same order but numbers each layer's key and value projections separately, layer i's as
+#    2i and 2i + 1; the index here is the layer's, as in Sec. 5.2's "layers 8-9");
 # 2. generate the same seed three times: with the original prompt, with the original prompt except
 #    that a small window of layers reads a target prompt (*altered input*, Sec. 5.1.1), and with
 #    the target prompt everywhere.
 #
 # By default it runs on `toy`, loco's **model organism** (next chapter): a small model trained
 # on a synthetic world of coloured shapes with artist-named textures, with the same 16
-# cross-attention layers as Stable Diffusion 1.5, so the effect is visible on a CPU (seconds per
-# image on an idle one; a cell below prints the time). To
+# cross-attention layers as Stable Diffusion 1.5, so the effect is visible on a CPU (a cell below
+# prints the time per image on the machine that ran it). To
 # see it on the real model, run this notebook in Colab on a GPU with `MODEL = "sd15"`;
 # `MODEL = "tiny-sd15"` runs the offline random twin, which shows the mechanics only.
 

@@ -129,8 +129,8 @@ fig.tight_layout()
 # The **attribute scorer** is a small transformers `CLIPModel` trained contrastively on rendered
 # images and captions (`python -m loco_lib.organism.scorer`). It is a `ClipScorer` like CLIP ViT-L/14, so
 # CLIP-score and LocoGen use it unchanged, and it reads off an image's shape, colour and style
-# zero-shot: the image embedding is compared with the text embeddings of all 64 shape x colour x
-# style captions. On 2000 freshly rendered images it never saw:
+# zero-shot: the image embedding is compared with the 64 shape x colour x style class embeddings
+# (each the mean of its captions' text embeddings). On 2000 freshly rendered images it never saw:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -179,7 +179,8 @@ fig = image_grid(out.images, titles=[s.replace(" in the style of ", "\n") for s 
 # %% [markdown]
 # ## 2. LocoGen: where is each attribute controlled?
 #
-# For each window of m = 2 adjacent layers, the window reads a target prompt and every other layer
+# For each window of m = 2 adjacent layers (loco's choice here: SD-1.5's m, Sec. 5.2; the threshold
+# rule below selects m for each organism), the window reads a target prompt and every other layer
 # the original (Algorithm 1). Three prompt sets, three attributes: van gogh -> "a painting"
 # (style), circle -> square (object) and one colour -> another (colour). The curve shows how far
 # each window moves the attribute's readout away from the original prompt, from the clean image (0)
@@ -350,7 +351,8 @@ with pd.option_context("display.width", 200, "display.max_columns", 20):
 # windows give the flat target. So the late window does not control the style, it
 # garbles it, and Algorithm 1's CLIP-score against the original prompt rightly ranks the early window
 # first. On `toy` the edit placed at the late window changes nothing: LocoGen swaps the embeddings
-# of *every* token there, LocoEdit only what the layers read at the last subject token.
+# of *every* token there, while LocoEdit changes the K/V weights only along the last-subject-token
+# states it is fitted on.
 #
 # The all-layers edit also removes van gogh on `toy` and leaves the other styles alone. App. F
 # compares editing all layers with editing LocoGen's layers for objects and facts (Fig. 54: all
@@ -441,8 +443,8 @@ pd.DataFrame({name: {t.which: t.style for t in rep.token_swap} for name, rep in 
 # sufficient with T5, and the edit at the last subject token works on both. Why DeepFloyd IF fails may then lie in what the
 # organism does not share with it: a large T5 trained on text only and frozen, whose tokens are not
 # shaped by the image loss as this small jointly trained encoder's are; IF's pixel-space cascade; or
-# its text path through `encoder_hid_proj` and the pooled `add_embedding`, which the LocoEdit rows do
-# not reach (the chapter "DeepFloyd IF and T5" trains organisms with IF's UNet to test this). The
+# its second text path, the pooled `add_embedding` into the time embedding, which an edit of
+# `add_k_proj`/`add_v_proj` does not reach (the chapter "DeepFloyd IF and T5" trains organisms with IF's UNet to test this). The
 # organism rules out the simplest reading (bidirectional attention by itself), not the paper's
 # observation on IF.
 

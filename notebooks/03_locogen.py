@@ -22,7 +22,8 @@
 # painting"), every other layer reads the original prompt T ("a house in the style of van gogh").
 # If the style disappears from the image, the window controls it.
 #
-# The search tries every window (M - m + 1 of them), generates one image per prompt pair and
+# The search tries every window (M - m + 1 of them for a model of M cross-attention layers; the
+# parameter `M` below is the window size m), generates one image per prompt pair and
 # seed, and scores each image with **CLIP-score** against T (style, objects: lower = removed) or
 # T' (facts: higher = updated). Two references frame the numbers: the *clean* image (no layer
 # altered) and the *fully altered* one (every layer reads T').
@@ -33,7 +34,8 @@
 #
 # This page runs on `toy`, loco's model organism, by default: its scorer is a small CLIP trained on
 # the organism's world, and the search finds the layers that control the attribute there. Set
-# `MODEL = "sd15"` in Colab to see the paper's result on the real model.
+# `MODEL = "sd15"` in Colab to run the same search on the real model and compare it with Sec. 5.2
+# (loco has not run it there).
 
 # %%
 import sys
@@ -165,8 +167,8 @@ else:
 # %% [markdown]
 # The style pairs of `data/prompts/toy/style.yaml` are all van gogh's, so on an organism the style
 # window above is van gogh's. On `toy` the artists' styles are not all controlled in one place
-# (chapter 1, "Whose style?": picasso's at layers 11-12, monet's both at van gogh's early layers,
-# 1-2, and at 12-13), while Sec. 5.2
+# (chapter 1, "Whose style?": picasso's at layers 11-12, monet's both at the early layers, 1-2
+# beside van gogh's 0-1, and at 12-13), while Sec. 5.2
 # reports that on the SD models a few layers control style "irrespective of the specific prompt
 # used": on that point the organism diverges from the paper.
 
@@ -202,7 +204,9 @@ selection["table"].round({"mean": 1, "fraction": 2})
 # ({mod}`loco_lib.window_size`). The paper gives no number for "saturates": loco reads it as the
 # smallest m from which one more layer moves the score by at most `window_size.SATURATION` of the
 # clean-to-all-layers span (the knee of the curve; its tail rises again as the window nears every
-# layer, which is the all-layers image). loco counts layers from 0, as App. D's lists do, so from
+# layer, which is the all-layers image). loco counts layers from 0, as the authors' code does
+# (`start_loc` in `loco_edit.py`; App. D's lists also start at 0 but number each layer's key and
+# value projections separately), so from
 # layer 8 of SD-1.5's 16 the largest m is 8, where Fig. 55 says 9.
 #
 # Below, each organism locates its window with the chapter's `M`, then grows the window from the

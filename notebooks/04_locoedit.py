@@ -130,7 +130,8 @@ print(f"edit: {ATTRIBUTE} / {concept!r} at layers {layers}, lambda {LAM}")
 #   values move only as far as its text states lie along the edited rows; the unrelated-prompt test
 #   below looks at how far that is.
 # * With $N$ rows much fewer than $d$ (4 rows against 768 dimensions for SD-1.5), the fit term can
-#   be driven to nearly zero; $\lambda$ only decides how far the weight may move to get there.
+#   be driven to nearly zero at a small $\lambda$; a larger $\lambda$ keeps the weight nearer
+#   $\hat W$ and leaves more of the fit unmet (the $\lambda$ table below).
 #
 # `loco_lib.locoedit.closed_form` solves it in float64 through the equivalent $N \times N$ system
 # when $N < d$ (the $d \times d$ one otherwise; no explicit inverse) and casts the result back to
@@ -203,8 +204,8 @@ fit.assign(**{"fit before": fit["fit before"].map("{:.3g}".format), "fit left": 
 
 # %% [markdown]
 # The fit term drops to almost nothing. The change has rank at most 4, the number of rows: on the
-# organism, whose text states are 64 wide, that is a sizeable part of the space (the weight change
-# above); SD-1.5's matrices in layers 8-9 read 768-wide states, so there it is 4 of 768 directions
+# organism, whose text states are 64 wide, that is 4 of 64 directions, and the weights move by the
+# relative norms of the table's `weight change`; SD-1.5's matrices in layers 8-9 read 768-wide states, so there it is 4 of 768 directions
 # (loco has not measured SD-1.5's weight change).
 #
 # The role of $\lambda$ (App. H) in one table: the fraction of the fit term left after the edit and
@@ -347,9 +348,11 @@ results.mean("group").round(1)
 # %% [markdown]
 # ## Unrelated prompts (App. L, Table 1)
 #
-# An edit should not hurt prompts that never mention the concept. The paper scores 320 generic
-# prompts (80 MS-COCO classes in 4 places) with and without the edit; here a seeded sample of
-# `N_PROMPTS` of them, each scored against its own prompt. The organism's world has no MS-COCO
+# An edit should not hurt prompts that never mention the concept. The paper scores 320 prompts
+# "from MS-COCO with 80 objects and 4 locations" (App. L) with and without the edit; on a real model
+# loco scores a seeded sample of `N_PROMPTS` of its reconstruction of them (the paper names neither
+# the objects nor the wording: loco's choice, `data/prompts/robustness.yaml`), each against its own
+# prompt. The organism's world has no MS-COCO
 # classes: its prompt file lists its own controls (the same scenes in the other styles and
 # without style).
 

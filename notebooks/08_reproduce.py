@@ -70,10 +70,11 @@ with pd.option_context("display.max_colwidth", None, "display.width", 250):
 # The `paper` profile gives every chapter the real model and the settings the paper or the authors'
 # public code state, plus a few of loco's choices that keep a run affordable, each marked as such
 # where it is set (`loco_lib.reproduce`; e.g. chapter 02's prompts and seeds); every other setting
-# stays the chapter's own. Chapter 05 runs its own `N_PROMPTS` and `SEEDS`, not all of an
-# artist's prompts and the authors' seeds 0-3 (`--param` sets them). The chapter "The model
-# organism" is not part of it; chapter 06's 2x2 design runs on the organisms as in the book, and
-# only its IF part gets the real model (`IF_MODEL = "deepfloyd-if"`).
+# stays the chapter's own. Chapter 05 runs its own `N_PROMPTS`, not all of an artist's App. K.1
+# prompts (`--param` sets it); its `SEEDS`, 0-3, are the seeds the authors' `clip-sim.py` averages
+# over. The chapter "The model organism" is not part of it; chapter 06's 2x2 design runs on the
+# organisms as in the book, and only its real-model part gets real weights: IF
+# (`IF_MODEL = "deepfloyd-if"`) and SD-1.5 beside it (`CLIP_MODEL = "sd15"`).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -169,7 +170,8 @@ else:
     print("no record in this checkout: python benchmarks/unet_flops.py --out benchmarks/results/unet_flops-cpu.json")
 
 # %% [markdown]
-# The record holds one timed call per model on a 2-thread CPU, no repeats. Where the three Stable Diffusion UNets run at about the same rate, their times follow their FLOPs
+# The record holds two timed calls per model, after one untimed call, on a 2-thread CPU; the table
+# reads the faster. Where the three Stable Diffusion UNets run at about the same rate, their times follow their FLOPs
 # from one architecture to the next; where DeepFloyd IF's runs at a lower rate (the record above
 # says whether it does), its FLOPs understate its time and its estimate is the least sure of the
 # five. The record is float32 on a CPU; a GPU's rate is another measurement, not made here.
@@ -178,8 +180,9 @@ else:
 # ## Hardware
 #
 # The real models need a CUDA GPU; loco's own builds run on CPUs only, so no time or memory on a
-# GPU has been measured here. What has been measured is LocoGen, LocoEdit, tracing and neuron
-# editing (not chapter 07's baselines) on the full-size SD-1.5 and SD-XL architectures with random weights (`benchmarks/full_size.py`, each method in a fresh
+# GPU has been measured here. What has been measured is one LocoGen generation, one LocoEdit
+# (computed, applied and reverted), one text-encoder trace and a neuron ranking (not the neuron
+# edit's generation, nor chapter 07's baselines) on the full-size SD-1.5 and SD-XL architectures with random weights (`benchmarks/full_size.py`, each method in a fresh
 # process, float32 on the CPU at 64 px for 2 steps; `make test-slow` runs the same steps). The
 # parameter counts make the half-precision weight memory exact; whether the weights alone fit a
 # GPU is read off them, while the activations at 512 or 1024 px, which come on top, are not in
@@ -237,7 +240,9 @@ if bench.exists():
 # another order. Three things keep this book reproducible off the machine that recorded it.
 #
 # * The kept measurements (`data/organism/cache`) are keyed only by committed bytes and chosen
-#   arguments: the weight files, the measuring code, the prompts, seeds, steps and windows, an edit
+#   arguments: the weight files, the measuring code, the prompts, seeds, steps and windows
+#   (chapter 1's report parts, `data/organism/cache/<organism>/`: the weights, the scorer's
+#   weights, the measuring code, seeds and steps, not the prompt files), an edit
 #   by its recipe (method, layers, prompt rows, lambda, the fingerprints of the weights it
 #   replaces), a trace by the key it was kept under. A fresh clone on another CPU (with the Python the README names) reads them all,
 #   and `git status` stays clean; a kept file that must change is named in one line with the reason.
