@@ -34,7 +34,8 @@
 # By default the page runs on `toy`, loco's model organism, at the style window LocoGen found on it
 # (layers 0-1, the window chapter 1 measures with one seed per prompt and again on four seeds); its scorer also reads each image off, so the sweep reports the fraction of images
 # still in the artist's style. Run it in Colab with `MODEL = "sd15"` and `KS = [0, 30, 50, 100]` for
-# the paper's setting on Stable Diffusion (loco has not run it on the real model).
+# the paper's numbers of neurons on Stable Diffusion (its ranking prompts stay loco's choice, below;
+# loco has not run it on the real model).
 
 # %%
 import sys
@@ -52,7 +53,7 @@ if IN_COLAB:  # fetch the repository at that revision (library, prompt data) and
 MODEL = "toy"  # toy toy-t5 sd14 sd15 openjourney sd21 sdxl deepfloyd-if or a tiny twin
 ARTIST = "van gogh"  # one of the App. K.1 artists (toy: van gogh monet or picasso)
 LAYERS = None  # e.g. "8-9"; None: the paper's style window for this model (toy: the measured one)
-KS = [0, 4, 8, 16]  # neurons replaced per projection; the paper: 30 50 and 100 of 1280
+KS = [0, 4, 8, 16]  # neurons replaced per projection; the paper: 50 and 100 of 1280 (Figs. 9, 59, 60), 30 50 100 (Fig. 10)
 MODE = "mean"  # mean (the authors code) or zero (the literal drop-out)
 N_PROMPTS = 6  # prompts of the artist to generate and score
 SEEDS = [0, 1, 2, 3]  # seeds per prompt (the seeds the authors' clip-sim.py averages over; loco's choice here)
@@ -92,8 +93,9 @@ print(f"{artist_name}: {len(artist)} prompts with the style and {len(artist)} wi
 # Take one key (or value) projection $W \in \mathbb{R}^{d \times d'}$ of a localized layer. For the
 # $N_1$ prompts with the style let $c_i \in \mathbb{R}^d$ be the text state at the last subject
 # token (the token "Gogh") and $z_i = c_i W \in \mathbb{R}^{d'}$ its key; for the $N_2$ prompts
-# without the style, $c'_i$ and $z'_i = c'_i W$ likewise (these prompts have no subject, so their
-# last token is used). For neuron $j$, with group means $\bar z_j, \bar z'_j$ and unbiased
+# without the style, $c'_i$ and $z'_i = c'_i W$ likewise (these prompts have no subject, so loco
+# reads their last prompt token: loco's choice, as the paper does not say which token; the authors'
+# code reads position 76 for both groups, below). For neuron $j$, with group means $\bar z_j, \bar z'_j$ and unbiased
 # variances $s_j^2, s_j'^2$:
 #
 # $$t_j = \frac{\bar z_j - \bar z'_j}{\sqrt{s_j^2 / N_1 + s_j'^2 / N_2}} .$$
@@ -120,7 +122,8 @@ print(f"{artist_name}: {len(artist)} prompts with the style and {len(artist)} wi
 # the style-free prompts' mean at the token the statistic was read at, instead of a value that no
 # prompt ever produces. `loco_lib` does the same by default (`MODE = "mean"`); `MODE = "zero"` is
 # the literal drop-out. In both modes the replacement is applied at every text token of the
-# conditional branch of classifier-free guidance; the unconditional branch is left alone.
+# conditional branch of classifier-free guidance; the unconditional branch is left alone (as that
+# commented-out line would do; the paper does not say).
 #
 # One more difference from the authors' code: it took the activations at token position 76 (a
 # padding token) although the paper says the last subject token. `loco_lib` uses the last subject
@@ -129,8 +132,11 @@ print(f"{artist_name}: {len(artist)} prompts with the style and {len(artist)} wi
 # %% [markdown]
 # ## The prompts (App. K.1)
 #
-# The paper lists about ten prompts per artist and builds the style-free ones by removing the
-# artist's name (App. K.1). loco's style-free counterparts remove the whole attribution ("in the
+# The paper lists about ten prompts per artist (App. K.1). For the z-score it puts the chosen
+# artist's name into all of the listed prompts and builds the style-free ones by removing the name
+# (App. K.1: "for each artist, we put the artist name in all of the above prompts"); loco ranks on
+# the chosen artist's own prompts only (loco's choice: on SD, pass every artist's prompts with the
+# name replaced to follow App. K.1). loco's style-free counterparts remove the whole attribution ("in the
 # style of Van Gogh", "painted by Van Gogh"), not just the name, so that no dangling "in the style
 # of" is left (loco's choice; `data/prompts/artists.yaml` explains it). The organism
 # uses the scenes of its style prompt file, with and without "in the style of <artist>".
@@ -164,9 +170,9 @@ table.groupby(["layer", "projection"], sort=False).head(4).sort_values(["layer",
 # How concentrated is the signal? Each curve is one projection's $|t|$ values sorted from the
 # largest down; the dashed lines mark the $k$ values of the sweep below.
 #
-# The paper replaces 30, 50 or 100 "out of 1280" neurons (Figs. 9, 59, 60); per projection as in the
-# authors' code, that is 2 to 8 percent of each.
-# The organism's projections in layers 0-1 are 64 wide (a tiny twin's 32), so the default
+# The paper replaces 50 or 100 "out of 1280" neurons in Figs. 9, 59 and 60, and 30, 50 or 100 in
+# Fig. 10; per projection as in the authors' code, that is 2 to 8 percent of each.
+# The organism's projections in layers 0-1 are 64 wide (tiny-sd15's 32), so the default
 # `KS = [0, 4, 8, 16]` goes up to a quarter of a projection; the cell clips any `k` above the width
 # of the narrowest projection.
 
@@ -354,8 +360,8 @@ fig = image_grid(cells, titles=columns + [""] * (len(cells) - len(columns)), row
 # In Colab (the Colab button at the top), set `MODEL = "sd15"`, `KS = [0, 30, 50, 100]`,
 # `STEPS = 50`, `N_PROMPTS = None` (all of the artist's App. K.1 prompts, 8 to 11) and as many
 # `SEEDS` as you can afford (the paper does not state its seeds; the authors' `clip-sim.py` reads
-# seeds 0-3). `ARTIST` picks one of the six App. K.1 artists. The whole of Fig. 10, one group of
-# bars per artist:
+# seeds 0-3). `ARTIST` picks one of the six App. K.1 artists. Fig. 10's brown, red, orange and
+# green bars, one group per artist (the blue bar is the altered-input run of the cells above):
 #
 # ```python
 # from loco_lib.prompts import artist_names
@@ -364,7 +370,8 @@ fig = image_grid(cells, titles=columns + [""] * (len(cells) - len(columns)), row
 # for name in artist_names():
 #     a = load_artists(name)
 #     r = rank_neurons(pipe, layers, a.originals, a.targets, a.subjects)
-#     sweeps.append(k_sweep(pipe, r, a.originals, ks=[0, 30, 50, 100], scorer=scorer, steps=50,
+#     sweeps.append(k_sweep(pipe, r, [p for p in a.originals for _ in range(4)], seeds=[0, 1, 2, 3] * len(a.originals),
+#                           ks=[0, 30, 50, 100], scorer=scorer, steps=50,
 #                           score_texts=f"style of {name}", label=name))
 # plot_k_sweep(pd.concat(sweeps, ignore_index=True))
 # ```
