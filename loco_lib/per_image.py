@@ -8,7 +8,8 @@ adds noise to the ratio without evidence. This module reads the same scores (kep
 one) image by image:
 
 * :func:`trace_gaps`: each image's clean and corrupted score and their gap, flagged where the gap
-  is under a floor (``GAP_FLOOR`` CLIP points, loco's choice): the corruption did not corrupt;
+  is under the trace's floor (:data:`loco_lib.trace.GAP_FLOOR`, a fraction of the clean score,
+  loco's choice): the corruption did not corrupt, and the trace's own means leave it out;
 * :func:`trace_by_image`: each entry's restored fraction of each image's own gap, the ratio of
   means over the images that corrupt, its bootstrap interval over those images, and how many of
   them the entry alone restores to a threshold.
@@ -36,7 +37,6 @@ import numpy as np
 
 from .errors import LocoError
 
-GAP_FLOOR = 5.0  # CLIP points: an image whose corruption moves its score less than this is left out (loco's choice)
 LEVEL = 0.9  # the bootstrap interval's coverage
 RESAMPLES = 2000  # bootstrap resamples (a fixed generator seed: the same scores give the same interval)
 
@@ -45,22 +45,18 @@ def _image_label(p: int, s: int) -> str:
     return f"prompt {p}, seed {s}"
 
 
-def _images(result) -> list[tuple[int, int]]:
-    return [(p, s) for p in range(len(result.prompts)) for s in result.seeds]
-
-
-def trace_gaps(result, floor: float = GAP_FLOOR):
+def trace_gaps(result):
     """One row per image (prompt, seed): clean and corrupted CLIP-score, their gap, and whether the
-    corruption corrupts (gap >= ``floor``)."""
+    corruption corrupts (the trace's rule: a gap of at least ``result.floor`` of the clean score)."""
     import pandas as pd
 
     from .trace import Run
 
     rows = []
-    for p, s in _images(result):
+    for p, s in result.image_keys():
         clean, corrupted = result.scores[Run(p, s, None)], result.scores[Run(p, s, ())]
         rows.append({"image": _image_label(p, s), "prompt": result.prompts[p], "clean": clean,
-                     "corrupted": corrupted, "gap": clean - corrupted, "corrupts": bool(clean - corrupted >= floor)})
+                     "corrupted": corrupted, "gap": clean - corrupted, "corrupts": result.corrupts(p, s)})
     return pd.DataFrame(rows).set_index("image")
 
 
@@ -80,7 +76,7 @@ def bootstrap_ratio(clean, corrupted, restored, resamples: int = RESAMPLES, leve
     return float(np.percentile(ratio, tail)), float(np.percentile(ratio, 100 - tail))
 
 
-def trace_by_image(result, entries=None, floor: float = GAP_FLOOR, threshold: float = 0.5, band: int = 0):
+def trace_by_image(result, entries=None, threshold: float = 0.5, band: int = 0):
     """One row per traced entry (``entries``: indices into ``result.sets``, default the five
     strongest), one column per image with the fraction of that image's own gap the entry restores
     (NaN where the corruption does not corrupt), then over the images that corrupt: the ratio of
@@ -93,8 +89,8 @@ def trace_by_image(result, entries=None, floor: float = GAP_FLOOR, threshold: fl
     if not 0 <= band < len(result.bands):
         raise LocoError(f"band {band} is not one of this trace's {len(result.bands)} bands")
     entries = result.ranking(band)[:5] if entries is None else list(entries)
-    gaps = trace_gaps(result, floor)
-    images = _images(result)
+    gaps = trace_gaps(result)
+    images = result.image_keys()
     kept = [i for i, (p, s) in enumerate(images) if gaps["corrupts"].iloc[i]]
     rows = {}
     for k in entries:

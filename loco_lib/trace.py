@@ -17,7 +17,12 @@ and seed:
 A state's *effect* is the CLIP-score of the restored image against the original prompt, and the
 fraction of the clean-corrupted gap it restores, ``(mean restored - mean corrupted) / (mean clean
 - mean corrupted)`` (means over prompts and seeds; loco's choice: a ratio of means, so that a
-prompt whose gap is near zero does not blow up the average).
+prompt whose gap is near zero does not blow up the average). An image (prompt and seed) whose
+corruption lowers its score by less than ``floor`` (:data:`GAP_FLOOR`, a fraction of its clean
+score; loco's choice) was not corrupted: it carries no evidence about which state restores the
+subject, so every mean above is taken over the images that corrupt, and the result says how many
+were left out (:meth:`TraceResult.summary`). The floor is a reading, not a setting of the runs:
+``result.floor`` can be changed on a finished trace.
 
 Where (``where``):
 
@@ -71,6 +76,7 @@ TOKEN_MODES = ("last", "subject", "all")
 NOISE_FACTOR = 3.0  # ROME's factor: 3 x a standard deviation of the token embeddings
 CORRUPTION_SEED = 10_000_019  # the corruption of seed s is drawn with seed CORRUPTION_SEED + s
 CACHE_FORMAT = 1
+GAP_FLOOR = 0.05  # an image counts as corrupted when its corruption lowers its score by >= 5% of its clean score (loco's choice)
 
 
 def default_cache_dir():
@@ -419,22 +425,44 @@ class TraceResult:
     seconds: float = 0.0
     computed: list = field(default_factory=list)  # runs this process generated now (the rest: the cache, other processes)
     arrays: dict = field(default_factory=dict, repr=False)  # Run -> float image, for fresh runs (keep_arrays)
+    floor: float = GAP_FLOOR  # the smallest gap, as a fraction of the clean score, of an image that counts
 
-    def _mean(self, restore, band: int = 0) -> float:
-        vals = [self.scores[Run(p, s, restore, band if restore else 0)] for p in range(len(self.prompts)) for s in self.seeds]
-        return float(np.mean(vals))
+    def image_keys(self) -> list[tuple[int, int]]:
+        """Every image of the trace as (prompt index, seed)."""
+        return [(p, s) for p in range(len(self.prompts)) for s in self.seeds]
+
+    def gap(self, p: int, s: int) -> float:
+        """Image (prompt ``p``, seed ``s``)'s clean score minus its corrupted score."""
+        return self.scores[Run(p, s, None)] - self.scores[Run(p, s, ())]
+
+    def corrupts(self, p: int, s: int) -> bool:
+        """Whether the corruption lowered image (``p``, ``s``)'s score by at least ``floor`` of its clean score."""
+        return bool(self.gap(p, s) >= self.floor * abs(self.scores[Run(p, s, None)]))
+
+    @property
+    def corrupting(self) -> list[tuple[int, int]]:
+        """The images whose corruption corrupts: every mean and restored fraction is taken over these."""
+        return [im for im in self.image_keys() if self.corrupts(*im)]
+
+    def _mean(self, restore, band: int = 0, images=None) -> float:
+        images = self.corrupting if images is None else images
+        if not images:
+            return float("nan")
+        return float(np.mean([self.scores[Run(p, s, restore, band if restore else 0)] for p, s in images]))
 
     @property
     def clean(self) -> float:
+        """The mean clean score over the images that corrupt (NaN if none does)."""
         return self._mean(None)
 
     @property
     def corrupted(self) -> float:
+        """The mean corrupted score over the images that corrupt (NaN if none does)."""
         return self._mean(())
 
     def restored(self, score: float) -> float:
         gap = self.clean - self.corrupted
-        return float("nan") if abs(gap) < 1e-12 else (score - self.corrupted) / gap
+        return float("nan") if not np.isfinite(gap) or abs(gap) < 1e-12 else (score - self.corrupted) / gap
 
     def set_name(self, k: int) -> str:
         ids = [self._state_id(i) for i in self.sets[k]]
@@ -469,7 +497,8 @@ class TraceResult:
                    "restored": float(r["restored"]), **({"steps": r["band"]} if len(self.bands) > 1 else {})}
                   for _, r in t.iterrows()]
         return {"where": self.where, "encoder": self.encoder, "prompts": self.prompts, "subjects": self.subjects,
-                "seeds": self.seeds, "clean": self.clean, "corrupted": self.corrupted, "layers": layers,
+                "seeds": self.seeds, "clean": self.clean, "corrupted": self.corrupted, "floor": self.floor,
+                "images": len(self.image_keys()), "left_out": len(self.image_keys()) - len(self.corrupting), "layers": layers,
                 "settings": self.settings, "unet_rows": self.counter.get("rows"), "seconds": self.seconds}
 
     def causal(self, threshold: float = 0.5, band: int = 0):
@@ -488,19 +517,23 @@ class TraceResult:
 
     def summary(self, thresholds=(0.5, 0.9)) -> dict:
         """Clean and corrupted scores, how many traced entries alone restore each threshold of the
-        gap, and the strongest entry."""
+        gap, and the strongest entry, all over the images that corrupt; how many images the trace
+        has and how many of them were left out because their corruption did not corrupt."""
         best = self.ranking()[0]
         out = {"clean": round(self.clean, 2), "corrupted": round(self.corrupted, 2), "entries": len(self.sets)}
         for f in thresholds:
             out[f"restore >= {f:.0%}"] = len(self.causal(f))
         out["strongest"] = self.set_name(best)
         out["strongest restores"] = round(self.restored(self._mean(self.sets[best])), 2)
-        out["images"] = len(self.prompts) * len(self.seeds)
+        out["images"] = len(self.image_keys())
+        out["left out"] = len(self.image_keys()) - len(self.corrupting)
         return out
 
     def ranking(self, band: int = 0) -> list[int]:
-        """Traced entries from the strongest restorer to the weakest."""
-        return sorted(range(len(self.sets)), key=lambda k: -self._mean(self.sets[k], band))
+        """Traced entries from the strongest restorer to the weakest (over the images that corrupt;
+        over every image when none does, a ranking without a restored fraction)."""
+        images = self.corrupting or self.image_keys()
+        return sorted(range(len(self.sets)), key=lambda k: -self._mean(self.sets[k], band, images))
 
 
 @dataclass
@@ -542,6 +575,7 @@ def states_needed(pipe, result: TraceResult, fractions=(0.5, 0.9), ks=None, **kw
                  tokens=result.tokens, sets=sets, seeds=result.seeds, factor=result.settings["factor"],
                  steps=result.settings["steps"], guidance=result.settings["guidance"], size=result.settings["size"],
                  batched=result.settings["batched"], **kwargs)
+    more.floor = result.floor
     rows = []
     for k, st in zip(ks, sets):
         score = more._mean(st)
@@ -820,9 +854,9 @@ def plot_trace(result: TraceResult, ax=None, title: str | None = None):
         starts = [i for i in range(len(blocks)) if i == 0 or blocks[i] != blocks[i - 1]]
         ax.set_xticks(starts, [blocks[i] for i in starts], rotation=60, fontsize=7, ha="right")
         ax.figure.colorbar(im, ax=ax, label="fraction of the gap restored")
-    n = len(result.prompts) * len(result.seeds)
+    n, left = len(result.image_keys()), len(result.image_keys()) - len(result.corrupting)
     where = ("UNet" if result.where == "unet" else "text encoders 1 + 2 together" if result.encoder == "both"
              else f"text encoder {result.encoder}")
     ax.set_title(title or f"causal trace, {where}: clean {result.clean:.1f}, corrupted {result.corrupted:.1f} "
-                          f"({n} prompt x seed)", fontsize=9)
+                          f"({n} prompt x seed" + (f", {left} left out: not corrupted" if left else "") + ")", fontsize=9)
     return ax.figure

@@ -156,11 +156,13 @@ pd.Series(unet_trace.summary())
 # %% [markdown]
 # ### Image by image
 #
-# The restored fraction is a ratio of means over every prompt and seed, which can hide images that
-# disagree. `loco_lib.per_image` reads the same scores image by image: each image's own
-# clean-corrupted gap, flagged where the corruption moves the CLIP-score by less than
-# `per_image.GAP_FLOOR` points (loco's choice: such an image has no gap to restore, and it is left
-# out of the fractions below, with a count); each strong state's fraction of each image's gap; and
+# An image whose corruption lowers its CLIP-score by less than `trace.GAP_FLOOR` of its clean score
+# (5%, loco's choice) was not corrupted: it has no gap to restore and carries no evidence about which
+# state restores the subject. The trace itself leaves such images out of every mean and fraction it
+# reports and counts them (`left out` in the summary above). The restored fraction is still a ratio
+# of means over the images that corrupt, which can hide images that disagree. `loco_lib.per_image`
+# reads the same scores image by image: each image's own clean-corrupted gap, flagged as the trace
+# flags it; each strong state's fraction of each image's gap; and
 # a 90% bootstrap interval of the ratio of means over the images that corrupt. loco calls a
 # conclusion about a state stable when that interval lies on one side of the line it is read
 # against (half of the gap), and reports it as unresolved otherwise; that rule set this page's 4
@@ -169,7 +171,7 @@ pd.Series(unet_trace.summary())
 # %%
 # NBVAL_CHECK_OUTPUT
 gaps = per_image.trace_gaps(unet_trace)
-print(f"{int(gaps['corrupts'].sum())} of {len(gaps)} images corrupt (gap >= {per_image.GAP_FLOOR:g} CLIP points)")
+print(f"{int(gaps['corrupts'].sum())} of {len(gaps)} images corrupt (gap >= {unet_trace.floor:.0%} of the clean score)")
 gaps.drop(columns="prompt").round(1)
 
 # %%
@@ -180,15 +182,18 @@ by_image[["restored", "low", "high", "images >= 50%"]].astype({"restored": float
 
 # %% [markdown]
 # On `toy` the corruption corrupts 5 of the 16 images: every prompt on seed 0 and one on seed 1
-# (the gaps above). On the other 11 the noised subject leaves the CLIP-score within 5 points of the
-# clean one, so those images carry no evidence about which state restores the subject, and
-# `toy`'s UNet trace rests on 5 images. In each of the 5, each of the five strongest states alone restores more
-# than half of the gap, and every one of their intervals lies above the half line (the table): the
-# distributed picture holds image by image.
+# (the gaps above). On the other 11 the noised subject lowers the CLIP-score by less than 5% of the
+# clean one, so those images carry no evidence about which state restores the subject: the summary
+# above leaves them out (`left out`), and `toy`'s UNet trace rests on 5 images. In each of the 5,
+# each of the five strongest states alone restores more than half of the gap, and every one of
+# their intervals lies above the half line (the table): the distributed picture holds image by
+# image.
 
 # %% [markdown]
-# How to read it. `images` counts prompts x seeds; `restore >= 50%` how many states *alone* bring
-# back at least half of the gap between the corrupted and the clean score. On `toy` several states
+# How to read it. `images` counts prompts x seeds and `left out` those whose corruption did not
+# corrupt; every other number of the summary is over the rest: `clean` and `corrupted` are their
+# mean scores, and `restore >= 50%` counts the states that *alone* bring back at least half of the
+# gap between the corrupted and the clean score. On `toy` several states
 # can each restore most of the clean image, which is the paper's picture of distributed knowledge
 # (Fig. 11's caption: "these layers can independently restore a corrupted model"); the table and the
 # bars show where they sit: in the first down block and the last up block, the two blocks that work
@@ -246,9 +251,9 @@ other_trace = measure(f"unet-trace-{other}", MODEL, trace.trace, pipe, prompts, 
 trace.causal_shares({UNET_STATES: unet_trace, other: other_trace}).round(3)
 
 # %% [markdown]
-# On `toy`, 8 of loco's 54 states (15%) and 7 of the paper's 70 (10%) alone restore at least half
-# of the gap on the style prompts, and one state at either granularity restores at least 90% (2%
-# and 1%). The share moves with the definition of a state and more with the threshold. Neither
+# On `toy` (over the 5 images that corrupt), 9 of loco's 54 states (17%) and 9 of the paper's 70
+# (13%) alone restore at least half of the gap on the style prompts, and 3 of loco's states (6%)
+# and 1 of the paper's (1%) restore at least 90%. The share moves with the definition of a state and more with the threshold. Neither
 # share tests the paper's 5%, which is SD-XL's: the organism has SD-1.5's topology, for which the
 # paper reports dense causal states. On SD-XL the same table is one run away
 # (`loco reproduce --profile paper --model sdxl --chapters 02`, or `MODEL = "sdxl"` in Colab).
@@ -420,8 +425,8 @@ pd.concat({label: t[["restored", "low", "high", "images >= 50%"]] for label, t i
 # MLP output, restores less than half of the gap on average, with an interval across the half
 # line. The average hides two kinds of image: that state restores most of the gap in every prompt on
 # seeds 1 and 3 and almost none on seeds 0 and 2 (the per-image table), so whether the T5 organism
-# has a causal state depends on the seed, not on the prompt. (Chapter 6's text trace of `toy-t5`,
-# seed 0 alone, reads the small value.) So the paper's claim holds on the organisms in this form:
+# has a causal state depends on the seed, not on the prompt. (Chapter 6's 2x2 reads these same
+# kept traces.) So the paper's claim holds on the organisms in this form:
 # a self-attention state of the first layer localizes the subject in the causal encoder and none
 # does in the bidirectional one; that the T5 organism has no causal state at all does not hold for
 # half of its images. The organisms' subject "van gogh" is two tokens, so "last" and "subject"

@@ -61,7 +61,7 @@ if IN_COLAB:  # fetch the repository at that revision (library, prompt data) and
 MODEL = "toy"  # toy toy-t5 sd14 sd15 openjourney sd21 sdxl deepfloyd-if or a tiny twin
 CONCEPT = None  # the artist to erase; None: the first the model's prompts know (toy: van gogh)
 MULTI = 3  # how many artists the multi-concept edits remove at most
-N_PER_ARTIST = None  # prompts per artist (None: all: 8 on the organism, up to 10 of App. K.1 on a real model)
+N_PER_ARTIST = None  # prompts per artist (None: all: 8 on the organism, 8 to 11 of App. K.1 on a real model)
 PROFILE = "smoke"  # Table 1's generic prompts on a real model: smoke = 8, paper = all 320
 SEEDS = [0]  # seeds of the side-by-side comparison
 SPREAD_SEEDS = [1, 2, 3]  # further seeds of the side-by-side and multi-concept tables, each measured on its own (loco's choice; [] skips them)
@@ -122,8 +122,9 @@ print(f"{MODEL}: scorer {scorer.name}; erasing {groups.concept!r}; LocoGen's sty
 # all read as asked. On a real model they are App. K.1's artist prompts and MS-COCO prompts, and the
 # judge is CLIP zero-shot classification among the artists ("a painting in the style of ...") and
 # among the classes ("a photo of a ...") (loco's choice of label texts; UnlearnCanvas trains its own
-# classifiers). Beside them, the paper's measure: CLIP-score of the erased prompts' images against
-# their prompt T and against the style-free target T'.
+# classifiers). Beside them, the paper's measure, CLIP-score of the erased prompts' images against
+# their prompt T (Sec. 5.1.2, Fig. 8), and CLIP-score against the style-free target T' (loco's
+# addition for style; the paper scores against T' for facts only).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -142,25 +143,30 @@ groups.summary()
 #   token to the end of the sequence, reads like the guide ("a painting", the keys' target; loco's
 #   choice), while the other artists' names (the preserve set: the world's other artists, loco's
 #   choice) are held near their keys and values by a weighted term. Its weights as in the authors' script
-#   (`train-scripts/train_erase.py` of
+#   (`train-scripts/train_erase.py` at commit 18287f6 of
 #   [rohitgandikota/unified-concept-editing](https://github.com/rohitgandikota/unified-concept-editing)):
-#   lambda 0.5, erase scale 1, preserve scale 0.1.
+#   lambda 0.5, erase scale 1, preserve scale 0.1 (the script's next version defaults the preserve
+#   scale to max(0.1, 1 / the number of preserved texts, the empty prompt included), which is 1/3
+#   with loco's two preserved artists).
 # * **ESD-x** (App. I; Gandikota et al. 2023, [arXiv:2303.07345](https://arxiv.org/abs/2303.07345))
 #   trains every parameter of the cross-attention modules so that the model's prediction for the
 #   artist's name becomes the frozen model's prediction *guided away* from it (negative guidance 1);
 #   1000 steps at learning rate 1e-5, the settings of ESD's paper.
 # * **Concept Ablation** (App. I; Kumari et al. 2023, [arXiv:2303.13516](https://arxiv.org/abs/2303.13516))
 #   trains the cross-attention keys and values so that the key prompts predict what the frozen model
-#   predicts for their style-free targets (the same rows LocoEdit maps); 400 steps at learning rate
+#   predicts for their style-free targets (the same prompt pairs whose last-subject-token rows
+#   LocoEdit maps); 400 steps at learning rate
 #   2e-6 (loco's choice).
 #
 # ESD's rate was set for Stable Diffusion, and loco's Concept Ablation rate is meant for it; SD was itself trained at 1e-4 (its model card,
 # [CompVis/stable-diffusion-v1-4](https://huggingface.co/CompVis/stable-diffusion-v1-4)). A model
 # trained at another rate gets them scaled by its own training rate over SD's (loco's rule,
 # `loco_lib.finetune.learning_rate`): the organisms were trained at 1e-3 (their `training.json`),
-# so they fine-tune at ten times the published rates; the published rates run beside them.
+# so they fine-tune at ten times ESD's published rate and loco's Concept Ablation rate (both set for
+# SD); those SD rates run beside them.
 #
-# Both take their training points from the model's own sampling runs (`loco_lib.finetune`). On an
+# Both take their training points from the model's own sampling runs (`loco_lib.finetune`; as ESD
+# does, and for Concept Ablation, which noises images it generated first, loco's choice). On an
 # organism the trained weights are kept with the repository like the tables below
 # (`loco_lib.organism.kept.trained`: `data/organism/cache/chapters/`, keyed by the weights, the code
 # and the settings), so the book reads them instead of training again; while they train, a
@@ -188,7 +194,7 @@ if FINETUNE:
     edits["ESD-x"] = trained(f"esd-{groups.concept}", MODEL, finetune.esd, pipe, groups.concept, lr=lrs["esd"], **train)
     edits["Concept Ablation"] = trained(f"concept-ablation-{groups.concept}", MODEL, finetune.concept_ablation, pipe,
                                         keys.originals, keys.targets, lr=lrs["concept-ablation"], **train)
-    if lrs["esd"] != finetune.ESD_LR:  # a model trained at another rate: the published rates too, as they are
+    if lrs["esd"] != finetune.ESD_LR:  # a model trained at another rate: the SD rates too, as they are
         edits["ESD-x, SD's lr"] = trained(f"esd-sd-lr-{groups.concept}", MODEL, finetune.esd, pipe, groups.concept,
                                           lr=finetune.ESD_LR, **train)
         edits["Concept Ablation, SD's lr"] = trained(f"concept-ablation-sd-lr-{groups.concept}", MODEL, finetune.concept_ablation,
@@ -224,7 +230,7 @@ fig = finetune.plot_losses(edits)
 #
 # Every prompt of the three groups, every seed, under each edit (`loco_lib.unlearning.baselines`).
 # On an organism the finished table is kept with the repository (`loco_lib.organism.kept`, keyed
-# by the weights, the code, the edits' weights and the prompts), and the images below are generated
+# by the organism's weights, the code, the edits' recipes and the prompts), and the images below are generated
 # again for the figures.
 
 # %%
@@ -290,7 +296,8 @@ fig = image_grid([im for row in rows for im in row], titles=[p[:28] for p in gro
 # %% [markdown]
 # ## One edit, several concepts
 #
-# UCE erases many concepts in one solve; the paper edits one concept at a time. LocoEdit's closed
+# UCE erases many concepts in one solve; the paper's edits each remove one concept, and it does not
+# test several in one edit. LocoEdit's closed
 # form takes any number of rows, so one edit can carry the keys of several artists. Where to put
 # them: LocoGen localizes each artist separately, so first the window of every artist (LocoGen with
 # the window size of the style window above, on each artist's prompts). On an organism these
@@ -513,7 +520,7 @@ if RATE:
 # that save, apply and revert like LocoEdit's, with a progress bar and a resumable checkpoint. On
 # the organism they have their rows in the tables above; their training takes minutes where the
 # closed forms take milliseconds (the times printed with the edits). On a real model they train at
-# the published rates, from the chapter (`FINETUNE = True`) or the command line:
+# ESD's published rate and loco's Concept Ablation rate, from the chapter (`FINETUNE = True`) or the command line:
 #
 # ```bash
 # loco edit sd15 --method esd --attribute style --concept "van gogh" --checkpoint esd.pt --out esd.safetensors

@@ -121,3 +121,27 @@ def test_two_by_two_of_the_recorded_organisms():
     assert lines[1] == "The added-K/V UNet breaks the edit with either encoder."
     with pytest.raises(LocoError, match="no recorded"):
         organism.recorded_report("toy-seed9")
+
+
+def test_two_by_two_text_rows_count_the_images_left_out_and_give_the_interval():
+    """The text-trace rows read the trace over the images that corrupt: how many of how many, the
+    strongest state's fraction with its bootstrap interval and its count of images at half."""
+    from loco_lib import organism
+    from loco_lib.trace import Run, State, TraceResult
+
+    # three seeds; seed 2's corruption moves the score by 1 (under 5% of 70): left out
+    clean, corrupted = [90, 80, 70], [40, 50, 69]
+    restored = [[90, 50, 70], [65, 65, 200]]
+    scores = {}
+    for s in range(3):
+        scores[Run(0, s, None)], scores[Run(0, s, ())] = clean[s], corrupted[s]
+        for k in range(2):
+            scores[Run(0, s, (k,))] = restored[k][s]
+    states = [State(k, f"encoder.layers.{k}.self_attn", "self-attention", "text_encoder", f"layer {k}") for k in range(2)]
+    tr = TraceResult("text", 1, ["p"], ["x"], [0, 1, 2], states, [(0,), (1,)], [(0,)], "last", scores)
+    table = two_by_two({"toy": organism.recorded_report("toy")}, {"toy": tr})
+    col = table.iloc[:, 0]
+    assert col["text trace: images corrupted / traced"] == "2 / 3"
+    assert col["text trace: states restoring >= half the gap"] == "2"  # (70 - 45) / 40 and (65 - 45) / 40
+    row = col["text trace: strongest state (restored [90% interval]; images >= half)"]
+    assert row.startswith(f"{states[0].label} (0.62 [") and row.endswith("; 1 of 2)")

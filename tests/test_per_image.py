@@ -25,11 +25,11 @@ def _trace(clean, corrupted, restored):
 
 
 def test_an_image_that_does_not_corrupt_is_flagged_and_left_out():
-    # image 2's corruption moves its score by 1 point: under the floor, so it is not evidence
+    # image 2's corruption moves its score by 1 point, under 5% of its clean 70: not evidence
     r = _trace([90, 80, 70], [40, 50, 69], [[90, 50, 80], [65, 65, 60]])
-    gaps = per_image.trace_gaps(r, floor=5)
+    gaps = per_image.trace_gaps(r)
     assert gaps["gap"].tolist() == [50, 30, 1] and gaps["corrupts"].tolist() == [True, True, False]
-    t = per_image.trace_by_image(r, floor=5)
+    t = per_image.trace_by_image(r)
     row = t.loc["s0"]
     assert row["prompt 0, seed 0"] == pytest.approx(1.0) and row["prompt 0, seed 1"] == pytest.approx(0.0)
     assert math.isnan(row["prompt 0, seed 2"])  # a ratio of a 1-point gap (here 11 would come out) is not shown
@@ -45,7 +45,7 @@ def test_with_every_image_corrupting_the_ratio_is_the_traces_own():
     corrupted = rng.uniform(30, 50, 6)
     restored = [rng.uniform(30, 95, 6) for _ in range(4)]
     r = _trace(clean.tolist(), corrupted.tolist(), [x.tolist() for x in restored])
-    t = per_image.trace_by_image(r, entries=range(4), floor=5)
+    t = per_image.trace_by_image(r, entries=range(4))
     for k in range(4):
         assert t.loc[f"s{k}", "restored"] == pytest.approx(r.restored(r._mean((k,))))
         assert t.loc[f"s{k}", "low"] <= t.loc[f"s{k}", "restored"] <= t.loc[f"s{k}", "high"]
@@ -146,3 +146,30 @@ def test_table_by_seed_sets_seeds_side_by_side_with_their_spread():
         per_image.table_by_seed({"seed 0": a}, ["IRA"])
     with pytest.raises(LocoError, match="no tables"):
         per_image.table_by_seed({}, ["UA"])
+
+
+
+def test_the_trace_itself_leaves_out_an_image_that_does_not_corrupt_and_counts_it():
+    # image 2 barely corrupts (a gap of 1 against 5% of its clean 70), and there s1 scores far above
+    # its clean score: over every image s1 would rank first (110 against 70), over the two images
+    # that corrupt s0 does (70 against 65)
+    r = _trace([90, 80, 70], [40, 50, 69], [[90, 50, 70], [65, 65, 200]])
+    assert r.corrupting == [(0, 0), (0, 1)] and not r.corrupts(0, 2)
+    assert r.clean == pytest.approx(85) and r.corrupted == pytest.approx(45)
+    assert r.restored(r._mean((0,))) == pytest.approx((70 - 45) / 40)
+    assert r.ranking() == [0, 1] and r.strongest().name == "s0"
+    s = r.summary()
+    assert s["images"] == 3 and s["left out"] == 1 and s["strongest"] == "s0"
+    assert s["clean"] == 85 and s["strongest restores"] == round(25 / 40, 2)
+    assert r.to_json()["left_out"] == 1
+    r.floor = 0.0  # the floor is a reading: every image counts now, and the outlier decides
+    assert r.summary()["left out"] == 0 and r.ranking() == [1, 0]
+    assert r.clean == pytest.approx(80)
+
+
+def test_a_trace_where_no_image_corrupts_has_no_fraction_but_a_ranking():
+    r = _trace([50, 50], [49, 51], [[50, 50], [60, 60]])
+    assert r.corrupting == [] and math.isnan(r.clean) and math.isnan(r.restored(50.0))
+    assert r.ranking() == [1, 0]  # over every image, said in the docstring
+    s = r.summary()
+    assert s["left out"] == 2 and math.isnan(s["strongest restores"])

@@ -229,7 +229,9 @@ def test_trace_resumes_from_its_cache(toy, tmp_path):
 
 
 def test_result_json_and_states_needed(toy):
-    r = trace.trace(toy, "a red circle in the style of monet", "monet", where="unet", steps=3, progress=False)
+    # (at 3 steps the noised "monet" moves this prompt's score by under a point: van gogh's corrupts)
+    r = trace.trace(toy, "a red circle in the style of van gogh", "van gogh", where="unet", steps=3, progress=False)
+    assert r.summary()["left out"] == 0
     out = json.loads(json.dumps(r.to_json()))
     assert {"clean", "corrupted", "layers"} <= set(out)
     assert [x["index"] for x in out["layers"]] == list(range(len(r.states)))

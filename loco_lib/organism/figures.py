@@ -210,7 +210,9 @@ def two_by_two(reports: dict, text_traces: dict | None = None, artists: dict | N
     """The 2x2 table (text encoder causal / bidirectional x UNet cross-attention / added-K/V): one
     column per organism (``reports``: name -> :class:`Report`, whose ``training`` says its encoder
     and UNet), one row per measurement. ``text_traces``: name -> text-encoder
-    :class:`~loco_lib.trace.TraceResult` (states restoring half the gap, the strongest);
+    :class:`~loco_lib.trace.TraceResult` (how many images corrupt; over those, the states restoring
+    half the gap and the strongest, with its bootstrap interval and how many images it alone
+    restores to half: :func:`loco_lib.per_image.trace_by_image`);
     ``artists``: name -> :func:`~loco_lib.organism.protocol.artist_windows` record (each style's
     window and how many distinct windows its prompts pick)."""
     import pandas as pd
@@ -238,10 +240,18 @@ def two_by_two(reports: dict, text_traces: dict | None = None, artists: dict | N
                 row[f"{style}: window (moved); distinct windows over its prompts"] = (
                     f"{format_layers(r['window'])} ({f(r['moved'])}); {len(per)}: {', '.join(per)}")
         if text_traces and name in text_traces:
-            tt = text_traces[name].table()
-            top = tt.loc[tt["restored"].idxmax()]
-            row["text trace: states restoring >= half the gap"] = str(int((tt["restored"] >= 0.5).sum()))
-            row["text trace: strongest state (restored)"] = f"{top['label']} ({f(float(top['restored']))})"
+            from ..per_image import trace_by_image
+
+            tr = text_traces[name]
+            tt = tr.table()
+            images, used = len(tr.image_keys()), len(tr.corrupting)
+            row["text trace: images corrupted / traced"] = f"{used} / {images}"
+            if used:
+                best = trace_by_image(tr, tr.ranking()[:1]).iloc[0]
+                row["text trace: states restoring >= half the gap"] = str(int((tt["restored"] >= 0.5).sum()))
+                row["text trace: strongest state (restored [90% interval]; images >= half)"] = (
+                    f"{tr.states[tr.sets[tr.ranking()[0]][0]].label} ({f(float(best['restored']))} "
+                    f"[{f(float(best['low']))}, {f(float(best['high']))}]; {best['images >= 50%']})")
         cols[(enc, unet, name)] = row
     table = pd.DataFrame(cols)
     table.columns = pd.MultiIndex.from_tuples(table.columns, names=["text encoder", "UNet", "organism"])
