@@ -183,6 +183,8 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--guidance", type=float, default=None)
     tr.add_argument("--size", type=int, default=None)
     tr.add_argument("--noise", type=float, default=3.0, help="noise = this many standard deviations of the token embeddings (default 3)")
+    tr.add_argument("--floor", type=float, default=None,
+                    help="leave out an image whose corruption lowers its score by less than this fraction of its clean score (default 0.05)")
     tr.add_argument("--cache", default=None, help="folder for resumable results (images and scores)")
     tr.add_argument("--scorer", default=None, help="CLIP model id, 'toy-scorer' or 'tiny' (default: the model's own)")
     tr.add_argument("--batch-size", type=int, default=None)
@@ -512,6 +514,8 @@ def cmd_edit(args) -> int:
 
 
 def cmd_trace(args) -> int:
+    if args.floor is not None and not 0 <= args.floor < 1:
+        raise LocoError(f"--floor is a fraction of the clean score in [0, 1), got {args.floor}")
     from .clip_score import get_scorer
     from .trace import UNET_GRANULARITY, trace
 
@@ -545,14 +549,22 @@ def cmd_trace(args) -> int:
                    window=args.window, bands=args.bands, seeds=seeds, factor=args.noise, steps=args.steps,
                    guidance=args.guidance, size=args.size, scorer=get_scorer(args.scorer, args.model),
                    cache_dir=args.cache, batch_size=args.batch_size, progress=not args.quiet)
+    if args.floor is not None:
+        result.floor = args.floor
     if args.json:
         print(dumps(result.to_json(), indent=1))
     else:
         t = result.table()
         print(t[["index", "label", "kind", "band", "score", "restored"]].to_string(index=False))
-        best = t.loc[t["score"].idxmax()]
-        print(f"clean {result.clean:.3f}, corrupted {result.corrupted:.3f}; strongest: {best['name']} "
-              f"(restores {100 * best['restored']:.0f}% of the gap); {len(result.computed)} images in {result.seconds:.1f} s")
+        images, used = len(result.image_keys()), len(result.corrupting)
+        left = "" if used == images else (f"; {images - used} of {images} images left out: their corruption lowers the score "
+                                           f"by less than {result.floor:.0%} of the clean one (--floor)")
+        if not used:
+            print(f"no image's corruption corrupts{left[left.index(':'):]}: no fraction of a gap to read")
+        else:
+            best = t.loc[t["score"].idxmax()]
+            print(f"clean {result.clean:.3f}, corrupted {result.corrupted:.3f}; strongest: {best['name']} "
+                  f"(restores {100 * best['restored']:.0f}% of the gap){left}; {len(result.computed)} images in {result.seconds:.1f} s")
     return 0
 
 

@@ -289,6 +289,7 @@ SETTINGS_BAD = {
     "report repeated seeds": (["report", "toy", "--seeds", "0,0"], "more than once"),
     "edit lambda negative": (["edit", "tiny-sd15", "--attribute", "style", "--layers", "8", "--lam", "-1",
                               "--out", "{tmp}/e.safetensors"], "--lam must be a positive number"),
+    "trace floor above one": (["trace", "tiny-sd15", "--where", "text", "--floor", "5"], "--floor is a fraction"),
 }
 
 
@@ -414,3 +415,15 @@ def test_report_measures_a_long_context_organism_at_its_context(monkeypatch, tmp
     code, _, err = run(capsys, "report", "toy-t5", "--cache", str(tmp_path / "c"), "--quiet")
     assert code == 0, err
     assert seen == [(77, str(tmp_path / "c" / "context-77")), (None, str(tmp_path / "c"))]
+
+
+def test_trace_says_which_images_it_left_out(capsys):
+    """At 3 steps the noised "monet" barely moves toy's score for this prompt: the command says the
+    image was left out instead of printing a fraction of a gap that is not there; --floor 0 reads it."""
+    argv = ["trace", "toy", "--where", "text", "--prompt", "a red circle in the style of monet", "--subject", "monet",
+            "--steps", "3", "--quiet"]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    assert "no image's corruption corrupts: their corruption lowers the score by less than 5% of the clean one" in out
+    code, out, err = run(capsys, *argv, "--floor", "0")
+    assert code == 0 and "left out" not in out and "of the gap" in out
