@@ -2,9 +2,10 @@
 
 A causal trace (Sec. 4) reads a state's effect as the fraction of the clean-corrupted gap it
 restores, and :class:`~loco_lib.trace.TraceResult` takes that fraction as a ratio of means over
-every prompt and seed. A ratio of means can sit under a threshold while the state restores most of
-the gap in some images and none in others, and an image whose corruption barely changes its score
-adds noise to the ratio without evidence. This module reads the same scores (kept traces hold every
+the prompts and seeds whose corruption corrupts (an image whose corruption barely changes its
+score would add noise without evidence: the trace leaves it out and counts it). A ratio of means
+can sit under a threshold while the state restores most of the gap in some images and none in
+others. This module reads the same scores (kept traces hold every
 one) image by image:
 
 * :func:`trace_gaps`: each image's clean and corrupted score and their gap, flagged where the gap

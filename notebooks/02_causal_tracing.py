@@ -49,8 +49,8 @@
 # generator seeded with the image seed (plus a fixed offset), so a trace is reproducible; the
 # restore acts on the conditional branch of classifier-free guidance only (the unconditional branch
 # never reads the prompt); a UNet state is restored at every denoising step unless a band of steps
-# is asked for; the restored fraction is a ratio of means over prompts and seeds (read image by
-# image below, `loco_lib.per_image`); the UNet's states
+# is asked for; the restored fraction is a ratio of means over the prompts and seeds whose
+# corruption corrupts (read image by image below, `loco_lib.per_image`); the UNet's states
 # are loco's granularity unless `UNET_STATES = "paper"` (the paper profile) asks for the paper's
 # (below).
 
@@ -182,8 +182,8 @@ by_image[["restored", "low", "high", "images >= 50%"]].astype({"restored": float
 
 # %% [markdown]
 # On `toy` the corruption corrupts 5 of the 16 images: every prompt on seed 0 and one on seed 1
-# (the gaps above). On the other 11 the noised subject lowers the CLIP-score by less than 5% of the
-# clean one, so those images carry no evidence about which state restores the subject: the summary
+# (the gaps above). On the other 11 the noised subject changes the CLIP-score by less than 5% of the
+# clean one (five of them score slightly higher corrupted), so those images carry no evidence about which state restores the subject: the summary
 # above leaves them out (`left out`), and `toy`'s UNet trace rests on 5 images. In each of the 5,
 # each of the five strongest states alone restores more than half of the gap, and every one of
 # their intervals lies above the half line (the table): the distributed picture holds image by
@@ -284,9 +284,9 @@ panel.table().assign(**{"restore >= 50%": lambda t: t.restored >= 0.5, "restore 
 # On `toy` the panel's prompt is an object, "a red circle" with the subject "circle", and its
 # picture is dense, as the paper's Fig. 11 is for SD-2.1 (Fig. 12 calls SD-XL's "slightly sparse"): 23 of the 70 states alone
 # restore at least half of the gap and 19 at least 90%, and every kind of state is among them (the
-# table above; the bars show where they sit). The style prompts of the trace above give 7 such
-# states of 70, but that is a mean over 16 images, 11 of which do not corrupt, against one image
-# here: the count moves with the prompt and the attribute, and one image does not separate the two.
+# table above; the bars show where they sit). The style prompts of the trace above give 9 such
+# states of 70 (the `paper` row of the shares table), over the 5 of their 16 images whose
+# corruption corrupts, against one image here: the count moves with the prompt and the attribute, and one image does not separate the two.
 
 # %%
 top = panel.ranking()[:4]  # generated again (or read from the trace cache): the kept trace holds no images

@@ -25,7 +25,8 @@
 # * **LocoEdit fails** on IF: the edited model gives non-semantic images (App. M, Fig. 61);
 # * the paper's explanation: IF's text encoder is **T5**, whose self-attention is bidirectional, so
 #   the attribute's information also sits in tokens *after* the subject (Sec. 6.2, App. M; Fig. 62
-#   shows T5's attention reaching them), where an edit of the subject's last token cannot reach it.
+#   shows T5's last-layer attention for "a house in the style of van gogh", which the paper calls
+#   non-causal), where an edit of the subject's last token cannot reach it.
 #
 # IF differs from SD in more than its encoder. Its UNet reads text through **added-K/V attention**:
 # the text is projected (`encoder_hid_proj`), normalized, and its keys and values are concatenated
@@ -68,7 +69,7 @@ SPREAD_SEEDS = [0, 1, 2, 3]  # seeds of the seed-by-seed section (chapter 1's; l
 IF_MODEL = "tiny-if"  # the real-model path: "deepfloyd-if" in Colab (a 24 GB GPU; accept its licence on the hub first)
 CLIP_MODEL = "tiny-sd15"  # the causal encoder beside it: "sd15" in Colab
 IF_PROMPTS = 4  # style prompts per artist for IF's per-prompt windows
-IF_M = 2  # LocoGen window size on IF (loco's choice on the twin; set the paper's for the real model)
+IF_M = 2  # LocoGen window size on IF (loco's choice on the twin; the paper's m for DeepFloyd is 3, App. G)
 IF_STEPS = 10  # sampling steps on IF_MODEL (loco's choice for the twin, whose numbers test the code path; None: the model's default, 100 for DeepFloyd IF)
 STEPS = None  # None: each model's default
 GUIDANCE = None
@@ -127,8 +128,9 @@ organism.status_table(sorted(organism.two_by_two_dir().glob("*.json")) +
 # %% [markdown]
 # ## The 2x2 table
 #
-# Every row is a measurement of chapter 1's protocol (`loco_lib.organism.report`), read off by the
-# organism's scorer:
+# The report rows are measurements of chapter 1's protocol (`loco_lib.organism.report`), the artist
+# rows come from `loco_lib.organism.protocol.artist_windows` and the text-trace rows from chapter
+# 2's trace; all are read off by the organism's scorer:
 #
 # * **sample accuracy**: the fraction of images showing the shape, colour and style asked for;
 # * **LocoGen windows**: the window of 2 layers that Algorithm 1 picks for each attribute, with how
@@ -184,7 +186,7 @@ fig = organism.plot_artist_windows(artists)
 # formed. The IF UNet has a second way to read text: `add_embedding` pools the text states into
 # the time embedding, which every ResNet block receives, and LocoGen's altered inputs reach only
 # the attention layers. Giving the style-free prompt to that pooled path alone, with no attention
-# layer altered (`swap_text_paths=True`; the row "clean" below), shows what it carries:
+# layer altered (`swap_text_paths=True`; the row "pooled text only" below), shows what it carries:
 
 # %%
 pooled = {}
@@ -221,10 +223,10 @@ for line in organism.two_by_two_findings(reports, artists):
 #   that breaks the closed-form edit is the UNet's second text path, not T5's bidirectionality.
 # * So the 2x2 tests whether an edit of the attention layers can reach a style the UNet reads
 #   through its pooled path alone: it cannot, and it fails by changing nothing. It does not test
-#   the paper's failure mode: on the real IF the windows do move the style (Sec. 5.2, Figs. 7 and
-#   40) and the edit gives non-semantic images (App. M, Fig. 61). In the IF organisms above the
+#   the paper's failure mode: on the real IF windows do move the style (Fig. 40, App. B.5: van gogh
+#   from layer 12, monet from 16) and the edit gives non-semantic images (App. M, Fig. 61). In the IF organisms above the
 #   attention layers carry no style to edit; the next section measures one whose attention does.
-# * The organism does not reproduce IF's LocoGen result: on the real IF, Sec. 5.2 reports windows
+# * The organism does not reproduce IF's LocoGen result: on the real IF, Fig. 40 reports windows
 #   that do change the style; on the 2x2's IF organisms no window does (`toy-if-xattn`, below, has one). Their windows in the table,
 #   picked by CLIP-score among windows that all leave the style in place, carry no meaning, and
 #   neither do their per-prompt counts.
@@ -239,10 +241,11 @@ for line in organism.two_by_two_findings(reports, artists):
 #   [0.79, 0.90], on the 5 of 16 images its corruption corrupts; `toy-if-clip`: 0.65 [0.52, 0.78],
 #   in 14 of 16 images); with T5 no state does on average, in either UNet, and the strongest, the
 #   first block's MLP output, restores half the gap in about half of the images (`toy-t5`: 0.44,
-#   8 of 16; `toy-if`: 0.35, 7 of 16). So chapter 2's contrast between the encoders holds whichever
-#   UNet reads them. One seed would not have shown it: on seed 0, `toy-if-clip`'s first two
+#   8 of 16; `toy-if`: 0.35, 7 of 16). So chapter 2's contrast between the encoders (the paper's
+#   Sec. 4 and Fig. 3: a unique causal state in SD's CLIP, none in IF's T5) holds whichever UNet
+#   reads them. One seed would not have shown it: on seed 0, `toy-if-clip`'s first two
 #   prompts restore 0.14 and 0.08 (the per-image table), so a trace of those two prompts on seed 0
-#   alone, as this page ran before, reads a state that restores almost nothing.
+#   alone would read a state that restores almost nothing.
 
 # %% [markdown]
 # ## An IF organism whose attention layers carry the style
@@ -304,7 +307,7 @@ fig = organism.plot_artist_windows({"toy-if": artists["toy-if"], "toy-if-xattn":
 # ## Room after the subject: a long-context T5 organism
 #
 # The organisms' captions are padded to 12 tokens, so only a few positions follow the subject (3
-# after "van gogh" with T5, the first output below), against 68 in a 77-token sequence. `toy-t5-long` is `toy-t5` fine-tuned for 600 steps
+# after "van gogh" with T5, the token counts printed below), against 68 in a 77-token sequence. `toy-t5-long` is `toy-t5` fine-tuned for 600 steps
 # at learning rate 2e-4 with every caption padded to 77 tokens (`python -m loco_lib.organism.training
 # --kind t5 --context 77 --init models/toy-t5 --lr 2e-4 --warmup 50 --steps 600`; loco's choice of
 # steps and rate), so that the positions after the subject have room to carry the style, as App. M
@@ -335,7 +338,7 @@ del long_pipe
 organism.two_by_two({"toy-t5": reports["toy-t5"], "toy-t5-long": long_report})
 
 # %% [markdown]
-# With 68 positions after the subject instead of 3 (the first output above), `toy-t5-long` reads
+# With 68 positions after the subject instead of 3 (the token counts printed above), `toy-t5-long` reads
 # as `toy-t5` does (the table; 8 prompts x 2 seeds per token swap, `n` in the recorded report): swapping only the tokens
 # after the subject keeps van gogh in every image (1.00) and swapping only the subject's removes
 # it from every image (0.00), and LocoEdit at the subject's last token removes van gogh (0.00) and
@@ -398,8 +401,8 @@ with pd.option_context("display.width", 250, "display.max_columns", 20):
     display(per_image.edit_seeds(spread, "style").xs("style", level="readout").round(2))
 
 # %% [markdown]
-# Read from the two tables and the figure (4 seeds x 8 prompts, 32 images per window and per
-# edited group; 16 for the 4 fact prompts):
+# Read from the two tables and the figure (4 seeds x 8 prompts, 32 images per window, per van gogh
+# group and per style-free group, 64 for the other styles; 16 for the 4 fact prompts):
 #
 # * Wherever altering every layer moves the attribute, the window Algorithm 1 picks from the four
 #   seeds moves it at least half of the way on each seed alone, on all six organisms, and its
@@ -433,8 +436,8 @@ with pd.option_context("display.width", 250, "display.max_columns", 20):
 # tiny twins, random weights of the real topologies, so the numbers below test the code path, not
 # the science, and they run with `IF_STEPS` sampling steps instead of the IF pipeline's default
 # (loco's choice, to keep the book's build short; the line below that counts the cross-attention
-# layers prints both); in Colab set `IF_MODEL = "deepfloyd-if"`, `CLIP_MODEL = "sd15"` and
-# `IF_STEPS = None`.
+# layers prints both); in Colab set `IF_MODEL = "deepfloyd-if"`, `CLIP_MODEL = "sd15"`,
+# `IF_STEPS = None` and `IF_M = 3` (the paper's m for DeepFloyd, App. G).
 #
 # **Per-prompt windows** (Sec. 5.2): LocoGen on each artist's App. K.1 prompts, and the window every
 # prompt picks on its own (`LocoGenResult.prompt_windows`), not only the mean.
@@ -466,8 +469,8 @@ per_prompt[["artist", "prompt", "window", "fraction"]].round(2)
 
 # %% [markdown]
 # **T5's and CLIP's self-attention** (Fig. 62): the last encoder layer's attention, averaged over
-# heads, for one style prompt. CLIP's is causal: the artist's token (outlined) attends only to the
-# tokens before it, and no earlier token sees the artist. T5's is not: every token may attend to
+# heads (loco's choice; Fig. 62 shows each head, and head 6), for one style prompt. CLIP's is
+# causal: the artist's token (outlined) attends only to itself and the tokens before it, and no earlier token sees the artist. T5's is not: every token may attend to
 # every other, the artist's included, which is the paper's reason that the attribute ends up in
 # tokens after the subject.
 
@@ -506,8 +509,10 @@ result.mean("prompt").round(1)
 # %% [markdown]
 # ## What this page shows, and what it does not
 #
-# * The paper's observations on IF are in Sec. 5.2 (prompt-dependent windows), Sec. 6.2, App. M and Fig. 61
-#   (the edit's non-semantic images) and Fig. 62 (T5's attention).
+# * The paper's observations on IF are in Sec. 4 (Figs. 2, 3; App. A, Fig. 13: no unique causal
+#   state in IF's T5 nor a strong one in its UNet), Sec. 5.2, Fig. 7 and App. B.5, Fig. 40
+#   (prompt-dependent windows), Sec. 6.2, App. M and Fig. 61 (the edit's non-semantic images) and
+#   Fig. 62 (T5's attention).
 # * The organisms test the paper's explanation in a world loco controls: the findings above say
 #   which factor, if either, breaks the closed-form edit there. The organism's captions end with
 #   the style ("a red circle in the style of monet"), so there are no content words after the
@@ -517,5 +522,6 @@ result.mean("prompt").round(1)
 #   chance to show; it is not built here.
 # * The 2x2 table's report rows and the two organisms beside it read 2 seeds per prompt; the
 #   seed-by-seed section measures their windows and the van gogh edit again on four, and the text
-#   traces are 4 prompts x 4 seeds. The token swaps and the artist rows stay on 2 seeds.
+#   traces are 4 prompts x 4 seeds. The token swaps stay on 2 seeds, and the artist rows on 1
+#   (seed 0).
 # * The twins' numbers above test that the real-model code runs; they carry no science.
