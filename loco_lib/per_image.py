@@ -22,7 +22,9 @@ The organism's LocoGen windows and LocoEdits are read the same way, from the per
   an attribute over every image with a bootstrap interval, on each seed alone, and which window each
   seed and each prompt picks on its own;
 * :func:`edit_seeds`: each readout before and after an edit, with the after-fraction's interval and
-  each seed's own.
+  each seed's own;
+* :func:`swap_seeds`: App. M's token swaps (:func:`loco_lib.organism.token_swaps.swap_images`), each
+  token set's fraction with its interval and each seed's own.
 
 Any sweep whose images are kept, and any table measured once per seed:
 
@@ -322,6 +324,24 @@ def edit_seeds(results: dict, edit: str = "style"):
                                  f"after, {LEVEL:.0%} interval": f"[{lo:.2f}, {hi:.2f}]",
                                  **{f"after, seed {s}": after[seeds == s].mean() for s in sorted(set(seeds.tolist()))}})
     return pd.DataFrame(rows).set_index(["model", "group", "readout"])
+
+
+def swap_seeds(results: dict, readout: str = "style"):
+    """One row per model and token set of :func:`~loco_lib.organism.token_swaps.swap_images`
+    (``results``: model -> its result): the images, the fraction still showing ``readout`` as the
+    prompt asks, its bootstrap interval over the images, and each seed's own fraction."""
+    import pandas as pd
+
+    rows = []
+    for model, res in results.items():
+        seeds = np.asarray([s for _, s in res["images"]])
+        for which, reads in res["sets"].items():
+            hit = np.asarray(reads[readout], dtype=float)
+            lo, hi = bootstrap_mean(hit)
+            rows.append({"model": model, "swapped": which, "images": len(hit), f"{readout} kept": hit.mean(),
+                         f"{LEVEL:.0%} interval": f"[{lo:.2f}, {hi:.2f}]",
+                         **{f"seed {s}": hit[seeds == s].mean() for s in sorted(set(seeds.tolist()))}})
+    return pd.DataFrame(rows).set_index(["model", "swapped"])
 
 
 def readout_by_seed(images: dict, scorer, prompts, seeds, readout: str = "style"):

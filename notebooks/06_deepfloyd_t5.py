@@ -300,7 +300,8 @@ fig = organism.plot_artist_windows({"toy-if": artists["toy-if"], "toy-if-xattn":
 # tokens, the tokens after it, or both, keeps the style in every image; only swapping every
 # position removes it. With this bidirectional encoder the style is also carried by tokens before
 # the subject, which no swap of the subject and what follows reaches, yet the edit at the last
-# subject token removes it (8 prompts x 2 seeds per swap, `n` in the recorded report; why the edit reaches what the swap does
+# subject token removes it (8 prompts x 2 seeds per swap, `n` in the recorded report; the same on
+# each of four seeds in the section "Seed by seed" below; why the edit reaches what the swap does
 # not is not measured here).
 
 # %% [markdown]
@@ -339,7 +340,8 @@ organism.two_by_two({"toy-t5": reports["toy-t5"], "toy-t5-long": long_report})
 
 # %% [markdown]
 # With 68 positions after the subject instead of 3 (the token counts printed above), `toy-t5-long` reads
-# as `toy-t5` does (the table; 8 prompts x 2 seeds per token swap, `n` in the recorded report): swapping only the tokens
+# as `toy-t5` does (the table; 8 prompts x 2 seeds per token swap, `n` in the recorded report, and
+# the same on each of four seeds below): swapping only the tokens
 # after the subject keeps van gogh in every image (1.00) and swapping only the subject's removes
 # it from every image (0.00), and LocoEdit at the subject's last token removes van gogh (0.00) and
 # keeps the other styles (1.00), at the report's style window 0-1 (at the window four seeds pick
@@ -401,8 +403,29 @@ with pd.option_context("display.width", 250, "display.max_columns", 20):
     display(per_image.edit_seeds(spread, "style").xs("style", level="readout").round(2))
 
 # %% [markdown]
-# Read from the two tables and the figure (4 seeds x 8 prompts, 32 images per window, per van gogh
-# group and per style-free group, 64 for the other styles; 16 for the 4 fact prompts):
+# App. M's token swap on the same four seeds (`loco_lib.organism.token_swaps`): the 8 van gogh
+# prompts generated with the text states at some positions taken from their style-free prompts
+# (the subject's tokens, the tokens after it, both, or all), the fraction of the 32 images still in
+# van gogh style, its interval and each seed's own. Each organism's swaps are a kept measurement.
+
+# %%
+from loco_lib.organism.token_swaps import swap_images
+
+swaps = {}
+for name in ORGANISMS + list(variants.BESIDE):
+    kept_as = variants.folder(name) if name in variants.BESIDE else name
+    swaps[name] = measure("token-swaps", kept_as, swap_images, name, get_scorer(None, "toy" if name in variants.BESIDE else name),
+                          seeds=SPREAD_SEEDS, steps=STEPS)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+with pd.option_context("display.width", 250, "display.max_columns", 20):
+    display(per_image.swap_seeds(swaps).round(2))
+
+# %% [markdown]
+# Read from the three tables and the figure (4 seeds x 8 prompts, 32 images per window, per token
+# swap, per van gogh group and per style-free group, 64 for the other styles; 16 for the 4 fact
+# prompts):
 #
 # * Wherever altering every layer moves the attribute, the window Algorithm 1 picks from the four
 #   seeds moves it at least half of the way on each seed alone, on all six organisms, and its
@@ -428,6 +451,13 @@ with pd.option_context("display.width", 250, "display.max_columns", 20):
 #   shows the two windows on all three SD-topology organisms: 0-1 and 12-13 each move the style the
 #   whole way. Chapter 1 shows on `toy` what the late window does to the images (the window grid of
 #   section 2, read in section 3).
+# * The token swaps keep the reports' 0s and 1s on every seed: with T5 (`toy-t5`, `toy-t5-long`,
+#   `toy-if`) swapping only the tokens after the subject keeps van gogh in every image and swapping
+#   the subject's tokens removes it (on `toy-if` from all but one image, of seed 2); with CLIP and
+#   the SD UNet (`toy`) neither set alone removes it, on any seed; on `toy-if-xattn` only swapping
+#   every token does. `toy-if-clip` is the exception: its report's 0.31 and 0.31 (2 seeds) are 0.56
+#   [0.41, 0.69] and 0.47 [0.31, 0.62] on four, from 0.25 to 1.00 seed by seed, so on that organism
+#   neither token set alone decides the style, and how much each carries depends on the seed.
 
 # %% [markdown]
 # ## The real-model path: DeepFloyd IF beside a CLIP model
@@ -521,7 +551,6 @@ result.mean("prompt").round(1)
 #   with content words after the subject is where the leak the paper describes would have its best
 #   chance to show; it is not built here.
 # * The 2x2 table's report rows and the two organisms beside it read 2 seeds per prompt; the
-#   seed-by-seed section measures their windows and the van gogh edit again on four, and the text
-#   traces are 4 prompts x 4 seeds. The token swaps stay on 2 seeds, and the artist rows on 1
-#   (seed 0).
+#   seed-by-seed section measures their windows, the van gogh edit and the token swaps again on
+#   four, and the text traces are 4 prompts x 4 seeds. The artist rows stay on 1 seed (seed 0).
 # * The twins' numbers above test that the real-model code runs; they carry no science.
