@@ -552,5 +552,6 @@ result.mean("prompt").round(1)
 #   chance to show; it is not built here.
 # * The 2x2 table's report rows and the two organisms beside it read 2 seeds per prompt; the
 #   seed-by-seed section measures their windows, the van gogh edit and the token swaps again on
-#   four, and the text traces are 4 prompts x 4 seeds. The artist rows stay on 1 seed (seed 0).
+#   four, and the text traces are 4 prompts x 4 seeds. The artist rows stay on 1 seed (seed 0);
+#   chapter 1 measures `toy`'s artists again on four.
 # * The twins' numbers above test that the real-model code runs; they carry no science.
