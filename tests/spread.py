@@ -13,7 +13,9 @@ difference of any number in it from the committed file's.
         --run "native AVX-512, 1 thread=/tmp/sp-n1" --run "SSE4.1 (ATen default), 1 thread=/tmp/sp-f1" ...
 
 A run is a repository folder that executed the book into ``_build/src/notebooks`` and measured its
-kept files into ``data/organism/cache``. The kept *trained* edits (``*.safetensors``: ESD-x and
+kept files into ``data/organism/cache``. A run in a clone that keeps the committed kept files
+(to measure only some again, after deleting them there) counts for a kept file only where its
+chapters' records (``*.done.json``, ``kept_measured``) say it measured that file. The kept *trained* edits (``*.safetensors``: ESD-x and
 Concept Ablation, :func:`loco_lib.organism.kept.trained`) are copied into a run's clone, not trained
 again: every machine reads the committed ones, so the spread the tests need is that of the tables
 measured with them; training them again under each configuration would take most of an hour. ``--only CHAPTER`` (repeatable) measures those chapters'
@@ -68,16 +70,35 @@ def _value(stored):
     return stored["value"] if isinstance(stored, dict) and "value" in stored and "records" in stored else stored
 
 
+def _measured(folder: Path) -> set | None:
+    """The kept files a run measured itself (its chapters' ``kept_measured``, ``*.done.json``), by
+    the name :func:`_kept` gives them; None for a run that left no such record (every file then
+    counts as its own)."""
+    done = sorted((folder / "_build" / "src" / "notebooks").glob("*.done.json"))
+    if not done:
+        return None
+    names = set()
+    for d in done:
+        for f in json.loads(d.read_text()).get("kept_measured", []):
+            p = Path(f).relative_to("data/organism/cache")
+            parts = p.stem.split("-")
+            names.add(str(p.parent / "-".join([parts[0]] + parts[2:])))
+    return names
+
+
 def kept_spread(recorded: Path, runs: dict) -> dict:
-    """``{"model/name": {"spread": largest |difference| of a number, "numbers": n, "configs": [...]}}``."""
+    """``{"model/name": {"spread": largest |difference| of a number, "numbers": n, "configs": [...]}}``.
+    A run counts for a file only if it measured that file (a clone that read the committed file, as
+    a run of some chapters in a clone with the kept files does, measured nothing about it)."""
     base = _kept(recorded)
     others = {name: _kept(Path(folder) / "data" / "organism" / "cache") for name, folder in runs.items()}
+    measured = {name: _measured(Path(folder)) for name, folder in runs.items()}
     table = {}
     for name, path in base.items():
         ref = _leaves(_value(json.loads(path.read_text())))
         worst, seen, differs = 0.0, [], []
         for config, files in others.items():
-            if name not in files:
+            if name not in files or (measured[config] is not None and name not in measured[config]):
                 continue
             got = _leaves(_value(json.loads(files[name].read_text())))
             if set(got) != set(ref):

@@ -326,3 +326,32 @@ def test_kept_keys_are_the_same_under_another_instruction_set_and_thread_count()
     assert native["computed"] != foreign["computed"]  # other bits: the test is not vacuous
     for name in ("edit", "states_needed", "weights"):
         assert native[name] == foreign[name], name
+
+
+def test_the_spread_tool_counts_a_run_only_for_the_kept_files_it_measured(tmp_path):
+    """tests/spread.py: a run in a clone that read a committed kept file has measured nothing about
+    it, so it gives that file no spread (it once counted as a configuration with spread 0)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import spread
+
+    def kept(root, name, value):
+        p = root / "data" / "organism" / "cache" / "chapters" / "toy" / f"{name}-abc123abc123.json"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps({"value": value, "records": []}))
+
+    for root in (tmp_path / "rec", tmp_path / "run"):
+        kept(root, "read_only", {"x": 1.0})
+        kept(root, "measured", {"x": 1.0})
+    kept(tmp_path / "run", "measured", {"x": 1.5})
+    kept(tmp_path / "run", "read_only", {"x": 9.0})  # not measured by the run: not a spread, whatever it holds
+    done = tmp_path / "run" / "_build" / "src" / "notebooks" / "06_x.done.json"
+    done.parent.mkdir(parents=True)
+    done.write_text(json.dumps({"kept_measured": ["data/organism/cache/chapters/toy/measured-abc123abc123.json"]}))
+    table = spread.kept_spread(tmp_path / "rec" / "data" / "organism" / "cache", {"cfg": str(tmp_path / "run")})
+    assert table["chapters/toy/measured"]["configs"] == ["cfg"] and table["chapters/toy/measured"]["spread"] == 0.5
+    assert table["chapters/toy/read_only"]["configs"] == []
+    done.unlink()  # a run without records (a clone without kept files measures them all): every file counts
+    assert spread.kept_spread(tmp_path / "rec" / "data" / "organism" / "cache", {"cfg": str(tmp_path / "run")})[
+        "chapters/toy/read_only"]["spread"] == 8.0
