@@ -29,8 +29,9 @@ from contextlib import contextmanager
 import torch
 
 from .errors import LocoError
-from .hooks import Patch, Site, hooks, text_site, unet_input
-from .layers import cross_attention_layers, parse_layers, text_states
+from .families.registry import denoiser, denoiser_family
+from .hooks import Patch, hooks, text_site, unet_input
+from .layers import cross_attention_layers, parse_layers
 
 
 def _is_per_sample(layers) -> bool:
@@ -56,21 +57,17 @@ def layer_mask(layers, n_samples: int, n_layers: int) -> torch.Tensor:
 def altered_patches(pipe_or_unet, alt, layers, swap_text_paths: bool = False) -> list[Patch]:
     """The patches that give ``layers`` the text ``alt`` (a :class:`~loco_lib.text.TextCondition`, one row
     per sample) in the conditional branch; ``layers``: one layer spec or one per sample."""
-    unet = getattr(pipe_or_unet, "unet", pipe_or_unet)
-    all_layers = cross_attention_layers(unet)
+    family, model = denoiser_family(pipe_or_unet), denoiser(pipe_or_unet)
+    all_layers = family.text_layers(model)
     mask = layer_mask(layers, len(alt), len(all_layers))
-    states = text_states(unet, alt.embeds) if mask.any() else None  # IF: through encoder_hid_proj
+    states = family.text_states(model, alt.embeds) if mask.any() else None  # IF: through encoder_hid_proj
     patches = []
     for layer in all_layers:
         samples = mask[:, layer.index].nonzero().flatten().tolist()
         if samples:
             patches.append(Patch(text_site(layer), states, samples=samples))
-    if swap_text_paths:
-        kind = unet.config.get("addition_embed_type", None)
-        if kind == "text_time" and alt.pooled is not None:  # SD-XL: pooled text into the time embedding
-            patches.append(Patch(unet_input("added_cond_kwargs.text_embeds"), alt.pooled))
-        if kind == "text" and getattr(unet, "add_embedding", None) is not None:  # IF: the raw T5 output, pooled
-            patches.append(Patch(Site("unet", "add_embedding", "input"), alt.embeds))
+    if swap_text_paths:  # SD-XL's pooled text into the time embedding, IF's pooled T5 output
+        patches += family.side_paths(model, alt)
     return patches
 
 
@@ -86,7 +83,7 @@ def altered_inputs(pipe, alt, layers, swap_text_paths: bool = False, guidance: b
     """
     patches = altered_patches(pipe, alt, layers, swap_text_paths)
     with hooks(pipe, patches=patches, n_samples=len(alt), guidance=guidance):
-        yield cross_attention_layers(pipe.unet if hasattr(pipe, "unet") else pipe)
+        yield cross_attention_layers(pipe)
 
 
 @torch.no_grad()

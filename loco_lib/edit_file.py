@@ -28,7 +28,9 @@ FORMAT_VERSION = "1"
 
 
 def _unet(pipe_or_unet):
-    return getattr(pipe_or_unet, "unet", pipe_or_unet)
+    from .families.registry import denoiser
+
+    return denoiser(pipe_or_unet)
 
 
 def _component(pipe, component: str):

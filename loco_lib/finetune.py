@@ -37,6 +37,7 @@ import torch
 from . import settings
 from .edit_file import Edit, _fingerprint, _model_name
 from .errors import LocoError
+from .families.registry import denoiser, pipeline_family
 from .hooks import Patch, Record, hooks, unet_input
 from .layers import cross_attention_layers
 
@@ -79,27 +80,25 @@ def trajectory_point(pipe, prompt: str, seed: int, step: int, *, steps: int | No
     from .generate import progress_bars
     from .text import encode
 
-    family = settings.pipeline_family(pipe)
+    family = pipeline_family(pipe)
     guidance = settings.guidance(pipe, guidance)
     steps = settings.steps(pipe, steps)
     if guidance <= 1:
         raise LocoError("ESD and Concept Ablation take the unconditional branch of a guided run: guidance must be > 1")
     sites = {"sample": unet_input(0), "hidden": unet_input("encoder_hidden_states")}
-    if family == "sdxl":
-        sites.update(pooled=unet_input("added_cond_kwargs.text_embeds"), time_ids=unet_input("added_cond_kwargs.time_ids"))
+    sites.update({name: unet_input(arg) for name, arg in family.added_inputs.items()})  # SD-XL's pooled text, time ids
     records = [Record(s, branch="all", steps=[step], to_cpu=False) for s in sites.values()]
     cond = encode(pipe, [prompt])
-    extra = {"clean_caption": False} if family == "if" else {}
+    extra = family.call_kwargs()
     with hooks(pipe, records=records, patches=[Patch(unet_input(0), _stop, branch="all", steps=[step + 1])],
                n_samples=1, guidance=True) as trace, progress_bars(pipe, False):  # the training's own bar is enough
         try:
-            pipe(**cond.pipeline_kwargs(family), num_inference_steps=steps, guidance_scale=guidance,
-                 generator=[torch.Generator("cpu").manual_seed(int(seed))], output_type="latent" if family != "if" else "pt",
-                 **extra)
+            pipe(**family.pipeline_kwargs(cond), num_inference_steps=steps, guidance_scale=guidance,
+                 generator=[torch.Generator("cpu").manual_seed(int(seed))], output_type=family.raw_output, **extra)
         except _Stop:
             pass
     got = {k: trace[s][0] for k, s in sites.items()}
-    added = {"text_embeds": got["pooled"], "time_ids": got["time_ids"]} if family == "sdxl" else None
+    added = {name: got[name] for name in family.added_inputs} or None
     return got["sample"], pipe.scheduler.timesteps[step], got["hidden"], added
 
 
@@ -123,7 +122,7 @@ def _rows(x, i):
 def trainable(pipe, method: str) -> dict[str, torch.nn.Parameter]:
     """The UNet parameters a method trains: ESD-x every parameter of the cross-attention modules,
     Concept Ablation their key and value projections."""
-    unet = pipe.unet
+    unet = denoiser(pipe)
     out = {}
     for layer in cross_attention_layers(unet):
         attn = unet.get_submodule(layer.name)
@@ -159,7 +158,7 @@ def _train(pipe, method: str, loss_of, *, recipe: dict, steps: int, lr: float, s
     if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and lr > 0):
         raise LocoError(f"the learning rate must be a positive number, got {lr!r}")
     params = trainable(pipe, method)
-    unet = pipe.unet
+    unet = denoiser(pipe)
     frozen = {n: p.detach().clone() for n, p in params.items()}
     fingerprints = {n: _fingerprint(p) for n, p in params.items()}
     key = hashlib.sha256(json.dumps({**recipe, "fingerprints": fingerprints}, sort_keys=True).encode()).hexdigest()[:16]
@@ -222,7 +221,7 @@ def esd(pipe, concept: str, *, steps: int = ESD_STEPS, lr: float = ESD_LR, eta: 
     """ESD-x: erase ``concept`` (a text, e.g. ``"van gogh"``) by fine-tuning the cross-attention
     modules for ``steps`` steps (module docstring)."""
     concept = settings.prompts(pipe, [concept], "concept")[0]
-    unet = pipe.unet
+    unet = denoiser(pipe)
 
     def loss_of(k, gen_seed, frozen, i):
         x, t, hidden, added = trajectory_point(pipe, concept, gen_seed, k, steps=sample_steps, guidance=guidance)
@@ -255,7 +254,7 @@ def concept_ablation(pipe, targets, anchors, *, steps: int = CA_STEPS, lr: float
     same = [t for t, a in zip(targets, anchors) if t.strip().lower() == a.strip().lower()]
     if same:
         raise LocoError(f"the target {same[0]!r} and its anchor are the same text: nothing to ablate")
-    unet = pipe.unet
+    unet = denoiser(pipe)
     mine_conds = [encode(pipe, [t]) for t in targets]
 
     def loss_of(k, gen_seed, frozen, i):

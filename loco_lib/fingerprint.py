@@ -9,16 +9,29 @@ closure imports them). A change to a figure or a chapter therefore keeps the org
 measurements, and a change to anything they run discards them. :func:`content_key` hashes files;
 :func:`changed_since` names the closure's files that changed since a git commit (how stale a
 recorded result is).
+
+A refactor changes code without changing what it computes. ``loco_lib/data/code_equivalence.json``
+(the ledger, written by ``tests/code_equivalence.py`` only after the behaviour probes of
+``tests/behaviour_probe.py`` hash bit for bit the same on both sides) lets such a file stand for its
+earlier source: :func:`canonical_digest` gives a listed file the digest of the source it stands for
+(or nothing, for a file the refactor added), so the keys of every cached and kept measurement, and
+:func:`changed_since`, read the refactored tree as the tree the measurements were made with. An
+edit after the refactor changes the file's digest, the ledger no longer lists it, and the keys move.
 """
 from __future__ import annotations
 
 import ast
+import base64
+import functools
 import hashlib
+import json
 import subprocess
+import zlib
 from pathlib import Path
 
 LIB = Path(__file__).resolve().parent
 ROOT = LIB.parent
+LEDGER = LIB / "data" / "code_equivalence.json"
 
 
 def _modules(root: Path = LIB) -> dict[str, Path]:
@@ -90,6 +103,53 @@ def _digest(path: str, data: bytes) -> bytes:
     return code_digest(data) if path.endswith(".py") else data
 
 
+def pack_source(source: bytes) -> str:
+    """A source as the ledger keeps it (zlib, base64)."""
+    return base64.b64encode(zlib.compress(source, 9)).decode()
+
+
+def unpack_source(text: str) -> bytes:
+    return zlib.decompress(base64.b64decode(text))
+
+
+def digest_id(digest: bytes) -> str:
+    """The name of a code digest in the ledger."""
+    return hashlib.sha1(digest).hexdigest()
+
+
+@functools.lru_cache(maxsize=4)
+def _ledger(path: Path = LEDGER, stamp: float = 0.0) -> dict:
+    """``{file: {digest id: source it stands for (bytes) or None}}`` from the ledger at ``path``."""
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text())
+    out: dict = {}
+    for e in data.get("files", []):
+        out.setdefault(e["path"], {})[e["digest"]] = None if e["stands_for"] is None else unpack_source(e["stands_for"])
+    return out
+
+
+def ledger() -> dict:
+    """The ledger of equivalent code (:data:`LEDGER`), read once per version of the file."""
+    return _ledger(LEDGER, LEDGER.stat().st_mtime if LEDGER.exists() else 0.0)
+
+
+_ABSENT = object()
+
+
+def canonical_digest(path: str, data: bytes):
+    """What ``path`` (relative to the repository root) with contents ``data`` contributes to a key:
+    its digest (:func:`code_digest` for Python), or, when the ledger lists that digest, the digest of
+    the source it stands for; None for a file the ledger lists as added by a refactor (it stands for
+    nothing and contributes nothing)."""
+    d = _digest(path, data)
+    if path.endswith(".py"):
+        source = ledger().get(path, {}).get(digest_id(d), _ABSENT)
+        if source is not _ABSENT:
+            return None if source is None else code_digest(source)
+    return d
+
+
 def content_key(files, extra: str = "", n: int = 12) -> str:
     """A short sha1 over ``files`` (paths, in the order given; Python files by :func:`code_digest`,
     so an edited comment or docstring keeps the key) and ``extra``."""
@@ -97,8 +157,11 @@ def content_key(files, extra: str = "", n: int = 12) -> str:
     for f in files:
         f = Path(f)
         rel = str(f.relative_to(ROOT) if f.is_absolute() else f)
+        d = canonical_digest(rel, (f if f.is_absolute() else ROOT / f).read_bytes())
+        if d is None:  # added by a refactor the ledger records: it stands for nothing
+            continue
         h.update(rel.encode())
-        h.update(_digest(rel, (f if f.is_absolute() else ROOT / f).read_bytes()))
+        h.update(d)
     h.update(extra.encode())
     return h.hexdigest()[:n]
 
@@ -123,8 +186,14 @@ def changed_since(commit: str, files) -> list[str] | None:
     for path in sorted(line for line in run.stdout.decode().splitlines() if line):
         old = _git("show", f"{commit}:{path}")
         now = ROOT / path
-        if old is None or old.returncode != 0 or not now.exists() or not path.endswith(".py"):
+        there = old is not None and old.returncode == 0
+        if not now.exists() or not path.endswith(".py"):
             changed.append(path)
-        elif code_digest(old.stdout) != code_digest(now.read_bytes()):
+            continue
+        canon = canonical_digest(path, now.read_bytes())
+        if canon is None:  # a file a recorded refactor added: unchanged if it was absent then
+            if there:
+                changed.append(path)
+        elif not there or canonical_digest(path, old.stdout) != canon:
             changed.append(path)
     return changed

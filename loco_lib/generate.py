@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import parallel, settings
+from .families import registry as families
 from .altered import _is_per_sample
 from .errors import LocoError
 from .models import progress_default
@@ -134,7 +135,7 @@ def sample_batch(pipe, cond, seeds, *, steps, guidance, size=None, alt=None, lay
     ``patches``: further :class:`~loco_lib.hooks.Patch` es for this call (one row per sample).
     """
     family = pipeline_family(pipe)
-    extra = {"clean_caption": False} if family == "if" else {}
+    extra = families.pipeline_family(pipe).call_kwargs()  # IF: clean_caption=False
     if size is not None:
         extra.update(height=size, width=size)
     gens = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]

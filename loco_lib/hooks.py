@@ -42,13 +42,15 @@ from .errors import LocoError
 
 KINDS = ("output", "input", "text")
 BRANCHES = ("cond", "uncond", "all")
+DENOISER_NAMES = ("unet", "denoiser", "transformer")  # "unet" and "denoiser" name any pipeline's denoiser
 
 
 # -- names ------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Site:
-    """A named place in a pipeline: ``component`` (``"unet"``, ``"text_encoder"``, ``"text_encoder_2"``),
+    """A named place in a pipeline: ``component`` (``"unet"`` or ``"denoiser"``: the pipeline's denoiser,
+    whatever its family calls it; ``"transformer"``, ``"text_encoder"``, ``"text_encoder_2"``),
     ``module`` (dotted path inside it; ``""`` is the component itself), ``kind`` (``"output"``,
     ``"input"`` or ``"text"``) and, for inputs, ``arg``: an argument name (dotted into dict arguments,
     e.g. ``"added_cond_kwargs.text_embeds"``) or position; ``None`` is the first argument."""
@@ -63,8 +65,8 @@ class Site:
             raise LocoError(f"unknown site kind {self.kind!r}: use one of {', '.join(KINDS)}")
         if self.arg is not None and self.kind != "input":
             raise LocoError(f"only input sites name an argument, not {self.kind} sites")
-        if self.kind == "text" and self.component != "unet":
-            raise LocoError("text sites are cross-attention layers of the UNet")
+        if self.kind == "text" and self.component not in DENOISER_NAMES:
+            raise LocoError("text sites are cross-attention layers of the denoiser")
 
     def __str__(self) -> str:
         s = f"{self.component}:{self.module}:{self.kind}"
@@ -164,13 +166,17 @@ class Record:
 
 
 def _check_branch(site: Site, branch):
-    if site.component != "unet":
+    """The branch a patch or record selects: the conditional one by default on the denoiser, every
+    row on a text encoder (whose calls have no guidance rows: selecting a branch there is refused).
+    Another component's default is settled when the hooks are installed (:meth:`_Session.resolve`)."""
+    if site.component.startswith("text_encoder"):
         if branch not in (None, "all"):
             raise LocoError(f"{site.component} sites have no guidance branches: leave branch unset")
         return "all"
-    branch = "cond" if branch is None else branch
-    if branch not in BRANCHES:
+    if branch is not None and branch not in BRANCHES:
         raise LocoError(f"unknown branch {branch!r}: use one of {', '.join(BRANCHES)}")
+    if site.component in DENOISER_NAMES:
+        return "cond" if branch is None else branch
     return branch
 
 
@@ -228,9 +234,21 @@ def conditional_rows(n_rows: int, n_samples: int, guidance: bool | None = None) 
     raise LocoError(f"the UNet batch has {n_rows} rows{layout}, which does not fit {n_samples} sample(s): give one row per sample")
 
 
-def _components(pipe) -> dict:
+def _denoiser_name(pipe) -> str:
+    """The pipeline's denoiser component: diffusers names it ``unet`` or ``transformer`` in every
+    pipeline (the families of :mod:`loco_lib.families` say the same); a module handed over alone is
+    the denoiser (named ``unet``, which like ``denoiser`` is an alias of whatever the denoiser is)."""
     if isinstance(pipe, torch.nn.Module):
-        return {"unet": pipe}
+        return "unet"
+    for name in ("unet", "transformer"):
+        if isinstance(getattr(pipe, name, None), torch.nn.Module):
+            return name
+    return "unet"
+
+
+def _components(pipe, denoiser: str) -> dict:
+    if isinstance(pipe, torch.nn.Module):
+        return {denoiser: pipe}
     return {name: getattr(pipe, name) for name in ("unet", "text_encoder", "text_encoder_2", "transformer")
             if isinstance(getattr(pipe, name, None), torch.nn.Module)}
 
@@ -250,10 +268,16 @@ def _selection(items, what: str):
 class _Action:
     """A patch or record, bound to its component, with its selections normalised."""
 
-    def __init__(self, spec, index: int):
+    def __init__(self, spec, index: int, denoiser: str):
         self.spec = spec
         self.index = index
         self.site = spec.site
+        self.component = denoiser if spec.site.component in ("unet", "denoiser") else spec.site.component
+        guided = self.component == denoiser
+        self.branch = spec.branch if spec.branch is not None else ("cond" if guided else "all")
+        if not guided and self.branch != "all":
+            raise LocoError(f"{spec.site.component} calls have no guidance rows, so a patch or record at {spec.site} "
+                            f"cannot select the {self.branch!r} branch: leave branch unset")
         self.samples = _selection(spec.samples, "samples")
         self.steps = _selection(spec.steps, "steps")
         self.is_patch = isinstance(spec, Patch)
@@ -266,9 +290,9 @@ class _Action:
         for pos, r in enumerate(call.rows):
             if self.samples is not None and call.sample[r] not in self.samples:
                 continue
-            if self.spec.branch == "cond" and not call.cond[r]:
+            if self.branch == "cond" and not call.cond[r]:
                 continue
-            if self.spec.branch == "uncond" and call.cond[r]:
+            if self.branch == "uncond" and call.cond[r]:
                 continue
             out.append(pos)
         return out
@@ -278,15 +302,16 @@ class _Session:
     """The live state of one ``hooks`` block."""
 
     def __init__(self, pipe, records, patches, n_samples, guidance, share_identical_rows, counter):
-        self.components = _components(pipe)
+        self.denoiser = _denoiser_name(pipe)  # the one component whose calls carry guidance rows
+        self.components = _components(pipe, self.denoiser)
         self.n_samples = n_samples
         self.guidance = guidance
         self.share = share_identical_rows
         self.counter = counter
         self.trace = Trace()
-        self.actions = [_Action(s, i) for i, s in enumerate([*patches, *records])]
+        self.actions = [_Action(s, i, self.denoiser) for i, s in enumerate([*patches, *records])]
         for a in self.actions:
-            if a.site.component not in self.components:
+            if a.component not in self.components:
                 raise LocoError(f"this pipeline has no {a.site.component!r} for site {a.site}")
             if not a.is_patch:
                 self.trace.values.setdefault(str(a.site), [])
@@ -297,11 +322,11 @@ class _Session:
     # -- calls ---------------------------------------------------------------------------------
     def layout(self, component: str, n_rows: int) -> tuple[torch.Tensor, list[int]]:
         """Branch and sample index of each row of a call."""
-        if component != "unet":
+        if component != self.denoiser:
             return torch.ones(n_rows, dtype=torch.bool), list(range(n_rows))
         n = self.n_samples
         if n is None and self.guidance is None and all(
-                a.spec.branch == "all" and a.samples is None for a in self.actions if a.site.component == "unet"):
+                a.branch == "all" and a.samples is None for a in self.actions if a.component == component):
             return torch.ones(n_rows, dtype=torch.bool), list(range(n_rows))  # every row alike: no layout needed
         if n is None:
             if self.guidance is None:
@@ -321,14 +346,14 @@ class _Session:
         call = Call(component, step, n_rows, list(range(n_rows)), cond, sample)
         self.calls[component] = call
         result = None
-        if component == "unet" and self.share:
+        if component == self.denoiser and self.share:
             keep = self.shared_rows(call, args, kwargs)
             if keep is not None:
                 args, kwargs = _take_rows(list(args), dict(kwargs), keep[0], n_rows)
                 call.rows = keep[0]
                 call.inverse = keep[1]
                 result = (tuple(args), kwargs)
-        if component == "unet" and self.counter is not None:
+        if component == self.denoiser and self.counter is not None:
             self.counter["calls"] = self.counter.get("calls", 0) + 1
             self.counter["rows"] = self.counter.get("rows", 0) + len(call.rows)
             self.counter["uncond_rows"] = self.counter.get("uncond_rows", 0) + int((~call.cond[call.rows]).sum())
@@ -378,7 +403,7 @@ class _Session:
     # -- values ---------------------------------------------------------------------------------
     def at_site(self, site: str, value: torch.Tensor) -> torch.Tensor:
         """Apply the patches at ``site`` to ``value`` and feed its records; returns the value to use."""
-        component = site.split(":", 1)[0]
+        component = self.site_component[site]
         call = self.calls.get(component)
         if call is None:  # a component called outside a forward we track (e.g. a sub-module alone)
             return value
@@ -431,14 +456,16 @@ class _Session:
     # -- installation -----------------------------------------------------------------------------
     def install(self):
         self.by_site: dict[str, list[_Action]] = {}
+        self.site_component: dict[str, str] = {}
         for a in self.actions:
             self.by_site.setdefault(str(a.site), []).append(a)
-        active = [c for c in self.components if c == "unet" or any(a.site.component == c for a in self.actions)]
+            self.site_component[str(a.site)] = a.component
+        active = [c for c in self.components if c == self.denoiser or any(a.component == c for a in self.actions)]
         for component in active:  # start of call first: it lays out the rows the site hooks use
             self.handles.append(self.components[component].register_forward_pre_hook(self._pre(component), with_kwargs=True))
         for name, actions in self.by_site.items():
             site = actions[0].site
-            root = self.components[site.component]
+            root = self.components[actions[0].component]
             try:
                 module = root.get_submodule(site.module) if site.module else root
             except AttributeError:

@@ -51,6 +51,7 @@ import torch
 
 from .edit_file import Edit, _fingerprint, _model_name, weights_checksum  # noqa: F401 (Edit, weights_checksum: re-exported)
 from .errors import LocoError
+from .families.registry import denoiser
 from .layers import cross_attention_layers, kv_inputs, parse_layers
 from .prompts import FACT_TEMPLATES, OBJECT_TEMPLATES, PAPER_TARGETS, STYLE_TEMPLATES, augment  # noqa: F401 (re-exported)
 
@@ -110,10 +111,6 @@ def objective(W: torch.Tensor, W_hat: torch.Tensor, X_orig: torch.Tensor, X_targ
 # Rows: the K/V projections' inputs at the subject token
 # ---------------------------------------------------------------------------------------------
 
-def _unet(pipe_or_unet):
-    return getattr(pipe_or_unet, "unet", pipe_or_unet)
-
-
 def _as_list(x, n: int, what: str) -> list:
     if x is None or isinstance(x, str):
         return [x] * n
@@ -148,7 +145,7 @@ def kv_rows(pipe, layers, prompts, subjects=None) -> dict[int, torch.Tensor]:
     from .text import as_prompt_list, encode
     from .tokens import subject_token_index
 
-    unet = pipe.unet
+    unet = denoiser(pipe)
     all_layers = cross_attention_layers(unet)
     idx = parse_layers(layers, len(all_layers))
     if not idx:
@@ -188,7 +185,7 @@ def compute_edit(
     start = time.perf_counter()
     originals, targets, subjects, target_subjects, preserve = edit_prompts(
         pipe, originals, targets, subjects, target_subjects, preserve)
-    unet = pipe.unet
+    unet = denoiser(pipe)
     all_layers = cross_attention_layers(unet)
     idx = parse_layers(layers, len(all_layers))
     if not idx:
@@ -260,7 +257,7 @@ def compute_multi_edit(pipe, layers, key_sets, lam: float = LAMBDA, preserve=Non
     for k in key_sets:
         if not hasattr(k, "originals") or not len(k):
             raise LocoError("each concept needs a non-empty key set (a PromptSet, e.g. prompts.concept_keys(...))")
-    n_layers = len(cross_attention_layers(pipe.unet))
+    n_layers = len(cross_attention_layers(pipe))
     per_set = isinstance(layers, (list, tuple)) and len(layers) > 0 and all(
         isinstance(w, (list, tuple, str)) for w in layers)
     windows = [parse_layers(w, n_layers) for w in layers] if per_set else [parse_layers(layers, n_layers)] * len(key_sets)
@@ -309,7 +306,7 @@ def fit_table(pipe, edit: "Edit", originals, targets, subjects=None, target_subj
     out = []
     for name, new in edit.weights.items():
         layer = next(i for i, lname in edit.layer_names.items() if name.startswith(lname + "."))
-        old = pipe.unet.get_parameter(name).detach().cpu().double()
+        old = denoiser(pipe).get_parameter(name).detach().cpu().double()
         new = new.double()
         xo, xt = rows_o[layer].cpu().double(), rows_t[layer].cpu().double()
         before, after = float(objective(old, old, xo, xt, 0.0)), float(objective(new, old, xo, xt, 0.0))

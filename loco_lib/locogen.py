@@ -135,7 +135,7 @@ def locogen(
     originals, targets = _prompt_lists(prompts)
     originals = settings.prompts(pipe, originals, "original prompt")
     targets = settings.prompts(pipe, targets, "target prompt")
-    n_layers = len(cross_attention_layers(pipe.unet))
+    n_layers = len(cross_attention_layers(pipe))
     wins = windows(n_layers, m)
     seeds = settings.seeds(seeds)
     # every setting is checked before the default scorer is loaded
@@ -223,7 +223,7 @@ def select_m(pipe, prompts, attribute: str, threshold: float = 0.8, ms=None, sto
 
     if not 0 < threshold <= 1:
         raise LocoError(f"threshold must be in (0, 1], got {threshold}")
-    n_layers = len(cross_attention_layers(pipe.unet))
+    n_layers = len(cross_attention_layers(pipe))
     ms = list(ms) if ms is not None else list(range(1, n_layers + 1))
     results, rows, chosen = {}, [], None
     for m in ms:

@@ -98,7 +98,9 @@ def welch_statistic(a, b) -> np.ndarray:
 # -- activations ---------------------------------------------------------------------------------
 
 def _unet(pipe):
-    return getattr(pipe, "unet", pipe)
+    from .families.registry import denoiser
+
+    return denoiser(pipe)
 
 
 def chosen_layers(unet, layers) -> list[CrossAttentionLayer]:

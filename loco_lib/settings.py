@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import numbers
 
+from .families import registry as families
 from .errors import LocoError
 
 MAX_SEED = 2**63 - 1
@@ -20,32 +21,20 @@ DEVICE_TYPES = ("cpu", "cuda", "mps")
 
 
 def pipeline_family(pipe) -> str:
-    """'sd', 'sdxl' or 'if' for a loaded pipeline; LocoError for anything else."""
-    from diffusers import IFPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
-
-    if isinstance(pipe, StableDiffusionXLPipeline):
-        return "sdxl"
-    if isinstance(pipe, IFPipeline):
-        return "if"
-    if isinstance(pipe, StableDiffusionPipeline):
-        return "sd"
-    raise LocoError(
-        f"{type(pipe).__name__} is not supported: loco works with StableDiffusionPipeline, "
-        "StableDiffusionXLPipeline and IFPipeline (stage I)"
-    )
+    """The name of a loaded pipeline's family (``'sd'``, ``'sdxl'``, ``'if'``:
+    :func:`loco_lib.families.pipeline_family`); LocoError for anything else."""
+    return families.pipeline_family(pipe).name
 
 
-# SD: DDIM sampling (Sec. 5.1) with the authors' public code's 50 steps and guidance 7.5
-# (NUM_DIFFUSION_STEPS, GUIDANCE_SCALE in loco_edit.py, github.com/samyadeepbasu/LocoGen; the paper
-# states neither). SD-XL and IF: their pipelines' defaults (loco's choice; the authors' code has neither).
-DEFAULTS = {"sd": {"steps": 50, "guidance": 7.5}, "sdxl": {"steps": 50, "guidance": 5.0}, "if": {"steps": 100, "guidance": 7.0}}
+# Each family's sampling defaults, and where they come from, are in its module of loco_lib.families.
+DEFAULTS = families.defaults()
 
 
 def defaults(pipe) -> dict:
     """The pipeline's default ``steps`` and ``guidance``: its own ``loco_defaults`` (the model organisms
     carry theirs) or the settings of :data:`DEFAULTS` for its family."""
     own = getattr(pipe, "loco_defaults", None)
-    return dict(own) if own else dict(DEFAULTS[pipeline_family(pipe)])
+    return dict(own) if own else dict(families.pipeline_family(pipe).defaults)
 
 
 def as_prompt_list(prompts, what: str = "prompt") -> list[str]:

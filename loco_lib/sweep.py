@@ -41,6 +41,7 @@ from . import parallel, runlog, settings
 from .errors import LocoError, LocoWarning
 from .files import replaced, write_json
 from .generate import progress_bars, sample_batch
+from .families.registry import denoiser
 from .models import pipeline_family, progress_default
 from .text import encode
 
@@ -69,7 +70,7 @@ def model_id(pipe) -> str:
     name = getattr(pipe, "loco_name", None)
     if name:
         return str(name)
-    return str(getattr(pipe, "name_or_path", None) or pipe.unet.config.get("_name_or_path", "") or type(pipe).__name__)
+    return str(getattr(pipe, "name_or_path", None) or denoiser(pipe).config.get("_name_or_path", "") or type(pipe).__name__)
 
 
 def _key(meta: dict) -> str:
@@ -169,10 +170,10 @@ def run_sweep(
     seeds = settings.seeds(seeds)
     from .layers import cross_attention_layers, format_layers, parse_layers
 
-    n_layers = len(cross_attention_layers(pipe.unet))
+    n_layers = len(cross_attention_layers(pipe))
     layer_sets = [tuple(parse_layers(list(ls), n_layers)) for ls in layer_sets]
     progress = progress_default() if progress is None else progress
-    on_gpu = str(pipe.unet.device).startswith("cuda")
+    on_gpu = str(denoiser(pipe).device).startswith("cuda")
     batch = settings.batch_size(batch_size, 16 if on_gpu else 32)
 
     cache = SweepCache(cache_dir)
@@ -180,8 +181,8 @@ def run_sweep(
     base = {"format": CACHE_FORMAT, "model": model_id(pipe), "steps": steps, "guidance": guidance, "size": size,
             "swap_text_paths": swap_text_paths, "negative": negative_prompt, "scheduler": type(pipe.scheduler).__name__,
             "batch_size": batch}
-    if pipe.unet.dtype != torch.float32:  # half precision gives other images; float32 keys stay as they were
-        base["dtype"] = str(pipe.unet.dtype).replace("torch.", "")
+    if denoiser(pipe).dtype != torch.float32:  # half precision gives other images; float32 keys stay as they were
+        base["dtype"] = str(denoiser(pipe).dtype).replace("torch.", "")
 
     def meta_of(job: Job) -> dict:
         return {**base, "original": originals[job.prompt_index], "target": targets[job.prompt_index],

@@ -1,15 +1,9 @@
-"""Text conditioning c of a prompt, for each pipeline family (paper Sec. 5.1).
+"""Text conditioning c of a prompt (paper Sec. 5.1), as each pipeline family computes it.
 
 ``encode(pipe, prompts)`` returns exactly the tensors the pipeline itself would compute from the
-prompts, so a run fed with them equals a run fed with the prompt strings, and an altered input c'
-is computed the same way as c:
-
-* SD-1.x / 2.x: the text encoder's last hidden state (77 x d).
-* SD-XL: the concatenated penultimate hidden states of both encoders (77 x 2048) plus the pooled,
-  projected output of the second encoder (fed to the time embedding with the size "time ids").
-  The unconditional embedding is zeros (``force_zeros_for_empty_prompt``).
-* DeepFloyd IF: the raw T5 output (77 x 4096); the UNet projects it with ``encoder_hid_proj``
-  before cross-attention and also pools it into the time embedding (``add_embedding``).
+prompts (its family's :meth:`~loco_lib.families.base.PipelineFamily.encode`: SD's last hidden
+state, SD-XL's two encoders with the pooled vector, IF's raw T5 output), so a run fed with them
+equals a run fed with the prompt strings, and an altered input c' is computed the same way as c.
 """
 from __future__ import annotations
 
@@ -36,34 +30,19 @@ class TextCondition:
         return TextCondition(pick(self.embeds), pick(self.negative), pick(self.pooled), pick(self.negative_pooled))
 
     def pipeline_kwargs(self, family: str) -> dict:
-        kw = {"prompt_embeds": self.embeds, "negative_prompt_embeds": self.negative}
-        if family == "sdxl":
-            kw.update(pooled_prompt_embeds=self.pooled, negative_pooled_prompt_embeds=self.negative_pooled)
-        return kw
+        """The pipeline-call keywords that hand this condition to a pipeline of ``family`` (its name)."""
+        from .families.registry import by_name
+
+        return by_name(family).pipeline_kwargs(self)
 
 
 @torch.no_grad()
 def encode(pipe, prompts, negative_prompt: str = "") -> TextCondition:
     """Encode ``prompts`` (and the negative prompt for the unconditional branch) as the pipeline does."""
+    from .families.registry import pipeline_family as family_of
+
     prompts = as_prompt_list(prompts)
-    family = pipeline_family(pipe)
-    device = pipe._execution_device
-    n = len(prompts)
-    if family == "sd":
-        e, ne = pipe.encode_prompt(prompts, device, 1, True, negative_prompt=[negative_prompt] * n)
-        return TextCondition(e, ne)
-    if family == "sdxl":
-        neg = None if negative_prompt == "" else [negative_prompt] * n
-        e, ne, p, npool = pipe.encode_prompt(
-            prompt=prompts, device=device, num_images_per_prompt=1, do_classifier_free_guidance=True, negative_prompt=neg
-        )
-        return TextCondition(e, ne, p, npool)
-    neg = None if negative_prompt == "" else [negative_prompt] * n
-    e, ne = pipe.encode_prompt(
-        prompts, do_classifier_free_guidance=True, num_images_per_prompt=1, device=device,
-        negative_prompt=neg, clean_caption=False,
-    )
-    return TextCondition(e, ne)
+    return TextCondition(**family_of(pipe).encode(pipe, prompts, negative_prompt))
 
 
 @dataclass

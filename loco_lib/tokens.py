@@ -16,16 +16,11 @@ from .errors import LocoError
 
 def _prepare(pipe_or_tokenizer, prompt: str):
     """(tokenizer, text as the pipeline feeds it to the tokenizer)."""
-    tok = getattr(pipe_or_tokenizer, "tokenizer", pipe_or_tokenizer)
-    text = prompt
-    try:
-        from diffusers import IFPipeline
+    from .families.registry import PIPELINES
 
-        if isinstance(pipe_or_tokenizer, IFPipeline):
-            text = prompt.lower().strip()  # what IFPipeline does with clean_caption=False
-    except ImportError:  # pragma: no cover
-        pass
-    return tok, text
+    tok = getattr(pipe_or_tokenizer, "tokenizer", pipe_or_tokenizer)
+    family = next((f for f in PIPELINES if f.matches(pipe_or_tokenizer)), None)
+    return tok, prompt if family is None else family.tokenizer_text(prompt)  # IF lower-cases
 
 
 def _encode_with_offsets(tok, text: str):

@@ -60,6 +60,7 @@ from tqdm.auto import tqdm
 
 from . import parallel, settings
 from .errors import LocoError
+from .families.base import State  # noqa: F401 (the record of a restorable state; its home was here)
 from .hooks import FromSample, Patch, Site, hooks
 
 WHERE = ("unet", "text")
@@ -91,95 +92,20 @@ def default_cache_dir():
 
 # -- states -------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class State:
-    """One restorable state: the output of module ``name`` of ``component``."""
-
-    index: int  # position in execution order (within its list)
-    name: str  # dotted module path inside the component
-    kind: str  # resnet / transformer / self-attention / cross-attention / feed-forward / attention; self-attention / mlp / layer
-    component: str = "unet"
-    block: str = ""  # "down 0", "mid", "up 2"; "layer 0" in a text encoder
-
-    @property
-    def site(self) -> Site:
-        return Site(self.component, self.name, "output")
-
-    @property
-    def layer(self) -> int | None:
-        """The text-encoder layer of the state (``block`` "layer 3" -> 3); None for a UNet state."""
-        return int(self.block.split()[-1]) if self.block.startswith("layer ") else None
-
-    @property
-    def label(self) -> str:
-        short = {"resnet": "res", "transformer": "tb", "cross-attention": "xattn", "attention": "attn",
-                 "self-attention": "attn1" if self.component == "unet" else "attn", "feed-forward": "ff",
-                 "mlp": "mlp", "layer": "out"}[self.kind]
-        return f"{self.block} {short}"
-
-
-def _unet_groups(unet):
-    groups = [(f"down_blocks.{i}", b, f"down {i}") for i, b in enumerate(unet.down_blocks)]
-    if unet.mid_block is not None:
-        groups.append(("mid_block", unet.mid_block, "mid"))
-    groups += [(f"up_blocks.{i}", b, f"up {i}") for i, b in enumerate(unet.up_blocks)]
-    return groups
-
-
 def unet_states(unet, kinds=None) -> list[State]:
-    """The UNet's restorable states in execution order: in each block, its ResNet blocks and
-    attention modules as its forward interleaves them (the mid block starts with a ResNet block);
-    inside an attention module each transformer block, then its self-attention (``attn1``),
+    """The denoiser's restorable states in execution order (its family's walk,
+    :meth:`loco_lib.families.base.DenoiserFamily.states`). For a UNet: in each block, its ResNet
+    blocks and attention modules as its forward interleaves them (the mid block starts with a ResNet
+    block); inside an attention module each transformer block, then its self-attention (``attn1``),
     cross-attention (``attn2``) and feed-forward (``ff``). IF's attention modules read the text
     themselves (added K/V) and are one state each (``"attention"``). ``kinds``: which kinds (default
     :data:`UNET_KINDS`, loco's: whole transformer blocks and their cross-attention;
     :data:`PAPER_UNET_KINDS`: the paper's count, self-attention, cross-attention and feed-forward
     instead of whole transformer blocks)."""
-    from diffusers.models.attention_processor import Attention
+    from .families.registry import denoiser, denoiser_family
 
     kinds = _check_kinds(kinds, _UNET_ALLOWED, UNET_KINDS)
-    out: list[State] = []
-
-    def add(name, kind, block):
-        if kind in kinds:
-            out.append(State(len(out), name, kind, "unet", block))
-
-    for prefix, block, label in _unet_groups(unet):
-        resnets = list(getattr(block, "resnets", None) or [])
-        attns = list(getattr(block, "attentions", None) or [])
-        order: list[tuple[str, int]] = []
-        if prefix == "mid_block" and resnets:
-            order.append(("resnets", 0))
-            for i in range(max(len(attns), len(resnets) - 1)):
-                if i < len(attns):
-                    order.append(("attentions", i))
-                if i + 1 < len(resnets):
-                    order.append(("resnets", i + 1))
-        else:
-            for i in range(max(len(resnets), len(attns))):
-                if i < len(resnets):
-                    order.append(("resnets", i))
-                if i < len(attns):
-                    order.append(("attentions", i))
-        for group, i in order:
-            name = f"{prefix}.{group}.{i}"
-            if group == "resnets":
-                add(name, "resnet", label)
-                continue
-            module = block.get_submodule(f"{group}.{i}")
-            if isinstance(module, Attention):
-                add(name, "attention", label)
-                continue
-            for j, tb in enumerate(getattr(module, "transformer_blocks", None) or []):
-                tname = f"{name}.transformer_blocks.{j}"
-                add(tname, "transformer", label)
-                if isinstance(getattr(tb, "attn1", None), Attention):
-                    add(f"{tname}.attn1", "self-attention", label)
-                if getattr(getattr(tb, "attn2", None), "is_cross_attention", False):
-                    add(f"{tname}.attn2", "cross-attention", label)
-                if isinstance(getattr(tb, "ff", None), torch.nn.Module):
-                    add(f"{tname}.ff", "feed-forward", label)
-    return out
+    return denoiser_family(unet).states(denoiser(unet), kinds)
 
 
 def granularity_counts(unets: dict):
@@ -618,6 +544,7 @@ def trace(pipe, prompts, subjects=None, *, where: str = "unet", encoder=1, kinds
     included. ``batched=False``: one pipeline call per restored run (ROME's loop). ``keep_arrays``:
     also keep the float images of the runs computed now (``result.arrays``).
     """
+    from .families.registry import denoiser
     from .clip_score import get_scorer
     from .generate import progress_bars, sample_batch
     from .models import progress_default
@@ -648,7 +575,7 @@ def trace(pipe, prompts, subjects=None, *, where: str = "unet", encoder=1, kinds
     guidance = settings.guidance(pipe, guidance)
     size = settings.size(size)
     seeds = settings.seeds(seeds)
-    on_gpu = str(pipe.unet.device).startswith("cuda")
+    on_gpu = str(denoiser(pipe).device).startswith("cuda")
     batch = settings.batch_size(batch_size, 16 if on_gpu else 32)
     if batch < 2:
         raise LocoError("a trace batch holds the clean run and at least one restored run: batch_size >= 2")
@@ -656,7 +583,7 @@ def trace(pipe, prompts, subjects=None, *, where: str = "unet", encoder=1, kinds
     if where == "unet":
         if encoder != 1:
             raise LocoError("encoder= chooses a text encoder to trace: it goes with where='text'")
-        states = unet_states(pipe.unet, kinds)
+        states = unet_states(pipe, kinds)
         band_list = step_bands(steps, bands)
         components = []
     else:

@@ -36,6 +36,7 @@ import torch
 
 from .edit_file import Edit, _fingerprint, _model_name
 from .errors import LocoError
+from .families.registry import denoiser
 from .layers import cross_attention_layers, kv_inputs, parse_layers
 
 LAMBDA = 0.5  # `lamb` passed by the authors' train_erase.py __main__
@@ -112,7 +113,7 @@ def rows(pipe, layers, erase, guides, preserve=()) -> tuple[dict, dict, dict]:
     layer's K/V projections read (see the module docstring for which positions)."""
     from .text import encode
 
-    unet = pipe.unet
+    unet = denoiser(pipe)
     all_layers = cross_attention_layers(unet)
     chosen = [all_layers[i] for i in layers]
     texts = list(erase) + list(guides) + list(preserve)
@@ -173,7 +174,7 @@ def compute_edit(pipe, concepts, guide="", preserve=None, *, erase=None, layers=
     clash = [p for p in preserve if p.strip().lower() in erased]
     if clash:
         raise LocoError(f"{clash[0]!r} is both erased and preserved")
-    unet = pipe.unet
+    unet = denoiser(pipe)
     all_layers = cross_attention_layers(unet)
     idx = parse_layers(layers, len(all_layers))
     if not idx:

@@ -76,7 +76,7 @@ def grow(pipe, prompts, attribute: str, start: int, seeds=(0,), *, ms=None, tole
 
     check_attribute(attribute)
     originals, targets = _prompt_lists(prompts)
-    n_layers = len(cross_attention_layers(pipe.unet))
+    n_layers = len(cross_attention_layers(pipe))
     if not isinstance(start, (int, np.integer)) or not 0 <= start < n_layers:
         raise LocoError(f"start must be a layer of this model, 0 to {n_layers - 1}, got {start!r}")
     largest = n_layers - int(start)
@@ -134,7 +134,7 @@ def local_search(pipe, prompts, attribute: str, base_m: int = 2, base_layers: in
     saturation point of the candidates). Returns ``(m, table)``."""
     import pandas as pd
 
-    n_layers = len(cross_attention_layers(pipe.unet))
+    n_layers = len(cross_attention_layers(pipe))
     centre = scaled_m(base_m, base_layers, n_layers)
     ms = [m for m in range(centre - radius, centre + radius + 1) if 1 <= m <= n_layers]
     rows = []
