@@ -30,7 +30,7 @@ import torch
 
 from .errors import LocoError
 from .families.registry import denoiser, denoiser_family
-from .hooks import Patch, hooks, text_site, unet_input
+from .hooks import Patch, hooks, text_mask_site, text_site, unet_input
 from .layers import cross_attention_layers, parse_layers
 
 
@@ -61,11 +61,14 @@ def altered_patches(pipe_or_unet, alt, layers, swap_text_paths: bool = False) ->
     all_layers = family.text_layers(model)
     mask = layer_mask(layers, len(alt), len(all_layers))
     states = family.text_states(model, alt.embeds) if mask.any() else None  # IF: through encoder_hid_proj
+    bias = family.text_mask(model, alt.mask) if mask.any() else None  # a DiT's padding mask goes with the text
     patches = []
     for layer in all_layers:
         samples = mask[:, layer.index].nonzero().flatten().tolist()
         if samples:
             patches.append(Patch(text_site(layer), states, samples=samples))
+            if bias is not None:
+                patches.append(Patch(text_mask_site(layer), bias, samples=samples))
     if swap_text_paths:  # SD-XL's pooled text into the time embedding, IF's pooled T5 output
         patches += family.side_paths(model, alt)
     return patches

@@ -10,7 +10,7 @@
     loco evaluate MODEL --attribute A [--edit EDIT.safetensors] [--prompts FILE] [--seeds 0,1] [--steps N]
                   [--controls] --json
     loco report MODEL [--seeds 0,1] [--steps N] [--cache DIR] [--out REPORT.json] [--json]
-    loco trace MODEL --where unet|text [--encoder 1|2|both] [--states loco|paper] [--prompt P --subject S | --attribute A [--limit N]]
+    loco trace MODEL --where denoiser|text [--encoder 1|2|both] [--states loco|paper] [--prompt P --subject S | --attribute A [--limit N]]
                   [--tokens last|subject] [--window W] [--bands B] [--seeds 0,1] [--steps N] [--noise X]
                   [--cache DIR] --json
     loco edit MODEL --method diffquickfix --attribute A [--layer 0] [--encoder 1|2] --out EDIT.safetensors
@@ -164,7 +164,8 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--gpu", default="A100", help="with --dry-run: the GPU class of the estimate (A100 or 'H100 SXM')")
     tr = sub.add_parser("trace", help="causal tracing (Sec. 4): restore one clean state at a time into a corrupted run")
     tr.add_argument("model")
-    tr.add_argument("--where", required=True, choices=("unet", "text"), help="trace the UNet's states or a text encoder's")
+    tr.add_argument("--where", required=True, choices=("denoiser", "unet", "text"),
+                    help="trace the denoiser's states (a UNet's or a diffusion transformer's; 'unet' is its alias) or a text encoder's")
     tr.add_argument("--encoder", default="1", choices=("1", "2", "both"),
                     help="with --where text: which text encoder (2: SD-XL's second; both: the same state in both together)")
     tr.add_argument("--states", default="loco", choices=("loco", "paper"),
@@ -239,7 +240,9 @@ def cmd_layers(args) -> int:
 
         unet = meta_unet(args.model)
     else:
-        unet = load(args.model, device="cpu", progress=False).unet if args.model in MODELS else load(args.model, progress=False).unet
+        from .families.registry import denoiser
+
+        unet = denoiser(load(args.model, device="cpu", progress=False) if args.model in MODELS else load(args.model, progress=False))
     layers = cross_attention_layers(unet)
     if args.json:
         print(dumps([l.as_dict() for l in layers], indent=1))
@@ -525,6 +528,7 @@ def cmd_trace(args) -> int:
     if args.bands < 1:
         raise LocoError(f"--bands must be at least 1 (got {args.bands})")
     encoder = args.encoder if args.encoder == "both" else int(args.encoder)
+    args.where = "unet" if args.where == "denoiser" else args.where
     if args.where == "unet" and encoder != 1:
         raise LocoError("--encoder chooses a text encoder: it goes with --where text")
     if args.where == "text" and args.states != "loco":

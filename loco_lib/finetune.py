@@ -122,6 +122,11 @@ def _rows(x, i):
 def trainable(pipe, method: str) -> dict[str, torch.nn.Parameter]:
     """The UNet parameters a method trains: ESD-x every parameter of the cross-attention modules,
     Concept Ablation their key and value projections."""
+    from .families.registry import denoiser_family
+
+    family = denoiser_family(pipe)
+    if not family.trains:
+        raise LocoError(f"ESD and Concept Ablation train UNet denoisers; this model's denoiser ({family.name}) is not supported yet")
     unet = denoiser(pipe)
     out = {}
     for layer in cross_attention_layers(unet):

@@ -7,21 +7,25 @@ set of :class:`Patch` es (and :class:`Record` s) on named :class:`Site` s, insta
 duration of one ``with hooks(pipe, ...)`` block:
 
 * a site is a module of a pipeline component by its dotted path (``Site("unet",
-  "mid_block.attentions.0")``), its ``"output"`` or one ``"input"`` argument, or ``"text"``: the
-  text states a cross-attention layer reads (the ``encoder_hidden_states`` its attention processor
-  gets; for DeepFloyd IF after ``encoder_hid_proj``, before the layer's GroupNorm);
+  "mid_block.attentions.0")``; ``"unet"`` and ``"denoiser"`` name the pipeline's denoiser, a UNet or
+  a diffusion transformer), its ``"output"`` or one ``"input"`` argument, ``"text"``: the text
+  states a cross-attention layer reads (the ``encoder_hidden_states`` its attention processor gets;
+  for DeepFloyd IF after ``encoder_hid_proj``, before the layer's GroupNorm; for PixArt after
+  ``caption_projection``), or ``"text_mask"``: the attention mask it gets with them (PixArt's
+  padding mask, as an additive bias);
 * a patch replaces the value there by a tensor (one row per sample, or one row for all), by a
   function of the clean rows, or by the value another sample of the same call has there
   (:class:`FromSample`: causal tracing restores a clean run's state into the corrupted runs riding
   in the same batch), only in the rows it selects: samples, classifier-free-guidance branch
-  (diffusers lays the UNet batch out as ``[uncond, cond]``), denoising steps (UNet calls counted
-  from 0), and optionally token positions;
+  (diffusers lays a guided denoiser batch out as ``[uncond, cond]``; only the denoiser has branches,
+  and selecting one elsewhere is refused), denoising steps (denoiser calls counted from 0), and
+  optionally token positions;
 * a record keeps the value (after the patches at its site) of the rows it selects, per call.
 
 Module outputs and inputs go through PyTorch forward hooks; the ``"text"`` site goes through a
 wrapper around the layer's own attention processor (attention itself is never re-implemented, so
-the same code serves SD's ``attn2`` and IF's added-K/V attention). A diffusion transformer's
-attention modules would be further sites of the same two kinds. Leaving the block removes every
+the same code serves SD's ``attn2``, IF's added-K/V attention and PixArt's ``attn2``). Leaving the
+block removes every
 hook and puts back the original processor objects, also after an exception: the pipeline is
 bit-for-bit as it was.
 
@@ -40,7 +44,7 @@ import torch
 
 from .errors import LocoError
 
-KINDS = ("output", "input", "text")
+KINDS = ("output", "input", "text", "text_mask")
 BRANCHES = ("cond", "uncond", "all")
 DENOISER_NAMES = ("unet", "denoiser", "transformer")  # "unet" and "denoiser" name any pipeline's denoiser
 
@@ -65,7 +69,7 @@ class Site:
             raise LocoError(f"unknown site kind {self.kind!r}: use one of {', '.join(KINDS)}")
         if self.arg is not None and self.kind != "input":
             raise LocoError(f"only input sites name an argument, not {self.kind} sites")
-        if self.kind == "text" and self.component not in DENOISER_NAMES:
+        if self.kind in ("text", "text_mask") and self.component not in DENOISER_NAMES:
             raise LocoError("text sites are cross-attention layers of the denoiser")
 
     def __str__(self) -> str:
@@ -91,6 +95,12 @@ class Site:
 def text_site(layer) -> Site:
     """The text states cross-attention ``layer`` (a :class:`~loco_lib.layers.CrossAttentionLayer`) reads."""
     return Site("unet", layer.name, "text")
+
+
+def text_mask_site(layer) -> Site:
+    """The attention mask cross-attention ``layer``'s processor gets with its text (a diffusion
+    transformer's padding mask, as the additive bias its processor receives; None in a UNet)."""
+    return Site("unet", layer.name, "text_mask")
 
 
 def kv_site(layer, proj: str) -> Site:
@@ -470,7 +480,7 @@ class _Session:
                 module = root.get_submodule(site.module) if site.module else root
             except AttributeError:
                 raise LocoError(f"{site.component} has no module {site.module!r} (site {site})") from None
-            if site.kind == "text":
+            if site.kind in ("text", "text_mask"):
                 self._wrap_processor(module, site, name)
             elif site.kind == "output":
                 self.handles.append(_output_hook_before_others(module, self._output_hook(name)))
@@ -510,9 +520,16 @@ class _Session:
     def _wrap_processor(self, attn, site: Site, name: str):
         if not hasattr(attn, "set_processor"):
             raise LocoError(f"{site.module} is not an attention module: text sites are cross-attention layers")
-        inner = attn.processor
-        self.processors.append((attn, inner))
-        attn.set_processor(TextInputProcessor(inner, lambda states: self.at_site(name, states)))
+        edit = lambda states: self.at_site(name, states)  # noqa: E731
+        wrapper = attn.processor
+        if not (isinstance(wrapper, TextInputProcessor) and any(a is attn for a, _ in self.processors)):
+            self.processors.append((attn, wrapper))
+            wrapper = TextInputProcessor(wrapper, None)
+            attn.set_processor(wrapper)
+        if site.kind == "text":  # one wrapper per layer edits its text and its mask
+            wrapper.edit = edit
+        else:
+            wrapper.edit_mask = edit
 
     def remove(self):
         for attn, proc in reversed(self.processors):
@@ -546,9 +563,10 @@ class TextInputProcessor:
     ``scale``, an IP-adapter's inputs) exactly as without the wrapper.
     """
 
-    def __init__(self, inner, edit: Callable):
+    def __init__(self, inner, edit: Callable | None, edit_mask: Callable | None = None):
         self.inner = inner
         self.edit = edit
+        self.edit_mask = edit_mask
         call = self._call
 
         def signature_view(*args, **kwargs):
@@ -561,8 +579,12 @@ class TextInputProcessor:
         return self._call(*args, **kwargs)
 
     def _call(self, attn, hidden_states, encoder_hidden_states=None, *args, **kwargs):
-        if encoder_hidden_states is not None:
+        if encoder_hidden_states is not None and self.edit is not None:
             encoder_hidden_states = self.edit(encoder_hidden_states)
+        if self.edit_mask is not None:
+            if args or kwargs.get("attention_mask") is None:
+                raise LocoError("this cross-attention layer gets no attention mask to patch")
+            kwargs["attention_mask"] = self.edit_mask(kwargs["attention_mask"])
         if args:
             return self.inner(attn, hidden_states, encoder_hidden_states, *args, **kwargs)
         return self.inner(attn, hidden_states, encoder_hidden_states=encoder_hidden_states, **kwargs)

@@ -40,7 +40,7 @@ from .settings import pipeline_family  # noqa: F401 (its home was here)
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    family: str  # "sd", "sdxl" or "if"
+    family: str  # a pipeline family of loco_lib.families: "sd", "sdxl", "if", "pixart"
     hub_id: str | None = None
     twin_of: str | None = None  # for tiny twins: the real model whose layout they copy
     note: str = ""
@@ -53,12 +53,16 @@ REAL = {
     "sd21": ModelSpec("sd21", "sd", "stabilityai/stable-diffusion-2-1"),
     "sdxl": ModelSpec("sdxl", "sdxl", "stabilityai/stable-diffusion-xl-base-1.0"),
     "deepfloyd-if": ModelSpec("deepfloyd-if", "if", "DeepFloyd/IF-I-XL-v1.0", note="gated"),
+    "pixart-alpha": ModelSpec("pixart-alpha", "pixart", "PixArt-alpha/PixArt-XL-2-1024-MS"),
+    "pixart-alpha-512": ModelSpec("pixart-alpha-512", "pixart", "PixArt-alpha/PixArt-XL-2-512x512"),
+    "pixart-sigma": ModelSpec("pixart-sigma", "pixart", "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS"),
 }
 TINY = {
     "tiny-sd15": ModelSpec("tiny-sd15", "sd", twin_of="sd15"),
     "tiny-sd21": ModelSpec("tiny-sd21", "sd", twin_of="sd21"),
     "tiny-sdxl": ModelSpec("tiny-sdxl", "sdxl", twin_of="sdxl"),
     "tiny-if": ModelSpec("tiny-if", "if", twin_of="deepfloyd-if"),
+    "tiny-pixart": ModelSpec("tiny-pixart", "pixart", twin_of="pixart-alpha"),
 }
 MODELS = {**REAL, **TINY}  # more models come as cards (loco_lib.registry), e.g. the model organisms
 DEFAULT_MODEL = "toy"  # the model organism (registered by loco_lib.organism): trained, offline, CPU-sized
@@ -316,6 +320,16 @@ def _sd_unet(sd21: bool):
     )
 
 
+def _t5_text(tok):
+    from transformers import T5Config, T5EncoderModel
+
+    return T5EncoderModel(T5Config(
+        vocab_size=len(tok), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+        feed_forward_proj="gated-gelu", dense_act_fn="gelu_new", relative_attention_num_buckets=32,
+        relative_attention_max_distance=128, eos_token_id=1, pad_token_id=0, dropout_rate=0.1,
+    ))
+
+
 def build_tiny(name: str, seed: int = 0):
     """Build a tiny twin with seeded random weights (no network, under a second)."""
     from diffusers import IFPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
@@ -352,16 +366,23 @@ def build_tiny(name: str, seed: int = 0):
                 tokenizer=clip_tokenizer(), tokenizer_2=clip_tokenizer(pad_token="!"), unet=unet,
                 scheduler=_euler(), force_zeros_for_empty_prompt=True, add_watermarker=False,
             )
-        else:  # tiny-if
-            from diffusers import UNet2DConditionModel
-            from transformers import T5Config, T5EncoderModel
+        elif name == "tiny-pixart":  # PixArt-alpha's 28 blocks at tiny widths (diffusers' test sizes)
+            from diffusers import DPMSolverMultistepScheduler, PixArtAlphaPipeline, PixArtTransformer2DModel
 
             tok = t5_style_tokenizer()
-            text = T5EncoderModel(T5Config(
-                vocab_size=len(tok), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-                feed_forward_proj="gated-gelu", dense_act_fn="gelu_new", relative_attention_num_buckets=32,
-                relative_attention_max_distance=128, eos_token_id=1, pad_token_id=0, dropout_rate=0.1,
-            ))
+            transformer = PixArtTransformer2DModel(
+                sample_size=8, num_layers=28, patch_size=2, attention_head_dim=8, num_attention_heads=3,
+                caption_channels=32, in_channels=4, out_channels=8, cross_attention_dim=24, attention_bias=True,
+                activation_fn="gelu-approximate", num_embeds_ada_norm=1000, norm_type="ada_norm_single",
+                norm_elementwise_affine=False, norm_eps=1e-6, use_additional_conditions=False,
+            )
+            pipe = PixArtAlphaPipeline(tokenizer=tok, text_encoder=_t5_text(tok), vae=_tiny_vae(), transformer=transformer,
+                                       scheduler=DPMSolverMultistepScheduler())
+        else:  # tiny-if
+            from diffusers import UNet2DConditionModel
+
+            tok = t5_style_tokenizer()
+            text = _t5_text(tok)
             unet = UNet2DConditionModel(
                 sample_size=16, in_channels=3, out_channels=6, act_fn="gelu", layers_per_block=3,
                 block_out_channels=(16, 16, 32, 32), attention_head_dim=8, cross_attention_dim=32,

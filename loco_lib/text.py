@@ -21,13 +21,16 @@ class TextCondition:
     negative: torch.Tensor  # [B, L, D]: the unconditional branch's
     pooled: torch.Tensor | None = None  # SD-XL only: [B, P]
     negative_pooled: torch.Tensor | None = None
+    mask: torch.Tensor | None = None  # diffusion transformers: [B, L], 1 at the prompt's tokens
+    negative_mask: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.embeds.shape[0]
 
     def select(self, idx) -> "TextCondition":
         pick = lambda t: None if t is None else t[idx]
-        return TextCondition(pick(self.embeds), pick(self.negative), pick(self.pooled), pick(self.negative_pooled))
+        return TextCondition(pick(self.embeds), pick(self.negative), pick(self.pooled), pick(self.negative_pooled),
+                             pick(self.mask), pick(self.negative_mask))
 
     def pipeline_kwargs(self, family: str) -> dict:
         """The pipeline-call keywords that hand this condition to a pipeline of ``family`` (its name)."""

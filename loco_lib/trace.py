@@ -553,8 +553,9 @@ def trace(pipe, prompts, subjects=None, *, where: str = "unet", encoder=1, kinds
     from .tokens import subject_tokens
 
     settings.pipeline_family(pipe)  # refuses unsupported pipelines
+    where = "unet" if where == "denoiser" else where  # "unet" names any denoiser (a DiT's transformer too)
     if where not in WHERE:
-        raise LocoError(f"unknown place to trace {where!r}: use 'unet' or 'text'")
+        raise LocoError(f"unknown place to trace {where!r}: use 'denoiser' (or its alias 'unet') or 'text'")
     if hasattr(prompts, "originals"):
         subjects = list(prompts.subjects) if subjects is None else subjects
         prompts = list(prompts.originals)

@@ -140,7 +140,7 @@ def twin_probes(name: str) -> dict:
     pipe = load(name, progress=False)
     prompts = ["a photo of a cat in the style of van gogh", "a dog"]
     targets = ["a photo of a cat", "a cat"]
-    out = {"encode": vars(encode(pipe, prompts))}
+    out = {"encode": {k: v for k, v in vars(encode(pipe, prompts)).items() if v is not None}}  # fields a family fills
     kw = dict(seeds=0, steps=2, output_type="np", progress=False, size=32 if name != "tiny-if" else None)
     out["generate"] = generate(pipe, prompts, **kw).images
     out["altered_all_paths"] = generate(pipe, prompts, alt_prompts=targets, layers="all", swap_text_paths=True, **kw).images

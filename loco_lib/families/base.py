@@ -110,6 +110,7 @@ class DenoiserFamily:
     component: str = "unet"  # the pipeline component it is
     classes_: tuple = ()  # names of the diffusers model classes
     guided: bool = True  # a guided call lays its batch out as [uncond, cond]
+    trains: bool = True  # loco_lib.finetune (ESD, Concept Ablation) calls it as a UNet
 
     def classes(self) -> tuple:
         import diffusers
@@ -129,6 +130,11 @@ class DenoiserFamily:
     def kv_input(self, model, layer, states: torch.Tensor) -> torch.Tensor:
         """What ``layer``'s K/V projections read, given the text states its processor receives."""
         return states
+
+    def text_mask(self, model, mask) -> torch.Tensor | None:
+        """What a text layer's processor gets as its attention mask for the padding ``mask`` of a text
+        condition; None where the layers take no mask (the UNets)."""
+        return None
 
     def side_paths(self, model, alt) -> list:
         """Patches giving ``alt``'s text to the paths outside the text layers (pooled text)."""

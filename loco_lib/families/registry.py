@@ -75,9 +75,11 @@ def defaults() -> dict:
 
 
 from .deepfloyd import DeepFloydIF  # noqa: E402  (the families: their code keys every measurement that asks them)
+from .pixart import PixArt, PixArtTransformer  # noqa: E402
 from .sd import SD, SDXL  # noqa: E402
 from .unet import UNet  # noqa: E402
 
-for _f in (SD(), SDXL(), DeepFloydIF()):
+for _f in (SD(), SDXL(), DeepFloydIF(), PixArt()):
     register_pipeline(_f)
-register_denoiser(UNet())
+for _d in (UNet(), PixArtTransformer()):
+    register_denoiser(_d)

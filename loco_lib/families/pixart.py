@@ -1,0 +1,86 @@
+"""PixArt-alpha and PixArt-Sigma (``PixArtAlphaPipeline``, ``PixArtSigmaPipeline``; the denoiser
+``PixArtTransformer2DModel``): a diffusion transformer that reads the text by cross-attention.
+
+* c is the T5 encoder's output over the prompt padded to ``max_sequence_length`` tokens (120 for
+  alpha, 300 for Sigma: the pipelines' defaults), with its padding mask; the pipeline passes both to
+  the transformer. Prompts are lower-cased and stripped (``clean_caption=False``).
+* The transformer projects c once, before its blocks (``caption_projection``), and every block's
+  cross-attention ``attn2`` reads that projection through ``to_k`` / ``to_v`` (which carry biases),
+  with the mask as an additive bias (``(1 - mask) * -10000``). The text layers are the blocks'
+  ``attn2`` in order; an altered layer gets T''s projection *and* T''s mask.
+* No text path bypasses the blocks' cross-attention (the timestep embedding carries no text).
+* Guidance lays the batch out as [uncond, cond], as the UNet pipelines do.
+* Trace states, block by block: the whole block, its self-attention, cross-attention, feed-forward.
+* Defaults: the pipelines' 20 steps and guidance 4.5; loco turns the pipelines' resolution binning
+  off (an image is made at the size asked for; loco's choice).
+"""
+from __future__ import annotations
+
+import torch
+
+from .base import CrossAttentionLayer, DenoiserFamily, PipelineFamily, State
+
+
+class PixArt(PipelineFamily):
+    name = "pixart"
+    pipelines = ("PixArtSigmaPipeline", "PixArtAlphaPipeline")
+    describe = "PixArtAlphaPipeline, PixArtSigmaPipeline"
+    denoiser = "transformer"
+    defaults = {"steps": 20, "guidance": 4.5}
+
+    def max_length(self, pipe) -> int:
+        import diffusers
+
+        return 300 if isinstance(pipe, diffusers.PixArtSigmaPipeline) else 120
+
+    def encode(self, pipe, prompts, negative_prompt):
+        e, m, ne, nm = pipe.encode_prompt(prompts, do_classifier_free_guidance=True, negative_prompt=negative_prompt,
+                                          num_images_per_prompt=1, device=pipe._execution_device, clean_caption=False,
+                                          max_sequence_length=self.max_length(pipe))
+        return {"embeds": e, "negative": ne, "mask": m, "negative_mask": nm}
+
+    def pipeline_kwargs(self, cond) -> dict:
+        return {**super().pipeline_kwargs(cond), "prompt_attention_mask": cond.mask,
+                "negative_prompt_attention_mask": cond.negative_mask, "negative_prompt": None}  # its default "" clashes
+
+    def call_kwargs(self) -> dict:
+        return {"clean_caption": False, "use_resolution_binning": False}
+
+    def tokenizer_text(self, prompt: str) -> str:
+        return prompt.lower().strip()  # what the pipelines do with clean_caption=False
+
+
+class PixArtTransformer(DenoiserFamily):
+    name = "pixart"
+    component = "transformer"
+    classes_ = ("PixArtTransformer2DModel",)
+    trains = False  # ESD / Concept Ablation: the training step calls its denoiser as a UNet (not yet a DiT)
+
+    def text_layers(self, model) -> list:
+        side = max(1, model.config.sample_size // model.config.patch_size)  # the token grid's side
+        return [CrossAttentionLayer(index=i, name=f"transformer_blocks.{i}.attn2", block=f"block {i}",
+                                    kv_dim=block.attn2.to_k.in_features, key="to_k", value="to_v", resolution=side)
+                for i, block in enumerate(model.transformer_blocks)]
+
+    def text_states(self, model, embeds):
+        proj = model.caption_projection
+        if proj is None:
+            return embeds
+        out = proj(embeds.to(proj.linear_1.weight.dtype))
+        return out.view(embeds.shape[0], -1, out.shape[-1])
+
+    def text_mask(self, model, mask) -> torch.Tensor | None:
+        """The additive bias the blocks' ``attn2`` processors get for a padding ``mask`` ([B, L])."""
+        if mask is None:
+            return None
+        return ((1 - mask.to(model.dtype)) * -10000.0).unsqueeze(1)
+
+    def states(self, model, kinds) -> list:
+        out = []
+        for i, block in enumerate(model.transformer_blocks):
+            name = f"transformer_blocks.{i}"
+            for kind, sub in (("transformer", ""), ("self-attention", ".attn1"), ("cross-attention", ".attn2"),
+                              ("feed-forward", ".ff")):
+                if kind in kinds:
+                    out.append(State(len(out), name + sub, kind, "transformer", f"block {i}"))
+        return out
