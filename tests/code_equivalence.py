@@ -9,7 +9,7 @@ keys of every kept and cached measurement (``loco_lib/data/code_equivalence.json
    kinds of organism, hashed bit for bit) in both trees, on this machine, with the same threads;
    any probe that differs stops here and nothing is written;
 3. for each file of the keyed code (the closures of the modules whose functions kept measurements
-   run, and the organism's measuring code) whose digest differs from the old tree's, adds a ledger entry: this digest stands for the
+   and trained edits run, and the organism's measuring code) whose digest differs from the old tree's, adds a ledger entry: this digest stands for the
    old source (or, for a file the old tree did not have, for nothing), with the evidence;
 4. checks that every keyed module's content key and every organism's weights fingerprint now equals
    the old tree's.
@@ -27,11 +27,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# the modules whose functions kept measurements run (their closures key the kept files), and what keys
-# every organism measurement (protocol.measuring_code(): the protocol's and the scorer's closure)
+# the modules whose functions the chapters' kept measurements and trained edits run (kept.measure,
+# kept.trained: their closures key the kept files), and what keys every organism measurement
+# (protocol.measuring_code(): the protocol's and the scorer's closure)
 KEYED = ("loco_lib.organism.protocol", "loco_lib.organism.stability", "loco_lib.organism.token_swaps",
          "loco_lib.organism.variants", "loco_lib.organism.kept", "loco_lib.trace", "loco_lib.unlearning",
-         "loco_lib.window_size", "loco_lib.locogen")
+         "loco_lib.window_size", "loco_lib.locogen", "loco_lib.finetune")
 ORGANISMS = ("toy", "toy-t5", "toy-if", "toy-if-clip", "models/toy-if-xattn", "models/toy-t5-long")
 
 STATE = f"""
