@@ -98,8 +98,11 @@ def test_locoedit_with_biased_projections_is_the_closed_form_optimum(pixart):
         assert torch.allclose(with_bias, objective(W, W_hat, xo.double(), xt.double(), e.lam))
         (grad,) = torch.autograd.grad(with_bias, W)
         assert grad.abs().max() < 1e-8 * max(1.0, float(W_hat.abs().max()))
-    with e.applied(pixart):
-        assert torch.equal(attn.to_k.bias, attn.to_k.bias)  # biases untouched: the edit holds no bias
+    biases = [attn.to_k.bias.detach().clone(), attn.to_v.bias.detach().clone()]
+    weight = attn.to_k.weight.detach().clone()
+    with e.applied(pixart):  # the weights change, the biases do not: the edit holds no bias
+        assert not torch.equal(attn.to_k.weight, weight)
+        assert torch.equal(attn.to_k.bias, biases[0]) and torch.equal(attn.to_v.bias, biases[1])
     assert not any(k.endswith("bias") for k in e.weights)
 
 
