@@ -142,7 +142,3 @@ class DenoiserFamily:
 
     def states(self, model, kinds) -> list:
         raise NotImplementedError
-
-
-def no_family(what: str, obj, known: list) -> LocoError:
-    return LocoError(f"{type(obj).__name__} is not supported: loco works with {', '.join(known)}" + what)

@@ -46,7 +46,7 @@ def denoiser(pipe_or_model) -> torch.nn.Module:
     """The denoiser of a pipeline (its UNet or transformer), or the module itself."""
     if isinstance(pipe_or_model, torch.nn.Module):
         return pipe_or_model
-    name = pipeline_family(pipe_or_model).denoiser if any(f.matches(pipe_or_model) for f in PIPELINES) else "unet"
+    name = denoiser_name(pipe_or_model)
     model = getattr(pipe_or_model, name, None)
     if not isinstance(model, torch.nn.Module):
         raise LocoError(f"{type(pipe_or_model).__name__} has no denoiser {name!r}")
@@ -57,7 +57,8 @@ def denoiser_name(pipe_or_model) -> str:
     """The component name of the denoiser (``"unet"``, ``"transformer"``)."""
     if isinstance(pipe_or_model, torch.nn.Module):
         return denoiser_family(pipe_or_model).component
-    return pipeline_family(pipe_or_model).denoiser if any(f.matches(pipe_or_model) for f in PIPELINES) else "unet"
+    family = next((f for f in PIPELINES if f.matches(pipe_or_model)), None)  # one pass over the families
+    return "unet" if family is None else family.denoiser
 
 
 def denoiser_family(pipe_or_model) -> DenoiserFamily:
