@@ -1,7 +1,8 @@
 """Full-size architectures of the real checkpoints, built on the meta device.
 
 ``data/architectures.json`` holds the UNet and text-encoder configs of SD-1.4/1.5, OpenJourney,
-SD-2.1, SD-XL and DeepFloyd IF-I-XL (read from their public config files). Building a UNet under
+SD-2.1, SD-XL and DeepFloyd IF-I-XL (read from their public config files), and the transformer and
+text-encoder configs of PixArt-alpha (1024 and 512 px), PixArt-Sigma and SANA (1600M, 600M). Building a UNet under
 ``accelerate.init_empty_weights`` gives the exact module tree, names and parameter shapes with no
 memory and no download, so the layer map and the editing code are tested on the real shapes.
 """
@@ -19,6 +20,11 @@ ARCH_KEYS = {
     "sd21": "sd21",
     "sdxl": "sdxl",
     "deepfloyd-if": "if_i_xl",
+    "pixart-alpha": "pixart_alpha",
+    "pixart-alpha-512": "pixart_alpha_512",
+    "pixart-sigma": "pixart_sigma",
+    "sana": "sana_1600m",
+    "sana-600m": "sana_600m",
 }
 
 
@@ -39,7 +45,32 @@ def arch_key(name: str) -> str:
 
 
 def unet_config(name: str) -> dict:
-    return dict(architectures()[arch_key(name)]["unet"])
+    from .errors import LocoError
+
+    arch = architectures()[arch_key(name)]
+    if "unet" not in arch:
+        raise LocoError(f"{name!r} has no UNet: its denoiser is a {arch['denoiser']['_class']}")
+    return dict(arch["unet"])
+
+
+def denoiser_config(name: str) -> tuple[str, dict]:
+    """``(diffusers class name, config)`` of the full-size denoiser of ``name`` (a UNet or a transformer)."""
+    arch = architectures()[arch_key(name)]
+    if "unet" in arch:
+        return "UNet2DConditionModel", dict(arch["unet"])
+    cfg = dict(arch["denoiser"])
+    return cfg.pop("_class"), cfg
+
+
+def meta_denoiser(name: str):
+    """The full-size denoiser of ``name`` (UNet or diffusion transformer) on the meta device."""
+    import diffusers
+    from accelerate import init_empty_weights
+
+    cls, cfg = denoiser_config(name)
+    with init_empty_weights():
+        model = getattr(diffusers, cls)(**cfg)
+    return model.eval()
 
 
 def expected_layer_count(name: str) -> int:

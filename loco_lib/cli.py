@@ -236,9 +236,9 @@ def cmd_layers(args) -> int:
     if args.meta:
         if args.model not in REAL:
             raise LocoError(f"--meta builds a full-size architecture: use one of {', '.join(REAL)}")
-        from .architectures import meta_unet
+        from .architectures import meta_denoiser
 
-        unet = meta_unet(args.model)
+        unet = meta_denoiser(args.model)
     else:
         from .families.registry import denoiser
 

@@ -48,7 +48,7 @@ def projection(pipe, layer: int = 0, encoder: int = 1) -> tuple[str, str, str]:
         raise LocoError(f"the text encoder has self-attention layers 0..{len(states) - 1}, not {layer!r}")
     st = states[layer]
     attn = getattr(pipe, st.component).get_submodule(st.name)
-    out = "out_proj" if hasattr(attn, "out_proj") else "o"
+    out = next(n for n in ("out_proj", "o_proj", "o") if hasattr(attn, n))  # CLIP, Gemma, T5
     return st.component, st.name, f"{st.name}.{out}"
 
 
@@ -58,13 +58,13 @@ def rows(pipe, prompts, subjects=None, layer: int = 0, encoder: int = 1) -> torc
     token of each prompt (``subjects``: one per prompt, one for all, None = the last token)."""
     from .settings import as_prompt_list
     from .text import encode
-    from .tokens import subject_token_index
+    from .tokens import encoder_positions, subject_token_index
 
     component, _, proj = projection(pipe, layer, encoder)
     prompts = as_prompt_list(prompts)
     subjects = _as_list(subjects, len(prompts), "subjects")
     tok = pipe if component == "text_encoder" else pipe.tokenizer_2
-    pos = torch.tensor([subject_token_index(tok, p, s) for p, s in zip(prompts, subjects)])
+    pos = torch.tensor(encoder_positions(tok, [subject_token_index(tok, p, s) for p, s in zip(prompts, subjects)]))
     site = Site(component, proj, "input")
     with hooks(pipe, records=[Record(site, steps=[0])]) as recorded:
         encode(pipe, prompts)

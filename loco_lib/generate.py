@@ -136,6 +136,7 @@ def sample_batch(pipe, cond, seeds, *, steps, guidance, size=None, alt=None, lay
     """
     family = pipeline_family(pipe)
     extra = families.pipeline_family(pipe).call_kwargs()  # IF: clean_caption=False
+    size = size if size is not None else families.pipeline_family(pipe).default_size(pipe)
     if size is not None:
         extra.update(height=size, width=size)
     gens = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]

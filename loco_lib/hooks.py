@@ -12,7 +12,9 @@ duration of one ``with hooks(pipe, ...)`` block:
   states a cross-attention layer reads (the ``encoder_hidden_states`` its attention processor gets;
   for DeepFloyd IF after ``encoder_hid_proj``, before the layer's GroupNorm; for PixArt after
   ``caption_projection``), or ``"text_mask"``: the attention mask it gets with them (PixArt's
-  padding mask, as an additive bias);
+  padding mask, as an additive bias), or ``"attention"``: the whole call of a cross-attention
+  layer's processor (its query input, text and mask), where a record keeps a function of them
+  (``Record(..., reduce=fn)``: e.g. the layer's attention contribution, :mod:`loco_lib.ranking`);
 * a patch replaces the value there by a tensor (one row per sample, or one row for all), by a
   function of the clean rows, or by the value another sample of the same call has there
   (:class:`FromSample`: causal tracing restores a clean run's state into the corrupted runs riding
@@ -44,7 +46,7 @@ import torch
 
 from .errors import LocoError
 
-KINDS = ("output", "input", "text", "text_mask")
+KINDS = ("output", "input", "text", "text_mask", "attention")
 BRANCHES = ("cond", "uncond", "all")
 DENOISER_NAMES = ("unet", "denoiser", "transformer")  # "unet" and "denoiser" name any pipeline's denoiser
 
@@ -69,7 +71,7 @@ class Site:
             raise LocoError(f"unknown site kind {self.kind!r}: use one of {', '.join(KINDS)}")
         if self.arg is not None and self.kind != "input":
             raise LocoError(f"only input sites name an argument, not {self.kind} sites")
-        if self.kind in ("text", "text_mask") and self.component not in DENOISER_NAMES:
+        if self.kind in ("text", "text_mask", "attention") and self.component not in DENOISER_NAMES:
             raise LocoError("text sites are cross-attention layers of the denoiser")
 
     def __str__(self) -> str:
@@ -101,6 +103,11 @@ def text_mask_site(layer) -> Site:
     """The attention mask cross-attention ``layer``'s processor gets with its text (a diffusion
     transformer's padding mask, as the additive bias its processor receives; None in a UNet)."""
     return Site("unet", layer.name, "text_mask")
+
+
+def attention_site(layer) -> Site:
+    """The call of cross-attention ``layer``'s processor as a whole (recorded with ``reduce``)."""
+    return Site("unet", layer.name, "attention")
 
 
 def kv_site(layer, proj: str) -> Site:
@@ -162,17 +169,25 @@ class Patch:
 
 @dataclass
 class Record:
-    """Keep the value at ``site`` (after its patches) in the selected rows, one tensor per call."""
+    """Keep the value at ``site`` (after its patches) in the selected rows, one tensor per call.
+
+    At an ``"attention"`` site the value kept is ``reduce(attn, hidden_states, text, mask, samples)``
+    of the selected rows (the attention module, its query input, the text states and attention mask
+    its processor gets after any patch, and the sample of each row), computed when the layer runs."""
 
     site: Site | str
     samples: Any = None
     branch: str | None = None
     steps: Any = None
     to_cpu: bool = True
+    reduce: Callable | None = None
 
     def __post_init__(self):
         self.site = Site.parse(self.site)
         self.branch = _check_branch(self.site, self.branch)
+        if (self.site.kind == "attention") != (self.reduce is not None):
+            raise LocoError("a record at an attention site needs reduce=fn(attn, hidden_states, text, mask, samples), "
+                            "and only such a record takes one")
 
 
 def _check_branch(site: Site, branch):
@@ -431,6 +446,21 @@ class _Session:
                 self.trace.values[site].append(kept.cpu() if a.spec.to_cpu else kept)
         return value
 
+    def observe(self, site: str, attn, hidden, text, mask):
+        """Feed the records of an ``"attention"`` site with one call of its layer's processor."""
+        call = self.calls.get(self.site_component[site])
+        if call is None:
+            return
+        for a in self.by_site.get(site, ()):
+            pos = a.rows(call)
+            if not pos:
+                continue
+            idx = torch.tensor(pos, device=hidden.device)
+            rows = None if mask is None or mask.shape[0] != hidden.shape[0] else mask[idx]
+            kept = a.spec.reduce(attn, hidden[idx], text[idx], rows, [call.sample[call.rows[p]] for p in pos])
+            kept = kept.detach()
+            self.trace.values[site].append(kept.cpu() if a.spec.to_cpu else kept)
+
     def patch(self, a: _Action, call: Call, pos: list[int], value: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
         idx = torch.tensor(pos, device=value.device)
         clean = value[idx]
@@ -480,7 +510,9 @@ class _Session:
                 module = root.get_submodule(site.module) if site.module else root
             except AttributeError:
                 raise LocoError(f"{site.component} has no module {site.module!r} (site {site})") from None
-            if site.kind in ("text", "text_mask"):
+            if site.kind == "attention" and any(a.is_patch for a in actions):
+                raise LocoError(f"an attention site ({name}) is only recorded (with reduce=...), never patched")
+            if site.kind in ("text", "text_mask", "attention"):
                 self._wrap_processor(module, site, name)
             elif site.kind == "output":
                 self.handles.append(_output_hook_before_others(module, self._output_hook(name)))
@@ -526,10 +558,12 @@ class _Session:
             self.processors.append((attn, wrapper))
             wrapper = TextInputProcessor(wrapper, None)
             attn.set_processor(wrapper)
-        if site.kind == "text":  # one wrapper per layer edits its text and its mask
+        if site.kind == "text":  # one wrapper per layer edits its text and its mask, and is observed
             wrapper.edit = edit
-        else:
+        elif site.kind == "text_mask":
             wrapper.edit_mask = edit
+        else:
+            wrapper.observe = lambda *call: self.observe(name, *call)
 
     def remove(self):
         for attn, proc in reversed(self.processors):
@@ -567,6 +601,7 @@ class TextInputProcessor:
         self.inner = inner
         self.edit = edit
         self.edit_mask = edit_mask
+        self.observe = None  # fn(attn, hidden_states, text, mask): sees each call after the edits
         call = self._call
 
         def signature_view(*args, **kwargs):
@@ -585,6 +620,8 @@ class TextInputProcessor:
             if args or kwargs.get("attention_mask") is None:
                 raise LocoError("this cross-attention layer gets no attention mask to patch")
             kwargs["attention_mask"] = self.edit_mask(kwargs["attention_mask"])
+        if self.observe is not None and encoder_hidden_states is not None:
+            self.observe(attn, hidden_states, encoder_hidden_states, args[0] if args else kwargs.get("attention_mask"))
         if args:
             return self.inner(attn, hidden_states, encoder_hidden_states, *args, **kwargs)
         return self.inner(attn, hidden_states, encoder_hidden_states=encoder_hidden_states, **kwargs)

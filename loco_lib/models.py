@@ -40,7 +40,7 @@ from .settings import pipeline_family  # noqa: F401 (its home was here)
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    family: str  # a pipeline family of loco_lib.families: "sd", "sdxl", "if", "pixart"
+    family: str  # a pipeline family of loco_lib.families: "sd", "sdxl", "if", "pixart", "sana"
     hub_id: str | None = None
     twin_of: str | None = None  # for tiny twins: the real model whose layout they copy
     note: str = ""
@@ -56,6 +56,8 @@ REAL = {
     "pixart-alpha": ModelSpec("pixart-alpha", "pixart", "PixArt-alpha/PixArt-XL-2-1024-MS"),
     "pixart-alpha-512": ModelSpec("pixart-alpha-512", "pixart", "PixArt-alpha/PixArt-XL-2-512x512"),
     "pixart-sigma": ModelSpec("pixart-sigma", "pixart", "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS"),
+    "sana": ModelSpec("sana", "sana", "Efficient-Large-Model/Sana_1600M_1024px_diffusers"),
+    "sana-600m": ModelSpec("sana-600m", "sana", "Efficient-Large-Model/Sana_600M_1024px_diffusers"),
 }
 TINY = {
     "tiny-sd15": ModelSpec("tiny-sd15", "sd", twin_of="sd15"),
@@ -63,6 +65,7 @@ TINY = {
     "tiny-sdxl": ModelSpec("tiny-sdxl", "sdxl", twin_of="sdxl"),
     "tiny-if": ModelSpec("tiny-if", "if", twin_of="deepfloyd-if"),
     "tiny-pixart": ModelSpec("tiny-pixart", "pixart", twin_of="pixart-alpha"),
+    "tiny-sana": ModelSpec("tiny-sana", "sana", twin_of="sana"),
 }
 MODELS = {**REAL, **TINY}  # more models come as cards (loco_lib.registry), e.g. the model organisms
 DEFAULT_MODEL = "toy"  # the model organism (registered by loco_lib.organism): trained, offline, CPU-sized
@@ -378,6 +381,30 @@ def build_tiny(name: str, seed: int = 0):
             )
             pipe = PixArtAlphaPipeline(tokenizer=tok, text_encoder=_t5_text(tok), vae=_tiny_vae(), transformer=transformer,
                                        scheduler=DPMSolverMultistepScheduler())
+        elif name == "tiny-sana":  # SANA-1600M's 20 blocks at tiny widths (diffusers' test sizes), Gemma-2-style text
+            from diffusers import AutoencoderDC, FlowMatchEulerDiscreteScheduler, SanaPipeline, SanaTransformer2DModel
+            from transformers import Gemma2Config, Gemma2Model
+
+            from .tokenizers import gemma_style_tokenizer
+
+            tok = gemma_style_tokenizer()
+            text = Gemma2Model(Gemma2Config(head_dim=16, hidden_size=8, intermediate_size=64, num_attention_heads=2,
+                                            num_hidden_layers=1, num_key_value_heads=2, vocab_size=len(tok),
+                                            pad_token_id=0, eos_token_id=1, bos_token_id=2, attn_implementation="eager"))
+            transformer = SanaTransformer2DModel(
+                patch_size=1, in_channels=4, out_channels=4, num_layers=20, num_attention_heads=2, attention_head_dim=4,
+                num_cross_attention_heads=2, cross_attention_head_dim=4, cross_attention_dim=8, caption_channels=8,
+                sample_size=16, attention_bias=False,
+            )
+            vae = AutoencoderDC(in_channels=3, latent_channels=4, attention_head_dim=2, encoder_block_types=("ResBlock", "EfficientViTBlock"),
+                                decoder_block_types=("ResBlock", "EfficientViTBlock"), encoder_block_out_channels=(8, 8),
+                                decoder_block_out_channels=(8, 8), encoder_qkv_multiscales=((), (5,)),
+                                decoder_qkv_multiscales=((), (5,)), encoder_layers_per_block=(1, 1),
+                                decoder_layers_per_block=(1, 1), upsample_block_type="interpolate",
+                                downsample_block_type="stride_conv", decoder_norm_types="rms_norm",
+                                decoder_act_fns="silu", scaling_factor=0.41407)
+            pipe = SanaPipeline(tokenizer=tok, text_encoder=text, vae=vae, transformer=transformer,
+                                scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0))
         else:  # tiny-if
             from diffusers import UNet2DConditionModel
 

@@ -109,3 +109,33 @@ def t5_style_tokenizer(n_pieces: int = 4000, model_max_length: int = 77):
     tok = T5Tokenizer(vocab=pieces, extra_ids=100)
     tok.model_max_length = model_max_length
     return tok
+
+
+def gemma_style_tokenizer(n_pieces: int = 4000, model_max_length: int = 512):
+    """A Gemma-format tokenizer (ids 0/1/2/3 = pad/eos/bos/unk; a first ``<bos>`` added, no end
+    token; right padding) built offline, for SANA's twin: a unigram model over the ``n_pieces`` most
+    frequent whole words of the CLIP vocabulary (as ``▁word``), single characters and the newline,
+    so that SANA's multi-line instruction and any English prompt tokenize, with character offsets."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab, _ = _clip_vocab_and_merges()
+    words: list[str] = []
+    for tok in vocab:
+        if tok.endswith("</w>"):
+            w = tok[:-4]
+            if w.isascii() and w.isalnum() and len(w) > 1:
+                words.append(w)
+        if len(words) >= n_pieces:
+            break
+    chars = [chr(c) for c in range(ord("!"), ord("~") + 1)]
+    pieces = [("<pad>", 0.0), ("<eos>", 0.0), ("<bos>", 0.0), ("<unk>", 0.0), ("▁", -2.0), ("\n", -2.0)]
+    pieces += [("▁" + w, -3.0 - i / len(words)) for i, w in enumerate(words)]
+    pieces += [("▁" + w.capitalize(), -4.0 - i / len(words)) for i, w in enumerate(words[:1000]) if w.isalpha()]
+    pieces += [(c, -10.0) for c in chars] + [("▁" + c, -9.0) for c in chars]
+    core = Tokenizer(models.Unigram(pieces, unk_id=3))
+    core.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never")
+    core.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
+                                  unk_token="<unk>", model_max_length=model_max_length, padding_side="right")
+    return tok

@@ -15,12 +15,16 @@ from .errors import LocoError
 
 
 def _prepare(pipe_or_tokenizer, prompt: str):
-    """(tokenizer, text as the pipeline feeds it to the tokenizer)."""
+    """(tokenizer, text as the pipeline feeds it to the tokenizer, a function giving the ids and
+    character offsets of the sequence the text encoder's output is indexed by)."""
     from .families.registry import PIPELINES
 
     tok = getattr(pipe_or_tokenizer, "tokenizer", pipe_or_tokenizer)
     family = next((f for f in PIPELINES if f.matches(pipe_or_tokenizer)), None)
-    return tok, prompt if family is None else family.tokenizer_text(prompt)  # IF lower-cases
+    if family is None:
+        return tok, prompt, lambda text: _encode_with_offsets(tok, text)
+    # IF and PixArt lower-case; SANA prepends an instruction and keeps part of the sequence
+    return tok, family.tokenizer_text(prompt), lambda text: family.token_offsets(pipe_or_tokenizer, tok, text)
 
 
 def _encode_with_offsets(tok, text: str):
@@ -30,10 +34,10 @@ def _encode_with_offsets(tok, text: str):
 
 def last_token_index(pipe_or_tokenizer, prompt: str) -> int:
     """Position of the last prompt token before the first end-of-text token."""
-    tok, text = _prepare(pipe_or_tokenizer, prompt)
+    tok, text, encode = _prepare(pipe_or_tokenizer, prompt)
     if not text.strip():
         raise LocoError("empty prompt: there is no last token")
-    ids, offsets = _encode_with_offsets(tok, text)
+    ids, offsets = encode(text)
     content = [i for i, (a, b) in enumerate(offsets) if b > a and ids[i] not in tok.all_special_ids]
     if not content:
         raise LocoError(f"prompt {prompt!r} has no tokens")
@@ -53,14 +57,14 @@ def subject_token_index(pipe_or_tokenizer, prompt: str, subject: str | None = No
 
 def subject_tokens(pipe_or_tokenizer, prompt: str, subject: str) -> list[int]:
     """Positions of every token of ``subject`` in ``prompt`` (see :func:`subject_token_index`)."""
-    tok, text = _prepare(pipe_or_tokenizer, prompt)
+    tok, text, encode = _prepare(pipe_or_tokenizer, prompt)
     if not subject.strip():
         raise LocoError(f"empty subject for prompt {prompt!r}")
     match = re.search(r"(?<!\w)" + re.escape(subject.strip()) + r"(?!\w)", text, flags=re.IGNORECASE)
     if match is None:
         raise LocoError(f"subject {subject!r} does not occur in prompt {prompt!r}")
     start, end = match.span()
-    ids, offsets = _encode_with_offsets(tok, text)
+    ids, offsets = encode(text)
     inside = [i for i, (a, b) in enumerate(offsets) if b > a and a < end and b > start and ids[i] not in tok.all_special_ids]
     if not inside:
         raise LocoError(f"subject {subject!r} of prompt {prompt!r} falls beyond the tokenizer's {tok.model_max_length}-token limit")
@@ -68,6 +72,16 @@ def subject_tokens(pipe_or_tokenizer, prompt: str, subject: str) -> list[int]:
     if offsets[last][1] < end and last == len(ids) - 1:
         raise LocoError(f"subject {subject!r} of prompt {prompt!r} is cut off by the {tok.model_max_length}-token limit")
     return inside
+
+
+def encoder_positions(pipe_or_tokenizer, positions) -> list[int]:
+    """Token ``positions`` of an encoded prompt (what the denoiser reads) as positions in the
+    sequence the text encoder runs over: the same for every family but SANA, whose pipeline
+    prepends an instruction and keeps only the end of the encoder's output."""
+    from .families.registry import PIPELINES
+
+    family = next((f for f in PIPELINES if f.matches(pipe_or_tokenizer)), None)
+    return [int(p) for p in positions] if family is None else family.encoder_positions(pipe_or_tokenizer, positions)
 
 
 def subject_token_indices(pipe, prompts, subjects=None) -> list[int]:

@@ -189,8 +189,11 @@ def encoder_states(pipe, encoder=1, kinds=("self-attention", "mlp")) -> list[Sta
     elif t5:  # T5EncoderModel
         n = len(names[t5[0]])
         base, parts = t5[0] + ".{}", {"self-attention": ".layer.0.SelfAttention", "mlp": ".layer.1.DenseReluDense", "layer": ""}
+    elif isinstance(names.get("layers"), torch.nn.ModuleList) and hasattr(names["layers"][0], "self_attn"):
+        n = len(names["layers"])  # a decoder-only encoder (SANA's Gemma-2): layers.{i}.self_attn / .mlp
+        base, parts = "layers.{}", {"self-attention": ".self_attn", "mlp": ".mlp", "layer": ""}
     else:
-        raise LocoError(f"tracing knows CLIP and T5 text encoders, not {type(enc).__name__}")
+        raise LocoError(f"tracing knows CLIP, T5 and Gemma-style text encoders, not {type(enc).__name__}")
     out = []
     for i in range(n):
         for kind in TEXT_KINDS:
@@ -281,12 +284,13 @@ def corruption(pipe, prompt: str, subject: str, seed: int, samples, factor: floa
     """Patches adding the seeded noise to the subject's token embeddings of ``prompt`` in each text
     encoder, for ``samples`` of the next encoding (the prompt's encoding only: the first call of
     each encoder)."""
-    from .tokens import subject_tokens
+    from .tokens import encoder_positions, subject_tokens
 
     gen = torch.Generator("cpu").manual_seed(CORRUPTION_SEED + int(seed))
     patches = []
     for component, tok in _encoders(pipe):
         positions = subject_tokens(tok if component != "text_encoder" else pipe, prompt, subject)
+        positions = encoder_positions(tok if component != "text_encoder" else pipe, positions)
         dim = getattr(pipe, component).get_input_embeddings().weight.shape[1]
         noise = torch.randn(len(positions), dim, generator=gen) * noise_scale(pipe, component, factor)
 
@@ -302,7 +306,7 @@ def corruption(pipe, prompt: str, subject: str, seed: int, samples, factor: floa
 def token_positions(pipe, prompt: str, subject: str, tokens, component: str = "text_encoder") -> list[int] | None:
     """The token positions a text-encoder restore touches: the subject's last token (``"last"``),
     all its tokens (``"subject"``), every position (``"all"``: None) or a list of positions."""
-    from .tokens import subject_tokens
+    from .tokens import encoder_positions, subject_tokens
 
     if isinstance(tokens, str):
         if tokens not in TOKEN_MODES:
@@ -310,7 +314,7 @@ def token_positions(pipe, prompt: str, subject: str, tokens, component: str = "t
         if tokens == "all":
             return None
         tok = pipe if component == "text_encoder" else pipe.tokenizer_2
-        inside = subject_tokens(tok, prompt, subject)
+        inside = encoder_positions(tok, subject_tokens(tok, prompt, subject))
         return inside[-1:] if tokens == "last" else inside
     positions = [int(p) for p in tokens]
     if not positions or min(positions) < 0:

@@ -12,7 +12,8 @@ from PIL import Image
 import loco_lib
 from loco_lib.cli import main
 
-EXPECTED = {"sd14": 16, "sd15": 16, "openjourney": 16, "sd21": 16, "sdxl": 70, "deepfloyd-if": 22}
+EXPECTED = {"sd14": 16, "sd15": 16, "openjourney": 16, "sd21": 16, "sdxl": 70, "deepfloyd-if": 22,
+            "pixart-alpha": 28, "pixart-alpha-512": 28, "pixart-sigma": 28, "sana": 20, "sana-600m": 28}
 
 
 def run(capsys, *argv):

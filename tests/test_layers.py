@@ -313,3 +313,23 @@ def test_parse_layers_accepts_numpy_integers():
     # indices from numpy (argmax over a layer sweep, np.arange windows) are ints too
     assert layers.parse_layers(np.int64(8), 16) == [8]
     assert layers.parse_layers(np.arange(3, 6), 16) == [3, 4, 5]
+
+
+@pytest.mark.parametrize("name", ["pixart-alpha", "pixart-alpha-512", "pixart-sigma", "sana", "sana-600m"])
+def test_full_size_transformers_from_their_configs(name):
+    """The DiT entries of the architectures file build the transformers the checkpoints' names
+    describe (PixArt-alpha 0.6B, SANA 1600M / 600M, within 3%), with one text layer per block, each
+    reading the caption at the block's width through biased K/V projections."""
+    key = architectures.arch_key(name)
+    model = architectures.meta_denoiser(name)
+    n = sum(p.numel() for p in model.parameters())
+    nominal = architectures.architectures()["expected_denoiser_parameters_nominal"][key]
+    assert abs(n / nominal - 1) < 0.03, n
+    recs = layers.cross_attention_layers(model)
+    assert len(recs) == architectures.expected_layer_count(name) == len(model.transformer_blocks)
+    inner = model.config.num_attention_heads * model.config.attention_head_dim
+    assert {la.kv_dim for la in recs} == {inner}  # the caption is projected to the blocks' width first
+    attn = model.get_submodule(recs[0].name)
+    assert attn.to_k.bias is not None and attn.to_v.bias is not None
+    with pytest.raises(LocoError, match="has no UNet"):
+        architectures.unet_config(name)

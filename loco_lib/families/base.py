@@ -100,6 +100,21 @@ class PipelineFamily:
         """The text the pipeline hands its tokenizer for ``prompt``."""
         return prompt
 
+    def encoder_positions(self, pipe, positions) -> list[int]:
+        """Where the token ``positions`` of the encoded prompt (what the denoiser reads) sit in the
+        sequence the text encoder itself runs over: the same positions here."""
+        return [int(p) for p in positions]
+
+    def default_size(self, pipe) -> int | None:
+        """The image side loco asks for when none is given; None: the pipeline's own default."""
+        return None
+
+    def token_offsets(self, pipe, tok, text: str) -> tuple[list, list]:
+        """Token ids and character offsets (into ``text``) of the sequence the text encoder's output
+        is indexed by: here the prompt tokenized alone, as the pipeline does."""
+        enc = tok(text, truncation=True, max_length=tok.model_max_length, return_offsets_mapping=True)
+        return enc["input_ids"], enc["offset_mapping"]
+
 
 class DenoiserFamily:
     """What loco needs to know about a denoiser class: its text-reading attention layers in
@@ -142,3 +157,27 @@ class DenoiserFamily:
 
     def states(self, model, kinds) -> list:
         raise NotImplementedError
+
+    def text_attention(self, attn, hidden: torch.Tensor, text: torch.Tensor, mask) -> tuple:
+        """``(probs, values)`` of one call of a text layer's attention, computed as its processor does
+        but with the softmax materialised: ``probs`` ``[rows * heads, queries, L]`` over the L text
+        keys, ``values`` ``[rows * heads, L, head dim]``; the rows' ``attn.batch_to_head_dim`` then
+        ``attn.to_out`` finish the layer. Here: a plain cross-attention (``to_q`` on the image
+        tokens, ``to_k`` / ``to_v`` on the text, optional per-head ``norm_q`` / ``norm_k`` and
+        additive mask), as in SD's, PixArt's and SANA's ``attn2``."""
+        rows = hidden.shape[0]
+        if hidden.ndim == 4:
+            hidden = hidden.flatten(2).transpose(1, 2)
+        if attn.norm_cross:
+            text = attn.norm_encoder_hidden_states(text)
+        query, key, value = attn.to_q(hidden), attn.to_k(text), attn.to_v(text)
+        heads = attn.heads
+        split = lambda x: x.view(rows, -1, heads, x.shape[-1] // heads).transpose(1, 2)  # noqa: E731
+        query, key, value = split(query), split(key), split(value)
+        if getattr(attn, "norm_q", None) is not None:
+            query = attn.norm_q(query)
+        if getattr(attn, "norm_k", None) is not None:
+            key = attn.norm_k(key)
+        merge = lambda x: x.reshape(rows * heads, x.shape[2], x.shape[3])  # noqa: E731
+        bias = None if mask is None else attn.prepare_attention_mask(mask, key.shape[2], rows)
+        return attn.get_attention_scores(merge(query), merge(key), bias), merge(value)

@@ -29,9 +29,12 @@ class PixArt(PipelineFamily):
     defaults = {"steps": 20, "guidance": 4.5}
 
     def max_length(self, pipe) -> int:
+        """The caption length: the pipelines' default, or a pipeline's own ``loco_text_length`` (the
+        DiT organism's 12 tokens, as it was trained)."""
         import diffusers
 
-        return 300 if isinstance(pipe, diffusers.PixArtSigmaPipeline) else 120
+        own = getattr(pipe, "loco_text_length", None)
+        return own if own else (300 if isinstance(pipe, diffusers.PixArtSigmaPipeline) else 120)
 
     def encode(self, pipe, prompts, negative_prompt):
         e, m, ne, nm = pipe.encode_prompt(prompts, do_classifier_free_guidance=True, negative_prompt=negative_prompt,

@@ -77,10 +77,11 @@ def defaults() -> dict:
 
 from .deepfloyd import DeepFloydIF  # noqa: E402  (the families: their code keys every measurement that asks them)
 from .pixart import PixArt, PixArtTransformer  # noqa: E402
+from .sana import Sana, SanaTransformer  # noqa: E402
 from .sd import SD, SDXL  # noqa: E402
 from .unet import UNet  # noqa: E402
 
-for _f in (SD(), SDXL(), DeepFloydIF(), PixArt()):
+for _f in (SD(), SDXL(), DeepFloydIF(), PixArt(), Sana()):
     register_pipeline(_f)
-for _d in (UNet(), PixArtTransformer()):
+for _d in (UNet(), PixArtTransformer(), SanaTransformer()):
     register_denoiser(_d)

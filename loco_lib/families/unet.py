@@ -47,6 +47,25 @@ class UNet(DenoiserFamily):
     name = "unet"
     classes_ = ("UNet2DConditionModel",)
 
+    def text_attention(self, attn, hidden, text, mask):
+        """As :meth:`DenoiserFamily.text_attention`; an IF-style added-K/V layer attends over its text
+        keys (``add_k_proj`` of the group-normed text) and the image's own keys at once, so its
+        ``probs`` are the softmax over both, cut to the text keys (which come first)."""
+        if getattr(attn, "add_k_proj", None) is None:
+            return super().text_attention(attn, hidden, text, mask)
+        rows = hidden.shape[0]
+        hidden = hidden.view(rows, hidden.shape[1], -1).transpose(1, 2)
+        if attn.norm_cross:
+            text = attn.norm_encoder_hidden_states(text)
+        hidden = attn.group_norm(hidden.transpose(1, 2)).transpose(1, 2)
+        query = attn.head_to_batch_dim(attn.to_q(hidden))
+        key = attn.head_to_batch_dim(attn.add_k_proj(text))
+        value = attn.head_to_batch_dim(attn.add_v_proj(text))
+        if not attn.only_cross_attention:
+            key = torch.cat([key, attn.head_to_batch_dim(attn.to_k(hidden))], dim=1)
+        bias = None if mask is None else attn.prepare_attention_mask(mask, key.shape[1], rows)
+        return attn.get_attention_scores(query, key, bias)[..., : text.shape[1]], value
+
     def text_layers(self, unet) -> list:
         sample = unet.config.sample_size
         sample = sample[0] if isinstance(sample, (list, tuple)) else sample

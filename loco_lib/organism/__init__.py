@@ -26,7 +26,7 @@ from ..errors import LocoError
 from ..registry import ModelCard, register, register_resolver, register_scorer
 from .figures import (PAPER, edit_summary, edit_table, plot_artist_windows, plot_neurons, plot_windows,  # noqa: F401
                       summary, summary_table, two_by_two, two_by_two_findings, window_summary, window_table)
-from .model import BUILTIN, SAMPLING, load_trained, organism_kind
+from .model import BUILTIN, SAMPLING, load_trained, organism_kind, organism_kinds
 from .protocol import (NEURON_KS, Report, artist_windows, canonical_prompts, colour_pairs, committed_cache_dir, default_cache_dir,  # noqa: F401
                        edit_readouts, edit_series, inert_window, locogen_readouts, measuring_code, neuron_curve, report,
                        sample_accuracy, second_window, token_swap, training_info, weights_fingerprint)
@@ -41,7 +41,8 @@ WINDOWS = {
 }
 NOTES = {"toy": "model organism, CLIP-style causal text encoder", "toy-t5": "model organism, T5 bidirectional text encoder",
          "toy-if": "model organism, DeepFloyd-IF-topology UNet (added K/V), T5 text encoder",
-         "toy-if-clip": "model organism, DeepFloyd-IF-topology UNet (added K/V), CLIP-style text encoder"}
+         "toy-if-clip": "model organism, DeepFloyd-IF-topology UNet (added K/V), CLIP-style text encoder",
+         "toy-dit": "model organism, PixArt-topology diffusion transformer (12 blocks), T5 text encoder"}
 
 
 def artist_prompts(artist, model=None):
@@ -71,7 +72,8 @@ def unrelated_prompts(exclude=()) -> list[str]:
 def _card(name: str, shipped: bool = True) -> ModelCard:
     from ..prompts import prompts_dir
 
-    return ModelCard(name=name, family="sd", load=load_trained, note=NOTES.get(name, "model organism folder"),
+    family = "pixart" if (organism_kinds(name) or ("", ""))[1] == "pixart" else "sd"
+    return ModelCard(name=name, family=family, load=load_trained, note=NOTES.get(name, "model organism folder"),
                      defaults=dict(SAMPLING), prompts_dir=prompts_dir() / "toy", scorer="toy-scorer",
                      windows=WINDOWS.get(name, {}), artist_prompts=artist_prompts, generic_prompts=unrelated_prompts,
                      shipped=shipped)

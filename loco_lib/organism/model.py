@@ -7,7 +7,9 @@ encoder and how the UNet reads text (the 2x2 design of the DeepFloyd chapter):
 * ``toy-t5``: a transformers ``T5EncoderModel`` (bidirectional) and the same SD UNet, the controlled
   test of the paper's App. M hypothesis (T5 leaks the attribute into tokens after the subject);
 * ``toy-if``: T5 and a DeepFloyd-IF-topology UNet (:func:`unet` with ``kind="if"``);
-* ``toy-if-clip``: the CLIP-style encoder and the IF-topology UNet.
+* ``toy-if-clip``: the CLIP-style encoder and the IF-topology UNet;
+* ``toy-dit``: T5 and a PixArt-alpha-topology diffusion transformer (:func:`transformer`), which
+  reads the text by cross-attention in each of its 12 blocks (chapter "Diffusion transformers").
 
 The SD UNet is an SD-1.5-topology ``UNet2DConditionModel`` (the same 16 cross-attention layers and
 module names, tiny widths). The IF UNet has IF-I's block types (``ResnetDownsampleBlock2D``,
@@ -137,6 +139,36 @@ def unet(kind: str = "sd"):
     )
 
 
+DIT_BLOCKS = 12  # the DiT organism's blocks (PixArt-alpha has 28)
+
+
+def transformer():
+    """The DiT organism's denoiser: a ``PixArtTransformer2DModel`` with PixArt-alpha's block (adaLN-single
+    time conditioning, self-attention, cross-attention on the projected caption with its padding
+    mask, GELU feed-forward) at toy widths: 12 blocks of width 128 (4 heads of 32), patches of 2x2 on
+    the 16x16x12 latent (64 tokens), caption projection 64 -> 128. No learned variance (PixArt
+    predicts it; the organism's v-prediction does not). Sizes are loco's choice: the widest that
+    trains at about a second a step on 2 cores.
+    """
+    from diffusers import PixArtTransformer2DModel
+
+    return PixArtTransformer2DModel(
+        sample_size=SIZE // UNSHUFFLE, num_layers=DIT_BLOCKS, patch_size=2, attention_head_dim=32, num_attention_heads=4,
+        caption_channels=64, in_channels=3 * UNSHUFFLE**2, out_channels=3 * UNSHUFFLE**2, cross_attention_dim=128,
+        attention_bias=True, activation_fn="gelu-approximate", num_embeds_ada_norm=1000, norm_type="ada_norm_single",
+        norm_elementwise_affine=False, norm_eps=1e-6, use_additional_conditions=False,
+    )
+
+
+def denoise(model, noisy, t, text, mask):
+    """The denoiser's prediction in training: a UNet reads the text states alone (as its pipeline
+    gives them), the DiT also their padding mask (as ``PixArtAlphaPipeline`` gives it)."""
+    if hasattr(model, "transformer_blocks"):
+        return model(noisy, encoder_hidden_states=text, encoder_attention_mask=mask, timestep=t,
+                     added_cond_kwargs={"resolution": None, "aspect_ratio": None}).sample
+    return model(noisy, t, encoder_hidden_states=text).sample
+
+
 def train_scheduler():
     from diffusers import DDPMScheduler
 
@@ -154,12 +186,20 @@ def sample_scheduler():
 
 def build(kind: str = "clip", seed: int = 0, unet_kind: str = "sd"):
     """A freshly initialised (untrained) organism pipeline: text encoder ``kind`` "clip" or "t5",
-    UNet ``unet_kind`` "sd" or "if" (toy, toy-t5, toy-if-clip, toy-if)."""
+    denoiser ``unet_kind`` "sd" or "if" (UNets: toy, toy-t5, toy-if-clip, toy-if) or "pixart" (the
+    DiT of toy-dit, in a ``PixArtAlphaPipeline``)."""
     from diffusers import StableDiffusionPipeline
 
     tok = word_tokenizer(kind)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
+        if unet_kind == "pixart":
+            from diffusers import PixArtAlphaPipeline
+
+            pipe = PixArtAlphaPipeline(tokenizer=tok, text_encoder=text_encoder(kind, len(tok)), vae=PixelShuffleCodec(),
+                                       transformer=transformer(), scheduler=sample_scheduler())
+            pipe.loco_text_length = MAX_TOKENS  # the pipeline pads to 120 tokens unless told
+            return pipe
         pipe = StableDiffusionPipeline(
             vae=PixelShuffleCodec(), text_encoder=text_encoder(kind, len(tok)), tokenizer=tok, unet=unet(unet_kind),
             scheduler=sample_scheduler(), safety_checker=None, feature_extractor=None, requires_safety_checker=False,
@@ -168,7 +208,13 @@ def build(kind: str = "clip", seed: int = 0, unet_kind: str = "sd"):
 
 
 # the organisms shipped in models/: name -> (text encoder, UNet)
-BUILTIN = {"toy": ("clip", "sd"), "toy-t5": ("t5", "sd"), "toy-if": ("t5", "if"), "toy-if-clip": ("clip", "if")}
+BUILTIN = {"toy": ("clip", "sd"), "toy-t5": ("t5", "sd"), "toy-if": ("t5", "if"), "toy-if-clip": ("clip", "if"),
+           "toy-dit": ("t5", "pixart")}
+DENOISERS = ("sd", "if", "pixart")  # the denoiser topologies; their folder in a trained organism:
+
+
+def denoiser_folder(unet_kind: str) -> str:
+    return "transformer" if unet_kind == "pixart" else "unet"
 
 
 def models_dir():
@@ -199,7 +245,7 @@ def organism_kinds(name) -> tuple[str, str] | None:
         if meta.is_file():
             info = json.loads(meta.read_text())
             kind, unet_kind = info.get("kind"), info.get("unet", "sd")
-            return (kind, unet_kind) if kind in ("clip", "t5") and unet_kind in ("sd", "if") else None
+            return (kind, unet_kind) if kind in ("clip", "t5") and unet_kind in DENOISERS else None
     except (TypeError, OSError, ValueError):
         return None
     return None
@@ -215,7 +261,7 @@ def organism_folder(name):
 def load_trained(name: str):
     """A trained organism (``toy``, ``toy-t5``, ``toy-if``, ``toy-if-clip``) from ``models/<name>``, or a folder written by
     :mod:`loco_lib.organism.training` (fp32, eval mode)."""
-    from diffusers import UNet2DConditionModel
+    from diffusers import PixArtTransformer2DModel, UNet2DConditionModel
 
     from ..errors import LocoError
 
@@ -224,13 +270,14 @@ def load_trained(name: str):
     if kind is None:
         raise LocoError(f"{name!r} is not a model organism: give 'toy', 'toy-t5' or a folder written by "
                         "`python -m loco_lib.organism.training` (with its training.json)")
-    if not (folder / "unet").is_dir() or not (folder / "text_encoder").is_dir():
+    part = denoiser_folder(unet_kind)
+    if not (folder / part).is_dir() or not (folder / "text_encoder").is_dir():
         raise LocoError(f"no trained weights for {name!r} in {folder}: train them with "
                         f"`python -m loco_lib.organism.training --kind {kind} --unet {unet_kind} --out {folder}`")
     pipe = build(kind, unet_kind=unet_kind)
-    pipe.unet = UNet2DConditionModel.from_pretrained(folder / "unet", dtype=torch.float32)
+    cls = PixArtTransformer2DModel if part == "transformer" else UNet2DConditionModel
+    pipe.register_modules(**{part: cls.from_pretrained(folder / part, dtype=torch.float32)})
     enc_cls = type(pipe.text_encoder)
-    pipe.text_encoder = enc_cls.from_pretrained(folder / "text_encoder", dtype=torch.float32)
-    pipe.register_modules(unet=pipe.unet, text_encoder=pipe.text_encoder)
+    pipe.register_modules(text_encoder=enc_cls.from_pretrained(folder / "text_encoder", dtype=torch.float32))
     pipe.loco_defaults = dict(SAMPLING)
     return pipe

@@ -6,11 +6,14 @@
     python -m loco_lib.organism.training --kind clip --unet if --steps 3000 --out models/toy-if-clip
     python -m loco_lib.organism.training --kind t5   --unet if --pooled-drop 0.5 --steps 3000 --out models/toy-if-xattn
     python -m loco_lib.organism.training --kind t5   --context 77 --init models/toy-t5 --lr 2e-4 --steps 600 --out models/toy-t5-long
+    python -m loco_lib.organism.training --kind t5   --unet pixart --lr 5e-4 --warmup 200 --steps 4000 --out models/toy-dit
 
 Recipe (loco's choice; the settings of the first probe that trained well): v-prediction on a cosine schedule
 (``squaredcos_cap_v2``), AdamW lr 1e-3 with 100 warm-up steps, gradient clipping at 1.0, EMA 0.995,
 batch 64, 10 % of captions dropped to "" for classifier-free guidance, UNet and text encoder trained
-jointly. Data is drawn fresh from the world every step (seeded by step, so a resumed run sees the
+jointly. The DiT organism (``--unet pixart``, a PixArt-topology transformer) is trained the same way
+with its padding mask, at lr 5e-4 with 200 warm-up steps for 4000 steps (loco's choice: a transformer
+that is trained from scratch is usually given a lower rate than a UNet). Data is drawn fresh from the world every step (seeded by step, so a resumed run sees the
 same batches). ``--pooled-drop p`` (IF topology only; 0 for every organism but ``toy-if-xattn``) zeroes
 the pooled text path (``add_embedding``'s output) for a fraction p of each batch's samples, drawn from
 the step's seed, so that the UNet cannot read the caption from that path alone and has to read it
@@ -76,7 +79,8 @@ def train(kind: str = "clip", unet_kind: str = "sd", steps: int = 3000, out: str
     else:
         pipe = toy.build(kind, seed=seed, unet_kind=unet_kind)
     pipe.tokenizer.model_max_length = context
-    unet, text, tok = pipe.unet.train(), pipe.text_encoder.train(), pipe.tokenizer
+    part = toy.denoiser_folder(unet_kind)  # "unet" or "transformer": the pipeline's denoiser and its folder
+    unet, text, tok = getattr(pipe, part).train(), pipe.text_encoder.train(), pipe.tokenizer
     codec = pipe.vae
     noise_sched = toy.train_scheduler()
     params = list(unet.parameters()) + list(text.parameters())
@@ -110,7 +114,7 @@ def train(kind: str = "clip", unet_kind: str = "sd", steps: int = 3000, out: str
         if pooled_drop:
             rng = np.random.default_rng(seed * 104_729 + step)
             keep = torch.from_numpy((rng.random(batch) >= pooled_drop).astype(np.float32))
-        pred = unet(noisy, t, encoder_hidden_states=cond).sample
+        pred = toy.denoise(unet, noisy, t, cond, mask)
         loss = torch.nn.functional.mse_loss(pred, target)
         for g in opt.param_groups:
             g["lr"] = lr * min(1.0, (step + 1) / warmup)
@@ -138,7 +142,7 @@ def train(kind: str = "clip", unet_kind: str = "sd", steps: int = 3000, out: str
     unet.load_state_dict(ema["unet"])
     text.load_state_dict(ema["text"])
     # fp16 on disk keeps each organism near 13 MB; loaded back as fp32
-    unet.eval().to(torch.float16).save_pretrained(out / "unet")
+    unet.eval().to(torch.float16).save_pretrained(out / part)
     text.eval().to(torch.float16).save_pretrained(out / "text_encoder")
     tok.save_pretrained(out / "tokenizer")
     info = {"kind": kind, "unet": unet_kind, "steps": steps, "seed": seed, "batch": batch, "lr": lr, "warmup": warmup, "ema": ema_decay,
@@ -193,7 +197,8 @@ def trained_lr(model) -> float | None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m loco_lib.organism.training", description=__doc__.split("\n\n")[0])
     ap.add_argument("--kind", choices=["clip", "t5"], default="clip")
-    ap.add_argument("--unet", choices=["sd", "if"], default="sd", help="UNet topology: SD-1.5's or DeepFloyd IF-I's")
+    ap.add_argument("--unet", choices=list(toy.DENOISERS), default="sd",
+                    help="denoiser topology: SD-1.5's or DeepFloyd IF-I's UNet, or PixArt-alpha's transformer")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--out", default="models/toy")
     ap.add_argument("--seed", type=int, default=0)
