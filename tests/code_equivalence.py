@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # (protocol.measuring_code(): the protocol's and the scorer's closure)
 KEYED = ("loco_lib.organism.protocol", "loco_lib.organism.stability", "loco_lib.organism.token_swaps",
          "loco_lib.organism.variants", "loco_lib.organism.kept", "loco_lib.trace", "loco_lib.unlearning",
-         "loco_lib.window_size", "loco_lib.locogen", "loco_lib.finetune")
+         "loco_lib.window_size", "loco_lib.locogen", "loco_lib.finetune", "loco_lib.ranking")
 ORGANISMS = ("toy", "toy-t5", "toy-if", "toy-if-clip", "models/toy-if-xattn", "models/toy-t5-long")
 
 STATE = f"""
