@@ -5,6 +5,7 @@
                   [--guidance G] [--size PX] [--swap-text-paths] --out FILE.png
     loco locogen MODEL --attribute style|objects|facts --m M [--prompts FILE] [--limit N]
                   [--seeds 0,1] [--steps N] [--guidance G] [--size PX] [--cache DIR] --json
+    loco rank MODEL --attribute style|objects|facts [--top K] [--prompts FILE] [--limit N] [--seeds 0,1] [--steps N] --json
     loco edit MODEL --attribute A --layers 8,9 [--prompts FILE] [--concept C] [--lam 0.01] --out EDIT.safetensors
     loco generate MODEL ... --edit EDIT.safetensors
     loco evaluate MODEL --attribute A [--edit EDIT.safetensors] [--prompts FILE] [--seeds 0,1] [--steps N]
@@ -82,6 +83,22 @@ def _parser() -> argparse.ArgumentParser:
     loc.add_argument("--dtype", default=None, help="float32, float16 or bfloat16 (default: float16 on CUDA, float32 on CPU)")
     loc.add_argument("--json", action="store_true", help="print the result as JSON")
     loc.add_argument("--quiet", action="store_true", help="no progress bar")
+    rk = sub.add_parser("rank", help="rank the text layers by the attention contribution of the prompts' subject tokens "
+                                     "(Zarei et al. 2025; loco_lib.ranking)")
+    rk.add_argument("model")
+    rk.add_argument("--attribute", required=True, help="style, objects or facts: its bundled prompts and their subjects")
+    rk.add_argument("--top", type=int, default=2, help="how many top-ranked layers to name (default 2)")
+    rk.add_argument("--prompts", default=None, help="a prompt-pair YAML/JSON file (default: the bundled set of the attribute)")
+    rk.add_argument("--limit", type=int, default=None, help="use only the first N prompts")
+    rk.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1")
+    rk.add_argument("--steps", type=int, default=None)
+    rk.add_argument("--guidance", type=float, default=None)
+    rk.add_argument("--size", type=int, default=None)
+    rk.add_argument("--batch-size", type=int, default=None)
+    rk.add_argument("--device", default=None)
+    rk.add_argument("--dtype", default=None, help="float32, float16 or bfloat16 (default: float16 on CUDA, float32 on CPU)")
+    rk.add_argument("--json", action="store_true", help="print the ranking as JSON")
+    rk.add_argument("--quiet", action="store_true", help="no progress bar")
     ed = sub.add_parser("edit", help="LocoEdit (K/V projections of chosen UNet layers), DiffQuickFix (the text encoder's causal state) or UCE (every cross-attention K/V)")
     ed.add_argument("model")
     ed.add_argument("--method", default="locoedit", choices=("locoedit", "diffquickfix", "uce", "esd", "concept-ablation"),
@@ -388,6 +405,32 @@ def cmd_locogen(args) -> int:
         print(result.table[["start", "layers", "mean", "std"]].to_string(index=False))
         print(f"clean {result.clean:.3f}, all layers altered {result.altered_all:.3f}, best window "
               f"{format_layers(result.best['layers'])} (mean {result.best['mean']:.3f}, {way})")
+    return 0
+
+
+def cmd_rank(args) -> int:
+    from .layers import format_layers
+    from .ranking import rank_layers
+
+    seeds = _check_set_args(args)
+    n_known = _known_layer_count(args.model)
+    if args.top < 1 or (n_known is not None and args.top > n_known):
+        raise LocoError(f"--top must be from 1 to {n_known or 'the number of text layers'} for {args.model}")
+    _, prompts = _pair_set(args)
+    if any(s is None for s in prompts.subjects):
+        raise LocoError("ranking needs each prompt's subject (its knowledge tokens): give a prompt file with subjects")
+    pipe = _load(args)
+    _check_prompts(pipe, prompts)
+    r = rank_layers(pipe, prompts.originals, prompts.subjects, seeds=seeds, steps=args.steps, guidance=args.guidance,
+                    size=args.size, batch_size=args.batch_size or 8, progress=not args.quiet)
+    top = r.top(min(args.top, len(r.layers)))
+    if args.json:
+        print(dumps({"model": args.model, "attribute": args.attribute, "top": top, "order": r.order(),
+                     "contribution": [float(x) for x in r.mean], "layers": [la.name for la in r.layers],
+                     "prompts": r.prompts, "subjects": r.subjects, "seeds": r.seeds, **r.settings}, indent=1))
+    else:
+        print(r.table().to_string(index=False))
+        print(f"top {len(top)}: {format_layers(top)} ({len(r.prompts)} prompts x {len(r.seeds)} seeds, {r.settings['steps']} steps)")
     return 0
 
 
@@ -756,7 +799,7 @@ def _one_process_speaks(command: str):
 def main(argv=None) -> int:
     try:
         args = _parser().parse_args(argv)
-        commands = {"layers": cmd_layers, "generate": cmd_generate, "locogen": cmd_locogen, "edit": cmd_edit, "evaluate": cmd_evaluate,
+        commands = {"layers": cmd_layers, "generate": cmd_generate, "locogen": cmd_locogen, "rank": cmd_rank, "edit": cmd_edit, "evaluate": cmd_evaluate,
                     "report": cmd_report, "trace": cmd_trace, "reproduce": cmd_reproduce}
         with warnings.catch_warnings(), _one_process_speaks(args.command):
             warnings.showwarning = _one_line_warnings(warnings.showwarning)

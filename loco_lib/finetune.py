@@ -3,11 +3,11 @@
 App. I (Fig. 57) compares LocoEdit with DiffQuickFix, Concept Ablation (Kumari et al., ICCV 2023,
 https://arxiv.org/abs/2303.13516) and ESD (Gandikota et al., ICCV 2023,
 https://arxiv.org/abs/2303.07345). Where LocoEdit solves for a few K/V matrices in closed form, both
-train weights of the UNet by gradient descent, step by step:
+train weights of the denoiser by gradient descent, step by step:
 
 * **ESD-x** trains every parameter of the cross-attention modules (SD and SD-XL: the ``attn2``
   query, key, value and output projections; DeepFloyd IF: its attention modules, which read the
-  image and the text together). At a point ``x_t`` of the model's own sampling run for the concept
+  image and the text together; PixArt and SANA: each block's ``attn2``). At a point ``x_t`` of the model's own sampling run for the concept
   ``c``, the trained model's prediction for ``c`` is pulled to the frozen model's negatively guided
   one: ``eps*(x_t, "", t) - eta * (eps*(x_t, c, t) - eps*(x_t, "", t))`` (``eta``: ESD's negative
   guidance, 1).
@@ -90,6 +90,9 @@ def trajectory_point(pipe, prompt: str, seed: int, step: int, *, steps: int | No
     records = [Record(s, branch="all", steps=[step], to_cpu=False) for s in sites.values()]
     cond = encode(pipe, [prompt])
     extra = family.call_kwargs()
+    size = family.default_size(pipe)  # SANA: the transformer's size (its pipeline's own default is 1024 px)
+    if size is not None:
+        extra.update(height=size, width=size)
     with hooks(pipe, records=records, patches=[Patch(unet_input(0), _stop, branch="all", steps=[step + 1])],
                n_samples=1, guidance=True) as trace, progress_bars(pipe, False):  # the training's own bar is enough
         try:
@@ -103,16 +106,12 @@ def trajectory_point(pipe, prompt: str, seed: int, step: int, *, steps: int | No
 
 
 def _predict(unet, sample, t, hidden, added, params=None):
-    """The UNet's noise prediction (IF's first three of its six channels), optionally with the
-    parameters ``params`` in place of its own (the frozen model: :func:`torch.func.functional_call`)."""
-    kwargs = {"encoder_hidden_states": hidden}
-    if added is not None:
-        kwargs["added_cond_kwargs"] = added
-    if params is None:
-        out = unet(sample, t, **kwargs).sample
-    else:
-        out = torch.func.functional_call(unet, params, (sample, t), kwargs).sample
-    return out[:, : sample.shape[1]]
+    """The denoiser's prediction (IF's first three of its six channels, PixArt's first half), optionally
+    with the parameters ``params`` in place of its own (the frozen model: :func:`torch.func.functional_call`);
+    its family knows how the denoiser is called."""
+    from .families.registry import denoiser_family
+
+    return denoiser_family(unet).predict(unet, sample, t, hidden, added, params)
 
 
 def _rows(x, i):
@@ -126,7 +125,8 @@ def trainable(pipe, method: str) -> dict[str, torch.nn.Parameter]:
 
     family = denoiser_family(pipe)
     if not family.trains:
-        raise LocoError(f"ESD and Concept Ablation train UNet denoisers; this model's denoiser ({family.name}) is not supported yet")
+        raise LocoError(f"ESD and Concept Ablation train UNet and cross-attention DiT denoisers; this model's denoiser "
+                        f"({family.name}) is not supported yet")
     unet = denoiser(pipe)
     out = {}
     for layer in cross_attention_layers(unet):
@@ -268,8 +268,7 @@ def concept_ablation(pipe, targets, anchors, *, steps: int = CA_STEPS, lr: float
         with torch.no_grad():
             goal = _predict(unet, _rows(x, 1), t, _rows(hidden, 1), _rows(added, 1), frozen)
         mine_cond = mine_conds[j]
-        mine_added = None if added is None else {"text_embeds": mine_cond.pooled.to(added["text_embeds"]),
-                                                 "time_ids": _rows(added, 1)["time_ids"]}
+        mine_added = None if added is None else pipeline_family(pipe).added_for(mine_cond, _rows(added, 1))
         mine = _predict(unet, _rows(x, 1), t, mine_cond.embeds.to(hidden), mine_added)
         return torch.nn.functional.mse_loss(mine.float(), goal.float())
 

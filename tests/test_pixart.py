@@ -125,14 +125,6 @@ def test_every_method_runs_on_the_twin(pixart, tmp_path):
     assert not np.array_equal(edited, _np(generate(pixart, P, **KW)))
 
 
-def test_a_training_baseline_on_the_transformer_is_refused_in_one_line(pixart):
-    from loco_lib import finetune
-    from loco_lib.errors import LocoError
-
-    with pytest.raises(LocoError, match=r"^ESD and Concept Ablation train UNet denoisers; .*\(pixart\) is not supported yet$"):
-        finetune.esd(pixart, "van gogh", steps=1, progress=False)
-
-
 def test_the_command_line_on_the_twin(capsys, tmp_path, monkeypatch):
     from loco_lib.cli import main
 

@@ -101,3 +101,16 @@ def test_agreement_and_bad_input(pipe):
     with pytest.raises(LocoError, match="reduce"):
         Record(attention_site(r.layers[0]))
     assert r.table()["rank"].tolist().count(1) == 1
+
+
+def test_the_command_line(capsys):
+    import json
+
+    from loco_lib.cli import main
+
+    assert main(["rank", "tiny-pixart", "--attribute", "style", "--limit", "1", "--steps", "2", "--json", "--quiet"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["contribution"]) == 28 and len(out["top"]) == 2 and sorted(out["order"]) == list(range(28))
+    assert out["top"] == sorted(out["order"][:2]) and [s.lower() for s in out["subjects"]] == ["van gogh"]
+    assert main(["rank", "tiny-pixart", "--attribute", "style", "--top", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "loco: error: --top must be from 1 to 28 for tiny-pixart"

@@ -96,6 +96,12 @@ class PipelineFamily:
         """Further keywords every loco pipeline call passes (IF: no caption cleaning)."""
         return {}
 
+    def added_for(self, cond, added: dict | None) -> dict | None:
+        """The denoiser's ``added_inputs`` of one row recorded as ``added`` but carrying the text of
+        the one-prompt condition ``cond`` (the training baselines' prediction for another prompt at
+        the same point): nothing to change here."""
+        return added
+
     def tokenizer_text(self, prompt: str) -> str:
         """The text the pipeline hands its tokenizer for ``prompt``."""
         return prompt
@@ -125,7 +131,7 @@ class DenoiserFamily:
     component: str = "unet"  # the pipeline component it is
     classes_: tuple = ()  # names of the diffusers model classes
     guided: bool = True  # a guided call lays its batch out as [uncond, cond]
-    trains: bool = True  # loco_lib.finetune (ESD, Concept Ablation) calls it as a UNet
+    trains: bool = True  # loco_lib.finetune (ESD, Concept Ablation) trains it through :meth:`predict`
 
     def classes(self) -> tuple:
         import diffusers
@@ -157,6 +163,20 @@ class DenoiserFamily:
 
     def states(self, model, kinds) -> list:
         raise NotImplementedError
+
+    def predict(self, model, sample, t, hidden, added, params=None):
+        """The denoiser's prediction (as many channels as ``sample`` has) for the text states
+        ``hidden`` at timestep ``t``, with the pipeline family's ``added_inputs`` in ``added``;
+        ``params`` replace the model's own parameters (:func:`torch.func.functional_call`, the
+        frozen model of the training baselines). A UNet takes ``added`` as ``added_cond_kwargs``."""
+        kwargs = {"encoder_hidden_states": hidden}
+        if added is not None:
+            kwargs["added_cond_kwargs"] = added
+        if params is None:
+            out = model(sample, t, **kwargs).sample
+        else:
+            out = torch.func.functional_call(model, params, (sample, t), kwargs).sample
+        return out[:, : sample.shape[1]]
 
     def text_attention(self, attn, hidden: torch.Tensor, text: torch.Tensor, mask) -> tuple:
         """``(probs, values)`` of one call of a text layer's attention, computed as its processor does

@@ -49,6 +49,12 @@ class PixArt(PipelineFamily):
     def call_kwargs(self) -> dict:
         return {"clean_caption": False, "use_resolution_binning": False}
 
+    # the transformer call's timestep (as the pipeline scales it) and padding mask, for the training baselines
+    added_inputs = {"timestep": "timestep", "encoder_attention_mask": "encoder_attention_mask"}
+
+    def added_for(self, cond, added):
+        return {**added, "encoder_attention_mask": cond.mask.to(added["encoder_attention_mask"])}
+
     def tokenizer_text(self, prompt: str) -> str:
         return prompt.lower().strip()  # what the pipelines do with clean_caption=False
 
@@ -57,13 +63,33 @@ class PixArtTransformer(DenoiserFamily):
     name = "pixart"
     component = "transformer"
     classes_ = ("PixArtTransformer2DModel",)
-    trains = False  # ESD / Concept Ablation: the training step calls its denoiser as a UNet (not yet a DiT)
 
     def text_layers(self, model) -> list:
         side = max(1, model.config.sample_size // model.config.patch_size)  # the token grid's side
         return [CrossAttentionLayer(index=i, name=f"transformer_blocks.{i}.attn2", block=f"block {i}",
                                     kv_dim=block.attn2.to_k.in_features, key="to_k", value="to_v", resolution=side)
                 for i, block in enumerate(model.transformer_blocks)]
+
+    def predict(self, model, sample, t, hidden, added, params=None):
+        """As :meth:`DenoiserFamily.predict`, with the timestep and padding mask the pipeline gave
+        the transformer (``added``), and PixArt's micro-conditions (resolution, aspect ratio) where
+        the model uses them, as the pipeline computes them for a square image (8 pixels per latent)."""
+        kwargs = {"encoder_hidden_states": hidden, "timestep": added["timestep"],
+                  "encoder_attention_mask": added["encoder_attention_mask"]}
+        kwargs.update(self._conditions(model, sample))
+        if params is None:
+            out = model(sample, **kwargs).sample
+        else:
+            out = torch.func.functional_call(model, params, (sample,), kwargs).sample
+        return out[:, : sample.shape[1]]  # PixArt-alpha's learned variance: its second half
+
+    def _conditions(self, model, sample) -> dict:
+        if not getattr(model, "use_additional_conditions", False):
+            return {"added_cond_kwargs": {"resolution": None, "aspect_ratio": None}}
+        side = sample.shape[-1] * 8
+        rows = sample.shape[0]
+        return {"added_cond_kwargs": {"resolution": torch.tensor([[side, side]], dtype=sample.dtype).repeat(rows, 1),
+                                      "aspect_ratio": torch.ones(rows, 1, dtype=sample.dtype)}}
 
     def text_states(self, model, embeds):
         proj = model.caption_projection

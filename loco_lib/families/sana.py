@@ -55,6 +55,12 @@ class Sana(PipelineFamily):
     def call_kwargs(self) -> dict:
         return {"clean_caption": False, "use_resolution_binning": False}
 
+    # the transformer call's timestep (as the pipeline scales it) and padding mask, for the training baselines
+    added_inputs = {"timestep": "timestep", "encoder_attention_mask": "encoder_attention_mask"}
+
+    def added_for(self, cond, added):
+        return {**added, "encoder_attention_mask": cond.mask.to(added["encoder_attention_mask"])}
+
     def default_size(self, pipe) -> int:
         """The transformer's sample size in pixels (1024 for the 1024 px checkpoints; the pipeline's
         own default is 1024 whatever the checkpoint)."""
@@ -101,6 +107,9 @@ class SanaTransformer(PixArtTransformer):
 
     name = "sana"
     classes_ = ("SanaTransformer2DModel",)
+
+    def _conditions(self, model, sample) -> dict:
+        return {}  # SANA's transformer takes no micro-conditions
 
     def text_states(self, model, embeds):
         proj = model.caption_projection

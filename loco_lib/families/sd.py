@@ -33,6 +33,9 @@ class SDXL(PipelineFamily):
     defaults = {"steps": 50, "guidance": 5.0}
     added_inputs = {"text_embeds": "added_cond_kwargs.text_embeds", "time_ids": "added_cond_kwargs.time_ids"}
 
+    def added_for(self, cond, added):
+        return {"text_embeds": cond.pooled.to(added["text_embeds"]), "time_ids": added["time_ids"]}
+
     def encode(self, pipe, prompts, negative_prompt):
         neg = None if negative_prompt == "" else [negative_prompt] * len(prompts)
         e, ne, p, npool = pipe.encode_prompt(prompt=prompts, device=pipe._execution_device, num_images_per_prompt=1,
