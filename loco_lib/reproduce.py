@@ -54,6 +54,7 @@ PROFILES = {
         # Table 1's 320 generic prompts; the side-by-side and multi-concept tables on their first seed only (further
         # seeds would double the chapter's GPU time on a real model; loco's choice, SPREAD_SEEDS is the organism's)
         "07_robustness_and_baselines": {"PROFILE": "paper", "SPREAD_SEEDS": []},
+        "09_diffusion_transformers": None,  # the paper has no DiT: the organisms and the DiT twins only
     },
 }
 ONLY_WITH = {"paper": {"06_deepfloyd_t5": ("deepfloyd-if",)}}  # chapters a profile runs only for these models

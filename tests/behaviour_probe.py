@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 ORGANISMS = ("toy", "toy-t5", "toy-if", "toy-if-xattn")
-TWINS = ("tiny-sd15", "tiny-sdxl", "tiny-if")
+TWINS = ("tiny-sd15", "tiny-sdxl", "tiny-if", "tiny-pixart", "tiny-sana")
 STEPS = 3
 
 
@@ -126,26 +126,31 @@ def probes(model: str, pipe, scorer) -> dict:
     out["esd"] = finetune.esd(pipe, "van gogh", steps=2, sample_steps=STEPS, progress=False).weights
     out["concept_ablation"] = finetune.concept_ablation(pipe, prompts[:1], targets[:1], steps=2, sample_steps=STEPS,
                                                         progress=False).weights
+    from loco_lib.ranking import rank_layers
+
+    out["layer_ranking"] = rank_layers(pipe, prompts, subjects, steps=STEPS, progress=False).scores
     return out
 
 
 def twin_probes(name: str) -> dict:
     """The pipeline families the organisms do not have (SD-XL's two encoders and pooled path, IF's
-    pipeline), on their tiny twins."""
+    pipeline, PixArt's and SANA's), on their tiny twins, with the layer ranking."""
     from loco_lib.generate import generate
     from loco_lib.locoedit import compute_edit
     from loco_lib.models import load
+    from loco_lib.ranking import rank_layers
     from loco_lib.text import encode
 
     pipe = load(name, progress=False)
     prompts = ["a photo of a cat in the style of van gogh", "a dog"]
     targets = ["a photo of a cat", "a cat"]
     out = {"encode": {k: v for k, v in vars(encode(pipe, prompts)).items() if v is not None}}  # fields a family fills
-    kw = dict(seeds=0, steps=2, output_type="np", progress=False, size=32 if name != "tiny-if" else None)
+    kw = dict(seeds=0, steps=2, output_type="np", progress=False, size=32 if name in ("tiny-sd15", "tiny-sdxl") else None)
     out["generate"] = generate(pipe, prompts, **kw).images
     out["altered_all_paths"] = generate(pipe, prompts, alt_prompts=targets, layers="all", swap_text_paths=True, **kw).images
     out["altered"] = generate(pipe, prompts, alt_prompts=targets, layers=[[0], [1, 2]], **kw).images
     out["locoedit"] = compute_edit(pipe, [0, 1], prompts[:1], targets[:1], ["van gogh"]).weights
+    out["ranking"] = rank_layers(pipe, prompts[:1], "van gogh", steps=2, progress=False).scores
     return out
 
 

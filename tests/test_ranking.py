@@ -114,3 +114,25 @@ def test_the_command_line(capsys):
     assert out["top"] == sorted(out["order"][:2]) and [s.lower() for s in out["subjects"]] == ["van gogh"]
     assert main(["rank", "tiny-pixart", "--attribute", "style", "--top", "0"]) == 2
     assert capsys.readouterr().err.strip() == "loco: error: --top must be from 1 to 28 for tiny-pixart"
+
+
+def test_the_localizer_comparison_on_an_organism():
+    import math
+
+    from loco_lib.clip_score import get_scorer
+    from loco_lib.organism import localizers
+    from loco_lib.prompts import default_prompts, load_pairs
+
+    pipe = load("toy", progress=False)
+    scorer = get_scorer(None, "toy")
+    prompts = {"style": load_pairs(default_prompts("style", "toy"), limit=2)}
+    res = localizers.compare(pipe, scorer, prompts, {"style": [0, 1]}, steps=3)["style"]
+    r = rank_layers(pipe, prompts["style"].originals, prompts["style"].subjects, steps=3, progress=False)
+    assert res["order"] == r.order() and res["agreement"] == agreement(r, [0, 1])
+    assert res["sets"]["LocoGen window"] == "0-1" and res["sets"]["ranking top"] == res["agreement"]["top"]
+    moved = res["moved"]
+    assert moved["clean"] == 0.0 and (moved["all"] == 1.0 or math.isnan(moved["all"]))
+    table = localizers.table({"toy": {"style": res}})
+    assert table.loc[0, "LocoGen window"] == "0-1" and table.loc[0, "overlap"] == res["agreement"]["overlap"]
+    with pytest.raises(LocoError, match="no LocoGen window given for style"):
+        localizers.compare(pipe, scorer, prompts, {}, steps=3)

@@ -31,7 +31,7 @@ def test_plans_of_the_profiles():
     smoke = reproduce.plan("smoke")
     assert list(smoke) == reproduce.chapters() and all(p == {} for p in smoke.values())
     paper = reproduce.plan("paper")
-    assert "01_model_organism" not in paper and "06_deepfloyd_t5" not in paper
+    assert "01_model_organism" not in paper and "06_deepfloyd_t5" not in paper and "09_diffusion_transformers" not in paper
     assert all(p["MODEL"] == "sd15" for p in paper.values())
     assert all(p["STEPS"] == 50 for c, p in paper.items() if "STEPS" in reproduce.parameters_of(c))
     assert paper["02_causal_tracing"]["OTHER_MODEL"] is None
