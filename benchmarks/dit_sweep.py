@@ -32,7 +32,7 @@ from loco_lib.sweep import Job, run_sweep
 from loco_lib.text import encode
 
 ORIG = ["a red circle in the style of van gogh", "a blue square in the style of van gogh",
-        "a green triangle in the style of van gogh", "a yellow star in the style of van gogh"]
+        "a green triangle in the style of van gogh", "a yellow cross in the style of van gogh"]
 TARG = [p.replace(" in the style of van gogh", "") for p in ORIG]
 STEPS, M, SEED = 10, 2, 0
 
@@ -72,7 +72,7 @@ def bench(name: str) -> dict:
     pipe = load(name, progress=False)
     n = len(cross_attention_layers(pipe))
     sets = [[]] + windows(n, M) + [list(range(n))]
-    generate(pipe, "warm up", steps=1, progress=False)
+    generate(pipe, ORIG[0], steps=2, progress=False)  # PixArt's pipeline fails at 1 step with a DPM-Solver scheduler
     kw = dict(seeds=SEED, steps=STEPS, output_type="np", progress=False)
     naive = {}
     t = time.perf_counter()
