@@ -103,10 +103,11 @@ def describe(x):
         from dataclasses import asdict
 
         return {"groups": describe(asdict(x))}
-    if hasattr(x, "unet") and hasattr(x, "scheduler"):  # a pipeline: its model (and dtype)
+    if hasattr(x, "scheduler") and isinstance(getattr(x, "unet", None) or getattr(x, "transformer", None), torch.nn.Module):
+        from ..families.registry import denoiser  # a pipeline: its model (and its denoiser's dtype)
         from ..sweep import model_id
 
-        return {"pipeline": model_id(x), "dtype": str(x.unet.dtype)}
+        return {"pipeline": model_id(x), "dtype": str(denoiser(x).dtype)}
     if hasattr(x, "score") and hasattr(x, "name"):  # a scorer
         return {"scorer": x.name}
     if hasattr(x, "originals") and hasattr(x, "targets"):  # a PromptSet
