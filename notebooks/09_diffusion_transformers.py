@@ -212,8 +212,8 @@ organism.edit_summary(reports)
 # mean over image tokens of the norm of the attention output that the knowledge tokens alone
 # produce, W_o (sum over knowledge tokens j of A[i, j] v_j), on the conditional branch; it is
 # averaged over prompts and steps and the top K blocks are taken. `loco_lib.ranking.rank_layers`
-# computes it through one record per layer; the tests check the recomputed attention against each
-# family's own layer. Here the knowledge tokens are the subject's tokens of each attribute's prompts
+# computes it through one record per layer; `tests/test_ranking.py` checks the recomputed attention
+# against the layer's own output on the SD, PixArt and SANA twins. Here the knowledge tokens are the subject's tokens of each attribute's prompts
 # ("van gogh", the object, "the president"), with K = m = 2 so that the ranking's top 2 and
 # LocoGen's window are compared at the same size, on both organisms. The windows are the recorded
 # reports'. Withholding the knowledge at the top 2 (T''s text there) is scored like a window.

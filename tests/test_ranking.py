@@ -17,7 +17,7 @@ from loco_lib.text import encode
 P = ["a photo of a cat in the style of van gogh", "a red dog on the grass"]
 
 
-@pytest.fixture(scope="module", params=["tiny-sd15", "tiny-pixart"])
+@pytest.fixture(scope="module", params=["tiny-sd15", "tiny-pixart", "tiny-sana"])
 def pipe(request):
     return load(request.param, progress=False)
 
