@@ -60,7 +60,7 @@ if IN_COLAB:  # fetch the repository at that revision (library, prompt data, tra
     sys.path.insert(0, "/content/loco")
 
 # %% tags=["parameters"]
-DIT = "toy-dit"  # the DiT organism
+MODEL = "toy-dit"  # the DiT organism
 UNET = "toy-t5"  # its UNet counterpart: the same T5-style encoder, world, seed and recipe
 SEEDS = [0]  # seeds per prompt of the live runs
 RANK_SEEDS = [0, 1]  # seeds of the rankings and of the localizer comparison (loco's choice)
@@ -85,6 +85,7 @@ from loco_lib.organism.training import trained_lr
 from loco_lib.plots import image_grid
 from loco_lib.prompts import default_prompts, load_pairs
 
+DIT = MODEL
 reports = {name: organism.recorded_report(name, seeds=2) for name in (UNET, DIT)}
 
 # %% [markdown]
@@ -147,12 +148,12 @@ pd.DataFrame({name: {a: round(getattr(r.sample, a), 2) for a in ("shape", "colou
 #
 # The heavy measurements (LocoGen for style, objects, colour and facts; the m that Sec. 5.1.2's
 # threshold rule picks; LocoEdit of van gogh at the style window, at an inert window and at every
-# layer; the fact edit; neurons; the token swap) are recorded on 2 seeds per prompt in
-# `data/organism/` by `loco report MODEL --seeds 0,1 --out FILE`. Whether today's code would measure
-# them again:
+# layer; the fact edit; neurons; the token swap) are recorded on 2 seeds per prompt, `toy-t5`'s in
+# `data/organism/` and `toy-dit`'s in `data/organism/two-by-two/`, by `loco report MODEL --seeds 0,1
+# --out FILE`. Whether today's code would measure them again:
 
 # %%
-organism.status_table([organism.recorded_dir() / f"{n}-2seeds.json" for n in (UNET, DIT)])
+organism.status_table([organism.recorded_dir() / f"{UNET}-2seeds.json", organism.two_by_two_dir() / f"{DIT}-2seeds.json"])
 
 # %% [markdown]
 # The closing table of chapter 1 for both, with a "layer" of `toy-dit` being a block:
