@@ -16,8 +16,9 @@
 # %% [markdown]
 # # Diffusion transformers
 #
-# Every model of the paper is a UNet: its text enters through 16 (SD-1.x, SD-2.1), 70 (SD-XL) or
-# 22 (DeepFloyd IF) cross-attention layers spread over down, mid and up blocks (Sec. 3, App. A).
+# Every model of the paper is a UNet whose text enters through cross-attention layers spread over
+# its down, mid and up blocks: 70 of them in SD-XL (the paper, Sec. 5.2), 16 in SD-1.x and SD-2.1
+# and 22 in DeepFloyd IF in loco's layer maps (`loco layers MODEL --meta`).
 # Newer text-to-image models replace the UNet by a stack of transformer blocks. Two families of
 # them keep the paper's mechanism, a cross-attention over the text in every block:
 #
