@@ -218,11 +218,15 @@ class Call:
     sample: list[int]  # sample index of each original row
     inverse: list[int] | None = None  # after row sharing: the evaluated row that stands for each original row
     selected: list[int] | None = None  # for a function patch: the sample of each row it is handed
+    memo: dict = field(default_factory=dict, repr=False)  # per call: patch values laid out on the evaluated rows
+
+    def __post_init__(self):
+        self.is_cond = [bool(c) for c in self.cond.tolist()]  # the branch flags as Python values (read per row)
 
     def position_of(self, sample: int, like_row: int) -> int:
         """Where (in the evaluated batch) sample ``sample`` sits, in the branch of original row ``like_row``."""
         for r in range(self.n_rows):
-            if self.sample[r] == sample and bool(self.cond[r]) == bool(self.cond[like_row]):
+            if self.sample[r] == sample and self.is_cond[r] == self.is_cond[like_row]:
                 return r if self.inverse is None else self.inverse[r]
         raise LocoError(f"FromSample({sample}): this {self.component} call has no sample {sample}")
 
@@ -312,12 +316,13 @@ class _Action:
         if self.steps is not None and call.step not in self.steps:
             return []
         out = []
+        branch, samples, sample, is_cond = self.branch, self.samples, call.sample, call.is_cond
         for pos, r in enumerate(call.rows):
-            if self.samples is not None and call.sample[r] not in self.samples:
+            if samples is not None and sample[r] not in samples:
                 continue
-            if self.branch == "cond" and not call.cond[r]:
+            if branch == "cond" and not is_cond[r]:
                 continue
-            if self.branch == "uncond" and call.cond[r]:
+            if branch == "uncond" and is_cond[r]:
                 continue
             out.append(pos)
         return out
@@ -377,6 +382,7 @@ class _Session:
                 args, kwargs = _take_rows(list(args), dict(kwargs), keep[0], n_rows)
                 call.rows = keep[0]
                 call.inverse = keep[1]
+                call.memo.clear()
                 result = (tuple(args), kwargs)
         if component == self.denoiser and self.counter is not None:
             self.counter["calls"] = self.counter.get("calls", 0) + 1
@@ -402,27 +408,28 @@ class _Session:
         call, the value it writes there are bitwise equal (function patches count as distinct)."""
         n = call.n_rows
         keys = _batch_tensors(args, kwargs, n)
+        touching: list[list] = [[] for _ in range(n)]  # per row: the patches that write it
         by_value: dict[int, tuple] = {}  # patches sharing one value tensor write the same row content
         for a in self.actions:
             if not a.is_patch:
                 continue
-            touched = torch.zeros(n, dtype=torch.float64)
             pos = a.rows(call)
-            touched[pos] = 1.0
-            keys.append(touched)
             if callable(a.spec.value) or isinstance(a.spec.value, FromSample) or a.spec.tokens is not None:
-                marker = torch.full((n,), -1.0, dtype=torch.float64)
-                marker[pos] = torch.tensor([float(p) for p in pos], dtype=torch.float64)
-                keys.append(marker)
-            elif a.spec.value.shape[0] > 1 and pos:
+                for p in pos:  # a row such a patch writes is like no other row
+                    touching[p].append((a.index, p))
+                continue
+            for p in pos:
+                touching[p].append(a.index)
+            if a.spec.value.shape[0] > 1 and pos:
                 v = a.spec.value
                 by_value.setdefault(id(v), (v, set()))[1].update(pos)
         for v, pos in by_value.values():
-            pos = sorted(pos)
-            rows = torch.zeros((n, *v.shape[1:]), dtype=v.dtype, device=v.device)
-            rows[pos] = v[[call.sample[p] for p in pos]]
-            keys.append(rows)
-        keep, inverse = _unique_rows(n, keys)
+            def written(v=v, pos=sorted(pos)):  # the value's rows where the patches write them, zeros elsewhere
+                rows = torch.zeros((n, *v.shape[1:]), dtype=v.dtype, device=v.device)
+                rows[pos] = v[[call.sample[p] for p in pos]]
+                return rows
+            keys.append(written)
+        keep, inverse = _unique_rows(n, keys, [tuple(t) for t in touching])
         return None if len(keep) == n else (keep, inverse)
 
     # -- values ---------------------------------------------------------------------------------
@@ -462,6 +469,8 @@ class _Session:
             self.trace.values[site].append(kept.cpu() if a.spec.to_cpu else kept)
 
     def patch(self, a: _Action, call: Call, pos: list[int], value: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+        if torch.is_tensor(a.spec.value) and a.spec.tokens is None:
+            return self.patch_rows(a, call, pos, value)
         idx = torch.tensor(pos, device=value.device)
         clean = value[idx]
         spec = a.spec
@@ -492,6 +501,35 @@ class _Session:
         out = value.clone()
         out[idx] = new
         return out
+
+    def patch_rows(self, a: _Action, call: Call, pos: list[int], value: torch.Tensor) -> torch.Tensor:
+        """A tensor patch on whole rows: the value's row of each selected sample replaces the row
+        (one selection over the batch; the value laid out on the call's rows is made once per call)."""
+        v = a.spec.value
+        samples = [call.sample[call.rows[p]] for p in pos]
+        if v.shape[0] != 1 and max(samples) >= v.shape[0]:
+            raise LocoError(f"the patch at {a.site} has {v.shape[0]} rows, the batch has sample {max(samples)}")
+        if tuple(v.shape[1:]) != tuple(value.shape[1:]):
+            raise LocoError(f"the patch at {a.site} has shape {(len(pos), *v.shape[1:])}, the state "
+                            f"{(len(pos), *value.shape[1:])}")
+        key = (id(v), value.dtype, value.device)
+        laid = call.memo.get(key)
+        if laid is None:
+            if v.shape[0] == 1:
+                laid = v.to(device=value.device, dtype=value.dtype)
+            else:  # rows of samples the value has no row for are never selected: any row stands there
+                rows = [min(call.sample[r], v.shape[0] - 1) for r in call.rows]
+                laid = v[torch.tensor(rows, device=v.device)].to(device=value.device, dtype=value.dtype)
+            call.memo[key] = laid
+        if len(pos) == value.shape[0]:
+            return laid.expand_as(value).clone()
+        key = (tuple(pos), value.dim(), value.device)  # a layer's text and mask patches select the same rows
+        chosen = call.memo.get(key)
+        if chosen is None:
+            picked = set(pos)
+            chosen = torch.tensor([r in picked for r in range(value.shape[0])], device=value.device)
+            chosen = call.memo[key] = chosen.view(-1, *([1] * (value.dim() - 1)))
+        return torch.where(chosen, laid, value)
 
     # -- installation -----------------------------------------------------------------------------
     def install(self):
@@ -685,26 +723,42 @@ def _batch_tensors(args, kwargs, n: int) -> list[torch.Tensor]:
     return out
 
 
-def _unique_rows(n: int, tensors: list) -> tuple[list[int], list[int]]:
+def _unique_rows(n: int, tensors: list, labels: list | None = None) -> tuple[list[int], list[int]]:
     """Indices of the first occurrence of each distinct row, and each row's group number.
 
-    Rows are candidates when a cheap per-row fingerprint matches and identical only when every
-    tensor's rows are bitwise equal (``torch.equal``), so sharing never changes a result.
+    Rows are candidates when their ``labels`` (hashable values, one per row, when given) and a cheap
+    per-row fingerprint of each tensor match, and identical only when every tensor's rows are
+    bitwise equal (``torch.equal``), so sharing never changes a result. A tensor may be given as a
+    function that makes it: it is made, and any tensor fingerprinted, only while some rows still
+    match on everything before it (after the first denoising step no two rows of a sweep do).
     """
-    prints = torch.stack([t.reshape(n, -1).double().sum(dim=1).cpu() for t in tensors], dim=1).tolist()
+    keys = [(labels[r],) if labels is not None else () for r in range(n)]
+    made = []
+    for t in tensors:
+        counts: dict = {}
+        for k in keys:
+            counts[k] = counts.get(k, 0) + 1
+        open_rows = [r for r in range(n) if counts[keys[r]] > 1]
+        if not open_rows:
+            return list(range(n)), list(range(n))  # every row differs from every other already
+        t = t() if callable(t) else t
+        made.append(t)
+        prints = t[torch.tensor(open_rows, device=t.device)].reshape(len(open_rows), -1).double().sum(dim=1).cpu().tolist()
+        for r, p in zip(open_rows, prints):
+            keys[r] = (*keys[r], p)
     keep: list[int] = []
     inverse: list[int] = []
     by_print: dict = {}
     for r in range(n):
         group = None
-        for g in by_print.get(tuple(prints[r]), []):
-            if all(torch.equal(t[r], t[keep[g]]) for t in tensors):
+        for g in by_print.get(keys[r], []):
+            if all(torch.equal(t[r], t[keep[g]]) for t in made):
                 group = g
                 break
         if group is None:
             group = len(keep)
             keep.append(r)
-            by_print.setdefault(tuple(prints[r]), []).append(group)
+            by_print.setdefault(keys[r], []).append(group)
         inverse.append(group)
     return keep, inverse
 

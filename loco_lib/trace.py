@@ -55,7 +55,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm.auto import tqdm
 
 from . import parallel, settings
@@ -523,7 +522,7 @@ def _state_id(state: State, encoder) -> str:
 
 
 def _run_key(base: dict, prompt: str, subject: str, run: Run, states: list, bands: list) -> str:
-    from .sweep import _key
+    from .jobs import key as _key
 
     restore = None if run.restore is None else [_state_id(states[i], base["encoder"]) for i in run.restore]
     band = list(bands[run.band]) if run.restore else None
@@ -552,7 +551,8 @@ def trace(pipe, prompts, subjects=None, *, where: str = "unet", encoder=1, kinds
     from .clip_score import get_scorer
     from .generate import progress_bars, sample_batch
     from .models import progress_default
-    from .sweep import SweepCache, model_id
+    from .jobs import Jobs
+    from .sweep import model_id
     from .text import encode
     from .tokens import subject_tokens
 
@@ -615,27 +615,24 @@ def trace(pipe, prompts, subjects=None, *, where: str = "unet", encoder=1, kinds
             "encoder": encoder, "tokens": tokens if isinstance(tokens, str) else [int(t) for t in tokens],
             "factor": factor, "steps": steps, "guidance": guidance, "size": size,
             "scheduler": type(pipe.scheduler).__name__, "batch_size": batch, "batched": bool(batched)}
-    cache = SweepCache(cache_dir)
     runs_by_group: dict = {}
     for p in range(len(prompts)):
         for s in seeds:
             group = [Run(p, s, None), Run(p, s, ())]
             group += [Run(p, s, st, b) for b in range(len(band_list)) for st in sets]
             runs_by_group[(p, s)] = list(dict.fromkeys(group))
-    keys = {r: _run_key(base, prompts[r.prompt_index], subjects[r.prompt_index], r, states, band_list)
-            for group in runs_by_group.values() for r in group}
-    result = TraceResult(where, encoder, prompts, subjects, seeds, states, sets, band_list, tokens, {},
+    runs = [r for group in runs_by_group.values() for r in group]
+    records = {r: {**base, "prompt": prompts[r.prompt_index], "subject": subjects[r.prompt_index], "seed": r.seed,
+                   "restore": None if r.restore is None else [_state_id(states[i], encoder) for i in r.restore]}
+               for r in runs}
+    engine = Jobs(cache_dir, records, keys={r: _run_key(base, prompts[r.prompt_index], subjects[r.prompt_index], r, states,
+                                                         band_list) for r in runs})
+    result = TraceResult(where, encoder, prompts, subjects, seeds, states, sets, band_list, tokens, engine.scores,
+                         images=engine.images, computed=engine.computed, arrays=engine.arrays,
                          settings={k: base[k] for k in ("factor", "steps", "guidance", "size", "tokens", "batch_size", "batched")})
     pending: dict = {}
-    for g, group in runs_by_group.items():
-        for r in group:
-            entry = cache.load(keys[r])
-            if entry is None:
-                pending.setdefault(g, []).append(r)
-                continue
-            result.images[r] = entry[0]
-            if scorer_id in entry[1].get("scores", {}).get("original", {}):
-                result.scores[r] = entry[1]["scores"]["original"][scorer_id]
+    for r in engine.read(runs, scorer_id):
+        pending.setdefault((r.prompt_index, r.seed), []).append(r)
 
     # several processes (accelerate launch): each traces every n-th pending (prompt, seed), then all gather;
     # no process writes before every one has read the cache (the same pending groups everywhere)
@@ -650,8 +647,6 @@ def trace(pipe, prompts, subjects=None, *, where: str = "unet", encoder=1, kinds
         for (p, s), todo in mine:
             prompt, subject = prompts[p], subjects[p]
             restored = [r for r in todo if r.restore is not None]
-            per_call = batch - 1 if batched else 1
-            chunks = [restored[i:i + per_call] for i in range(0, len(restored), per_call)] or [[]]
             masks = {}
             for component in components:
                 positions = token_positions(pipe, prompt, subject, tokens, component)
@@ -659,8 +654,10 @@ def trace(pipe, prompts, subjects=None, *, where: str = "unet", encoder=1, kinds
                     length = lengths[component]
                     masks[component] = torch.zeros(length, dtype=torch.bool)
                     masks[component][[q for q in positions if q < length]] = True
-            clean_done = Run(p, s, None) not in todo
-            for chunk in chunks:
+            clean = [Run(p, s, None)] if Run(p, s, None) in todo else []
+
+            def compute(chunk, p=p, s=s, prompt=prompt, subject=subject, masks=masks, clean=clean):
+                # the clean run rides as sample 0 of every call, the restored runs after it
                 n = len(chunk) + 1
                 samples = list(range(1, n))
                 restore = []
@@ -683,42 +680,17 @@ def trace(pipe, prompts, subjects=None, *, where: str = "unet", encoder=1, kinds
                     patches = []
                 arrays = sample_batch(pipe, cond, [s] * n, steps=steps, guidance=guidance, size=size, output_type="np",
                                       share_identical_rows=True, counter=result.counter, patches=patches)
-                fresh = ([Run(p, s, None)] if not clean_done else []) + chunk
-                arrays = arrays if not clean_done else arrays[1:]
-                clean_done = True
-                for r, arr in zip(fresh, arrays):
-                    img = Image.fromarray((np.clip(arr, 0, 1) * 255).round().astype(np.uint8))
-                    result.images[r] = img
-                    if keep_arrays:
-                        result.arrays[r] = arr
-                    cache.save(keys[r], img, {**base, "prompt": prompt, "subject": subject, "seed": s,
-                                              "restore": None if r.restore is None else [_state_id(states[i], encoder) for i in r.restore],
-                                              "scores": {}})
-                    result.computed.append(r)
-                bar.update(len(fresh))
-    bar.close()
-    if world.count > 1:
-        for r, img, arr in parallel.gather([(r, result.images[r], result.arrays.get(r)) for r in result.computed]):
-            result.images[r] = img
-            if keep_arrays:
-                result.arrays[r] = arr
-    result.seconds = time.perf_counter() - start
+                fresh = clean + chunk
+                arrays = arrays if clean else arrays[1:]
+                clean.clear()  # kept once, from the first call that made it
+                return list(zip(fresh, arrays))
 
-    todo = [r for g in runs_by_group.values() for r in g if r not in result.scores]
-    scored = []
-    for k in world.share(range(0, len(todo), 64)):
-        part = todo[k:k + 64]
-        vals = scorer.score([result.images[r] for r in part], [prompts[r.prompt_index] for r in part]).tolist()
-        for r, v in zip(part, vals):
-            result.scores[r] = float(v)
-            scored.append((r, float(v)))
-            entry = cache.load(keys[r]) if cache.folder is not None else None
-            if entry is not None:
-                meta = entry[1]
-                meta.setdefault("scores", {}).setdefault("original", {})[scorer_id] = float(v)
-                cache.update_meta(keys[r], meta)
-    if world.count > 1:
-        result.scores.update(parallel.gather(scored))
+            engine.run(restored, batch - 1 if batched else 1, compute, on_gpu=on_gpu, bar=bar, keep_arrays=keep_arrays,
+                       always=True)
+    bar.close()
+    engine.gather(keep_arrays)
+    result.seconds = time.perf_counter() - start
+    engine.score(runs, scorer, scorer_id, lambda r: prompts[r.prompt_index])
     return result
 
 

@@ -241,3 +241,24 @@ def test_output_patches_reach_hidden_states_captured_by_transformers():
                n_samples=1, guidance=True) as tr:
         sample_batch(pipe, cond, [0], steps=1, guidance=5.0, output_type="np")
     assert tr.calls["unet"] == 1 and torch.all(tr[root][0] == 0)
+
+
+def test_identical_rows_are_found_exactly_and_lazily():
+    """Row sharing groups rows that are bitwise equal in every tensor and label (a fingerprint
+    collision is not enough), and makes a lazily given tensor only while some rows still match."""
+    from loco_lib.hooks import _unique_rows
+
+    a = torch.tensor([[1.0, 2.0], [1.0, 2.0], [2.0, 1.0], [1.0, 2.0], [3.0, 0.0]])  # rows 2 and 4: same sum as row 0
+    b = torch.tensor([5.0, 5.0, 5.0, 6.0, 5.0])
+    keep, inverse = _unique_rows(5, [a, b])
+    assert keep == [0, 2, 3, 4] and inverse == [0, 0, 1, 2, 3]
+    keep, inverse = _unique_rows(5, [a, b], labels=["x", "y", "x", "x", "x"])
+    assert keep == [0, 1, 2, 3, 4] and inverse == [0, 1, 2, 3, 4]
+    made = []
+
+    def costly():
+        made.append(1)
+        return torch.zeros(5, 3)
+
+    assert _unique_rows(5, [torch.arange(5.0), costly]) == ([0, 1, 2, 3, 4], [0, 1, 2, 3, 4]) and made == []
+    assert _unique_rows(5, [torch.zeros(5), costly]) == ([0], [0] * 5) and made == [1]

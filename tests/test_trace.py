@@ -215,6 +215,35 @@ def test_batched_trace_equals_the_loop(toy, where):
     assert a.counter["rows"] < b.counter["rows"] and a.counter["calls"] < b.counter["calls"]
 
 
+def test_trace_batch_halves_on_out_of_memory(toy, monkeypatch):
+    """The tracer runs on the job engine of the sweep: a call that runs out of memory is halved and
+    tried again (the clean run riding in each), later calls keep the size that fitted, and every run
+    comes out as in a trace that never ran out."""
+    import sys
+
+    generate_mod = sys.modules["loco_lib.generate"]  # (the package's ``generate`` is the function)
+    kw = dict(where="unet", steps=2, seeds=[0], progress=False, keep_arrays=True, batch_size=8)
+    ref = trace.trace(toy, "a blue square in the style of monet", "monet", **kw)
+    real, sizes = generate_mod.sample_batch, []
+
+    def small_gpu(pipe, cond, seeds, **k):
+        sizes.append(len(seeds))
+        if len(seeds) > 4:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(pipe, cond, seeds, **k)
+
+    monkeypatch.setattr(generate_mod, "sample_batch", small_gpu)
+    res = trace.trace(toy, "a blue square in the style of monet", "monet", **kw)
+    assert sizes[:2] == [8, 4]  # clean + 7 restored runs, then clean + 3
+    assert set(sizes[1:]) <= {4, 3, 2} and len(sizes) > 3
+    assert res.arrays.keys() == ref.arrays.keys() and set(res.computed) == set(ref.computed)
+    assert max(ulps(ref.arrays[r], res.arrays[r]) for r in ref.arrays) <= ULPS
+
+    monkeypatch.setattr(generate_mod, "sample_batch", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("broken")))
+    with pytest.raises(RuntimeError, match="broken"):
+        trace.trace(toy, "a blue square in the style of monet", "monet", **kw)
+
+
 def test_trace_resumes_from_its_cache(toy, tmp_path):
     kw = dict(where="text", steps=3, seeds=[0, 1], progress=False, cache_dir=tmp_path)
     first = trace.trace(toy, "a red square in the style of monet", "monet", **kw)
