@@ -5,7 +5,7 @@ Each probe calls a public entry point of ``loco_lib`` the kept measurements run 
 inputs with and without the side text paths, LocoGen windows, LocoEdit with its readouts, neuron
 ranking and replacement, App. M's token swap, causal tracing of the denoiser and of the text encoder,
 DiffQuickFix, UCE, ESD and Concept Ablation steps) on the trained organisms of every denoiser kind (SD-style UNet with CLIP-style and
-T5-style text, IF-style UNet with added K/V and with cross-attention) at 3 denoising steps, and the
+T5-style text, IF-style UNet with added K/V and with cross-attention, the PixArt-style DiT) at 3 denoising steps, and the
 pipeline families they lack (SD-XL, DeepFloyd IF) on their tiny twins, and hashes every tensor, array and number it returns bit for bit. Two trees whose probes hash the same
 on one machine compute the same bits there.
 
@@ -23,7 +23,7 @@ import tempfile
 import numpy as np
 import torch
 
-ORGANISMS = ("toy", "toy-t5", "toy-if", "toy-if-xattn")
+ORGANISMS = ("toy", "toy-t5", "toy-if", "toy-if-xattn", "toy-dit")
 TWINS = ("tiny-sd15", "tiny-sdxl", "tiny-if", "tiny-pixart", "tiny-sana")
 STEPS = 3
 
@@ -165,7 +165,7 @@ def main(argv=None) -> int:
     found = {}
     sc = scorer_mod.load()
     for model in ORGANISMS:
-        pipe = load_trained(model if model in ("toy", "toy-t5", "toy-if") else f"models/{model}")
+        pipe = load_trained(model if model in ("toy", "toy-t5", "toy-if", "toy-dit") else f"models/{model}")
         for name, value in probes(model, pipe, sc).items():
             found[f"{model}/{name}"] = digest(value)
             print(f"{model}/{name}: {found[f'{model}/{name}']}", flush=True)

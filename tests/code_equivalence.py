@@ -6,7 +6,7 @@ keys of every kept and cached measurement (``loco_lib/data/code_equivalence.json
 
 1. checks out ``OLD_COMMIT`` in a git worktree beside this one;
 2. runs the behaviour probes (``tests/behaviour_probe.py``: every measuring entry point on the four
-   kinds of organism, hashed bit for bit) in both trees, on this machine, with the same threads;
+   kinds of organism (the DiT organism included), hashed bit for bit) in both trees, on this machine, with the same threads;
    any probe that differs stops here and nothing is written;
 3. for each file of the keyed code (the closures of the modules whose functions kept measurements
    and trained edits run, and the organism's measuring code) whose digest differs from the old tree's, adds a ledger entry: this digest stands for the
@@ -32,8 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # (protocol.measuring_code(): the protocol's and the scorer's closure)
 KEYED = ("loco_lib.organism.protocol", "loco_lib.organism.stability", "loco_lib.organism.token_swaps",
          "loco_lib.organism.variants", "loco_lib.organism.kept", "loco_lib.trace", "loco_lib.unlearning",
-         "loco_lib.window_size", "loco_lib.locogen", "loco_lib.finetune", "loco_lib.ranking")
-ORGANISMS = ("toy", "toy-t5", "toy-if", "toy-if-clip", "models/toy-if-xattn", "models/toy-t5-long")
+         "loco_lib.window_size", "loco_lib.locogen", "loco_lib.finetune", "loco_lib.ranking",
+         "loco_lib.organism.localizers")
+ORGANISMS = ("toy", "toy-t5", "toy-if", "toy-if-clip", "models/toy-if-xattn", "models/toy-t5-long", "toy-dit")
 
 STATE = f"""
 import json, sys

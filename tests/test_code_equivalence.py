@@ -86,3 +86,46 @@ def test_the_probe_digest_sees_one_ulp_and_every_type():
     assert digest({"a": 1.0}) != digest({"a": float(np.nextafter(1.0, 2.0))})
     assert digest([np.zeros(2)]) != digest([np.zeros(3)])
     assert digest(x) == digest(x.clone())
+
+
+def _kept_functions(path: Path) -> list[tuple[str, object]]:
+    """The functions a chapter hands to ``kept.measure`` / ``kept.trained`` (their third argument),
+    resolved with the chapter's own imports."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    namespace: dict = {}
+    for node in tree.body:  # the chapter's imports only: nothing else of it runs here
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and not (isinstance(node, ast.ImportFrom) and node.module == "__future__"):
+            exec(compile(ast.Module([node], []), str(path), "exec"), namespace)
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or len(node.args) < 3:
+            continue
+        name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None)
+        if name in ("measure", "trained") and namespace.get(name) is not None:
+            source = ast.unparse(node.args[2])
+            found.append((source, eval(source, namespace)))
+    return found
+
+
+def test_every_kept_measurement_runs_keyed_code():
+    """The code of every function a chapter keeps the result of lies in the closure of the keyed
+    modules (tests/code_equivalence.py's KEYED): a refactor of it is then recorded in the ledger and
+    keeps the kept files' keys; outside it, the refactor would re-key them unnoticed."""
+    import inspect
+
+    from code_equivalence import KEYED
+    from loco_lib.organism import protocol
+
+    root = Path(__file__).resolve().parents[1]
+    keyed = {str(p) for m in KEYED for p in fp.code_closure(m)} | {str(p) for p in protocol.measuring_code()}
+    seen, outside = 0, []
+    for chapter in sorted((root / "notebooks").glob("[0-9][0-9]_*.py")):
+        for source, fn in _kept_functions(chapter):
+            seen += 1
+            file = str(Path(inspect.getsourcefile(inspect.unwrap(fn))).resolve().relative_to(root))
+            if file not in keyed:
+                outside.append(f"{chapter.name}: {source} ({file})")
+    assert seen >= 20, f"only {seen} kept calls found: the chapters' calls are not being read"
+    assert not outside, outside
