@@ -87,6 +87,11 @@ def steps(pipe, value, name: str = "steps", scheduler=None) -> int | None:
     n = _whole(value, name, "a whole number of denoising steps, e.g. 50")
     if n < 1:
         raise LocoError(f"{name} must be at least 1 (got {n})")
+    family = next((f for f in families.PIPELINES if f.matches(pipe)), None) if pipe is not None and scheduler is None else None
+    if family is not None and n == 1:
+        fewest, why = family.fewest_steps(pipe)
+        if n < fewest:
+            raise LocoError(f"{name} must be at least {fewest} here: {why} (got {n})")
     scheduler = scheduler if scheduler is not None else getattr(pipe, "scheduler", None)
     if scheduler is None:
         return n

@@ -84,14 +84,10 @@ def clip_tokenizer(pad_token: str = "<|endoftext|>", model_max_length: int = 77)
     return tok
 
 
-def t5_style_tokenizer(n_pieces: int = 4000, model_max_length: int = 77):
-    """A T5-format unigram tokenizer (ids 0/1/2 = pad/eos/unk, 100 sentinels) built offline.
-
-    Pieces are the ``n_pieces`` most frequent whole words of the CLIP vocabulary (as ``▁word``) plus
-    single characters, so any English prompt tokenizes, multi-token words included.
-    """
-    from transformers import T5Tokenizer
-
+def _word_pieces(n_pieces: int) -> list[tuple[str, float]]:
+    """The unigram pieces of loco's offline T5- and Gemma-style tokenizers, after their special
+    tokens: the ``n_pieces`` most frequent whole words of the CLIP vocabulary as ``▁word`` (and the
+    first 1000 capitalised), then single printable characters, alone and as ``▁c``."""
     vocab, _ = _clip_vocab_and_merges()
     words: list[str] = []
     for tok in vocab:  # dict order is vocabulary (merge) order: frequent words first
@@ -102,10 +98,20 @@ def t5_style_tokenizer(n_pieces: int = 4000, model_max_length: int = 77):
         if len(words) >= n_pieces:
             break
     chars = [chr(c) for c in range(ord("!"), ord("~") + 1)]
-    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
-    pieces += [("▁" + w, -3.0 - i / len(words)) for i, w in enumerate(words)]
+    pieces = [("▁" + w, -3.0 - i / len(words)) for i, w in enumerate(words)]
     pieces += [("▁" + w.capitalize(), -4.0 - i / len(words)) for i, w in enumerate(words[:1000]) if w.isalpha()]
-    pieces += [(c, -10.0) for c in chars] + [("▁" + c, -9.0) for c in chars]
+    return pieces + [(c, -10.0) for c in chars] + [("▁" + c, -9.0) for c in chars]
+
+
+def t5_style_tokenizer(n_pieces: int = 4000, model_max_length: int = 77):
+    """A T5-format unigram tokenizer (ids 0/1/2 = pad/eos/unk, 100 sentinels) built offline.
+
+    Pieces are the ``n_pieces`` most frequent whole words of the CLIP vocabulary (as ``▁word``) plus
+    single characters, so any English prompt tokenizes, multi-token words included.
+    """
+    from transformers import T5Tokenizer
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)] + _word_pieces(n_pieces)
     tok = T5Tokenizer(vocab=pieces, extra_ids=100)
     tok.model_max_length = model_max_length
     return tok
@@ -119,21 +125,8 @@ def gemma_style_tokenizer(n_pieces: int = 4000, model_max_length: int = 512):
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab, _ = _clip_vocab_and_merges()
-    words: list[str] = []
-    for tok in vocab:
-        if tok.endswith("</w>"):
-            w = tok[:-4]
-            if w.isascii() and w.isalnum() and len(w) > 1:
-                words.append(w)
-        if len(words) >= n_pieces:
-            break
-    chars = [chr(c) for c in range(ord("!"), ord("~") + 1)]
     pieces = [("<pad>", 0.0), ("<eos>", 0.0), ("<bos>", 0.0), ("<unk>", 0.0), ("▁", -2.0), ("\n", -2.0)]
-    pieces += [("▁" + w, -3.0 - i / len(words)) for i, w in enumerate(words)]
-    pieces += [("▁" + w.capitalize(), -4.0 - i / len(words)) for i, w in enumerate(words[:1000]) if w.isalpha()]
-    pieces += [(c, -10.0) for c in chars] + [("▁" + c, -9.0) for c in chars]
-    core = Tokenizer(models.Unigram(pieces, unk_id=3))
+    core = Tokenizer(models.Unigram(pieces + _word_pieces(n_pieces), unk_id=3))
     core.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never")
     core.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
     tok = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",

@@ -60,6 +60,20 @@ def test_steps_limit_follows_the_scheduler():
     assert "at most 1000" in one_line(settings.steps, if_pipe, 1001)
 
 
+def test_one_step_is_refused_where_the_pipeline_cannot_take_it():
+    """PixArt's pipelines read a second output of the scheduler's step at 1 step: with a DPM-Solver
+    (one output) that is a one-line error before any work, with DDIM (two outputs) it samples."""
+    from diffusers import DDIMScheduler
+
+    pipe = load("tiny-pixart", progress=False)
+    with pytest.raises(LocoError, match="steps must be at least 2 here: the PixArt pipeline"):
+        settings.steps(pipe, 1)
+    assert settings.steps(pipe, 2) == 2
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    assert settings.steps(pipe, 1) == 1
+    assert len(generate(pipe, "a cat", steps=1, progress=False).images) == 1
+
+
 def test_guidance(sd15):
     assert settings.guidance(sd15, None) == 7.5 and settings.guidance(sd15, 1) == 1.0
     assert settings.guidance(sd15, np.float32(3.5)) == 3.5

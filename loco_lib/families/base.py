@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..errors import LocoError
 from ..hooks import Site
 
 
@@ -114,6 +113,10 @@ class PipelineFamily:
     def default_size(self, pipe) -> int | None:
         """The image side loco asks for when none is given; None: the pipeline's own default."""
         return None
+
+    def fewest_steps(self, pipe) -> tuple[int, str]:
+        """The fewest denoising steps the pipeline samples with its scheduler, and why (empty: 1)."""
+        return 1, ""
 
     def token_offsets(self, pipe, tok, text: str) -> tuple[list, list]:
         """Token ids and character offsets (into ``text``) of the sequence the text encoder's output

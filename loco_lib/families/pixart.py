@@ -49,6 +49,24 @@ class PixArt(PipelineFamily):
     def call_kwargs(self) -> dict:
         return {"clean_caption": False, "use_resolution_binning": False}
 
+    def fewest_steps(self, pipe):
+        # at 1 step the PixArt pipelines take the second output of the scheduler's step (a one-step
+        # scheduler's prediction); a scheduler whose step returns one output cannot sample 1 step there
+        import copy
+
+        import torch
+
+        scheduler = copy.deepcopy(pipe.scheduler)
+        try:
+            scheduler.set_timesteps(1)
+            x = torch.zeros(1, 4, 2, 2)
+            outputs = len(scheduler.step(x, scheduler.timesteps[0], x, return_dict=False))
+        except Exception:  # noqa: BLE001 (a scheduler this probe cannot drive: the pipeline decides)
+            return 1, ""
+        if outputs >= 2:
+            return 1, ""
+        return 2, f"the PixArt pipeline samples 1 step only with a scheduler whose step returns a second output, not {type(pipe.scheduler).__name__}"
+
     # the transformer call's timestep (as the pipeline scales it) and padding mask, for the training baselines
     added_inputs = {"timestep": "timestep", "encoder_attention_mask": "encoder_attention_mask"}
 
