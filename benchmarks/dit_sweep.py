@@ -1,19 +1,25 @@
 """The LocoGen sweep engine on diffusion transformers (issue 24): against a naive loop of pipeline
-calls, and against the denoiser's own best batched throughput.
+calls, and against the denoiser's own batched throughput.
 
-    python benchmarks/dit_sweep.py [MODEL ...]     (default: tiny-pixart toy-dit)
+    python benchmarks/dit_sweep.py [MODEL ...] [--repeats R] [--json FILE]   (default: tiny-pixart toy-dit)
 
 For each model: N = 4 style prompts, windows of m = 2 over all its blocks plus the clean and the
 fully altered runs, 1 seed, the model's default guidance, 10 steps, on the CPU.
 
 * naive: one ``loco_lib.generate`` call per layer set (the 4 prompts batched in it);
 * engine: ``loco_lib.sweep.run_sweep`` (no cache), its denoiser rows counted by the engine;
-* denoiser: the transformer alone, called on inputs of the sweep's shapes (latents, caption, mask,
-  timestep) at batch sizes 1, 2, 4, ... up to the engine's largest call; its best rows per second.
+* replay: the bare transformer (no hooks) called again on the very inputs of every call the
+  engine made (same rows, after the engine's row sharing): the time the denoiser alone needs for
+  the engine's work. ``engine share`` = replay / engine is the part of the engine's wall time spent
+  in the denoiser; the rest is the engine's own (hooks, scheduler, text encoding, VAE decoding);
+* best: the transformer alone at batch sizes 1, 2, 4, ... up to the engine's largest call, on
+  inputs of the sweep's shapes; ``fraction of denoiser`` = the engine's rows per second over the
+  best of these.
 
-Prints per model the images' largest difference (engine vs naive), the wall ratio naive / engine,
-and the engine's denoiser rows per second as a fraction of the denoiser's best. With ``--json
-FILE`` the numbers are written there.
+Naive, engine, replay and best run ``--repeats`` times in turn (default 3; this machine's speed
+drifts by tens of per cent between runs): the times printed are each one's fastest run, the ratios
+(wall ratio, engine share, fraction) the median over the repeats of the ratio within each repeat. Prints per model the images' largest difference
+(engine vs naive), the wall ratio naive / engine and both fractions; ``--json FILE`` writes them.
 """
 from __future__ import annotations
 
@@ -38,7 +44,8 @@ STEPS, M, SEED = 10, 2, 0
 
 
 def denoiser_best(pipe, rows_max: int, reps: int = 3) -> tuple[float, int]:
-    """(rows per second, at batch size) of the denoiser alone, best over batch sizes 1, 2, 4, ..."""
+    """(rows per second, at batch size) of the denoiser alone, best over batch sizes 1, 2, 4, ... up
+    to ``rows_max``, each its fastest of ``reps`` calls."""
     model = denoiser(pipe)
     c = encode(pipe, ORIG[:1])
     side = model.config.sample_size
@@ -68,48 +75,96 @@ def denoiser_best(pipe, rows_max: int, reps: int = 3) -> tuple[float, int]:
         b = min(2 * b, rows_max)
 
 
-def bench(name: str) -> dict:
+class CallLog:
+    """Keeps the inputs of every call of the denoiser (as its ``forward`` gets them, after loco's
+    pre-hooks have shared rows), to replay them on the bare model."""
+
+    def __init__(self, model):
+        self.model, self.calls, self.forward = model, [], model.forward
+
+    def __enter__(self):
+        def logged(*args, **kwargs):
+            self.calls.append((args, kwargs))
+            return self.forward(*args, **kwargs)
+
+        self.model.forward = logged
+        return self
+
+    def __exit__(self, *exc):
+        del self.model.forward  # the class's forward again
+
+    def replay(self) -> float:
+        """Seconds the bare denoiser takes for the logged calls."""
+        t = time.perf_counter()
+        with torch.no_grad():
+            for args, kwargs in self.calls:
+                self.forward(*args, **kwargs)
+        return time.perf_counter() - t
+
+
+def bench(name: str, repeats: int = 3) -> dict:
     pipe = load(name, progress=False)
+    model = denoiser(pipe)
     n = len(cross_attention_layers(pipe))
     sets = [[]] + windows(n, M) + [list(range(n))]
     generate(pipe, ORIG[0], steps=2, progress=False)  # PixArt's pipeline fails at 1 step with a DPM-Solver scheduler
     kw = dict(seeds=SEED, steps=STEPS, output_type="np", progress=False)
-    naive = {}
-    t = time.perf_counter()
-    for layers in sets:
-        out = generate(pipe, ORIG, **kw) if not layers else generate(pipe, ORIG, alt_prompts=TARG, layers=layers, **kw)
-        for i, img in enumerate(out.images):
-            naive[Job(i, tuple(layers), SEED)] = img
-    naive_wall = time.perf_counter() - t
-    t = time.perf_counter()
-    res = run_sweep(pipe, ORIG, TARG, sets, [SEED], steps=STEPS, keep_arrays=True, progress=False)
-    engine_wall = time.perf_counter() - t
+    naive_walls, engine_walls, replay_walls, bests = [], [], [], []
+    for _ in range(repeats):
+        naive = {}
+        with CallLog(model) as naive_log:
+            t = time.perf_counter()
+            for layers in sets:
+                out = generate(pipe, ORIG, **kw) if not layers else generate(pipe, ORIG, alt_prompts=TARG, layers=layers, **kw)
+                for i, img in enumerate(out.images):
+                    naive[Job(i, tuple(layers), SEED)] = img
+            naive_walls.append(time.perf_counter() - t)
+        with CallLog(model) as log:
+            t = time.perf_counter()
+            res = run_sweep(pipe, ORIG, TARG, sets, [SEED], steps=STEPS, keep_arrays=True, progress=False)
+            engine_walls.append(time.perf_counter() - t)
+        replay_walls.append(log.replay())
+        largest = max(a[0].shape[0] for a, _ in log.calls)
+        bests.append(denoiser_best(pipe, largest))
+    naive_wall, engine_wall, replay_wall = min(naive_walls), min(engine_walls), min(replay_walls)
+    rate, at = max(bests)
     diff = max(float(np.abs(res.arrays[j] - naive[j]).max()) for j in naive)
     rows, calls = res.counter["rows"], res.counter["calls"]
-    largest = int(np.ceil(rows / calls)) * 2
-    rate, at = denoiser_best(pipe, max(largest, 8))
+    # ratios within one repeat (measured minutes apart at most), their median over the repeats
+    med = lambda xs: float(np.median(xs))  # noqa: E731
+    ratio = med([a / b for a, b in zip(naive_walls, engine_walls)])
+    share = med([a / b for a, b in zip(replay_walls, engine_walls)])
+    fraction = med([rows / e / r for e, (r, _) in zip(engine_walls, bests)])
     out = {"model": name, "blocks": n, "layer sets": len(sets), "images": len(naive), "steps": STEPS,
-           "threads": torch.get_num_threads(), "naive s": naive_wall, "engine s": engine_wall,
-           "wall ratio": naive_wall / engine_wall, "max abs diff": diff, "engine rows": rows, "engine calls": calls,
+           "threads": torch.get_num_threads(), "repeats": repeats, "naive s": naive_wall, "engine s": engine_wall,
+           "wall ratio": ratio, "max abs diff": diff, "engine rows": rows, "engine calls": calls,
+           "naive rows": sum(a[0].shape[0] for a, _ in naive_log.calls), "naive calls": len(naive_log.calls),
+           "largest call": largest, "replay s": replay_wall, "engine share": share,
            "engine rows/s": rows / engine_wall, "denoiser best rows/s": rate, "at batch": at,
-           "fraction of denoiser": rows / engine_wall / rate}
+           "fraction of denoiser": fraction,
+           "per repeat": {"naive s": naive_walls, "engine s": engine_walls, "replay s": replay_walls,
+                          "best rows/s": [r for r, _ in bests]}}
     print(f"{name}: {len(naive)} images ({len(sets)} layer sets x {len(ORIG)} prompts), {n} blocks, {STEPS} steps, "
-          f"{out['threads']} threads")
+          f"{out['threads']} threads; times: fastest of {repeats} repeats, ratios: median of the repeats' own")
     print(f"  naive {naive_wall:.2f} s, engine {engine_wall:.2f} s: wall ratio {out['wall ratio']:.2f}; "
           f"max abs pixel difference {diff:.2e}")
-    print(f"  engine {rows} denoiser rows in {calls} calls: {out['engine rows/s']:.1f} rows/s; denoiser alone "
-          f"{rate:.1f} rows/s at batch {at}: fraction {out['fraction of denoiser']:.2f}")
+    print(f"  naive {out['naive rows']} denoiser rows in {out['naive calls']} calls")
+    print(f"  engine {rows} denoiser rows in {calls} calls (largest {largest}): the bare denoiser needs {replay_wall:.2f} s "
+          f"for them: engine share {out['engine share']:.2f}")
+    print(f"  engine {out['engine rows/s']:.1f} rows/s; denoiser alone {rate:.1f} rows/s at batch {at} (best of all): "
+          f"fraction {out['fraction of denoiser']:.2f}")
     return out
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("models", nargs="*", default=["tiny-pixart", "toy-dit"])
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     import loco_lib.organism  # noqa: F401 (registers toy-dit)
 
-    results = [bench(m) for m in args.models]
+    results = [bench(m, args.repeats) for m in args.models]
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=1)

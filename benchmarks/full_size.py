@@ -3,10 +3,12 @@ window, one LocoEdit (computed, applied, reverted), one text-encoder trace, neur
 time and the peak memory of each, each method in a fresh process so that the peaks do not mix.
 
     python benchmarks/full_size.py [--models sd15,sdxl] [--out benchmarks/results/full_size-cpu.json]
+    python benchmarks/full_size.py --models pixart-alpha,sana --out benchmarks/results/full_size_dit-cpu.json
 
 The record holds parameter counts (so the half-precision weight memory is exact: 2 bytes per
-parameter) and the CPU peaks measured here (float32, 64 px); tests/test_full_size.py runs the same
-steps (`make test-slow`). About 15 GB of memory for SD-XL.
+parameter) and the CPU peaks measured here (64 px; the UNets in float32, the DiTs in bfloat16, as
+``random_pipeline`` builds them: PixArt's T5-XXL is 19 GB in float32); tests/test_full_size.py runs
+the same steps (`make test-slow`). About 15 GB of memory for SD-XL.
 """
 from __future__ import annotations
 
@@ -24,6 +26,20 @@ import torch
 PROMPT, TARGET, SUBJECT = "a house in the style of van gogh", "a house in the style of a painting", "van gogh"
 METHODS = ("build", "locogen", "locoedit", "trace", "neurons")
 SIZE, STEPS = 64, 2
+DTYPES = {m: "bfloat16" for m in ("pixart-alpha", "pixart-alpha-512", "pixart-sigma", "sana", "sana-600m")}  # random_pipeline's
+
+
+def style_window(model: str, pipe) -> list[int]:
+    """The paper's style window of a UNet model (Sec. 5.2); for a DiT (no paper window) loco's
+    choice: the two middle blocks."""
+    from loco_lib.architectures import architectures, arch_key
+    from loco_lib.layers import cross_attention_layers
+    from loco_lib.paper import paper_window
+
+    if "unet" in architectures()[arch_key(model)]:
+        return paper_window(model, "style")
+    n = len(cross_attention_layers(pipe))
+    return [n // 2 - 1, n // 2]
 
 
 def run_method(model: str, method: str, pipe=None) -> dict:
@@ -34,14 +50,14 @@ def run_method(model: str, method: str, pipe=None) -> dict:
     import loco_lib
     from loco_lib.architectures import random_pipeline
     from loco_lib.clip_score import ClipScorer
-    from loco_lib.paper import paper_window
+    from loco_lib.families.registry import denoiser
 
     t0 = time.perf_counter()
     pipe = random_pipeline(model) if pipe is None else pipe
     out = {"build_seconds": time.perf_counter() - t0,
            "parameters": {n: sum(p.numel() for p in c.parameters()) for n, c in pipe.components.items()
                           if isinstance(c, torch.nn.Module)}}
-    window = paper_window(model, "style")
+    window = style_window(model, pipe)
     t0 = time.perf_counter()
     if method == "locogen":
         res = loco_lib.generate(pipe, PROMPT, alt_prompts=TARGET, layers=window, seeds=0, steps=STEPS, size=SIZE,
@@ -51,14 +67,14 @@ def run_method(model: str, method: str, pipe=None) -> dict:
         from loco_lib.edit_file import weights_checksum
         from loco_lib.locoedit import compute_edit
 
-        clean = weights_checksum(pipe.unet)
+        clean = weights_checksum(denoiser(pipe))
         edit = compute_edit(pipe, window, [PROMPT, "a tree in the style of van gogh"], ["a painting", "a painting"],
                             subjects=SUBJECT)
         edit.apply(pipe)
         img = loco_lib.generate(pipe, PROMPT, seeds=0, steps=STEPS, size=SIZE, progress=False).images[0]
         edit.revert(pipe)
         out.update(matrices=len(edit.weights), image=list(np.asarray(img).shape),
-                   restored=weights_checksum(pipe.unet) == clean)
+                   restored=weights_checksum(denoiser(pipe)) == clean)
     elif method == "trace":
         from loco_lib.trace import trace
 
@@ -91,9 +107,13 @@ def main():
     ap.add_argument("--models", default="sd15,sdxl")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    record = {"size": SIZE, "steps": STEPS, "dtype": "float32", "torch": torch.__version__, "cpu_count": os.cpu_count(),
+    models = args.models.split(",")
+    dtypes = {DTYPES.get(m, "float32") for m in models}
+    if len(dtypes) > 1:
+        raise SystemExit("one record holds one dtype: measure the UNets (float32) and the DiTs (bfloat16) apart")
+    record = {"size": SIZE, "steps": STEPS, "dtype": dtypes.pop(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
               "date": time.strftime("%Y-%m-%d"), "results": {}}
-    for model in args.models.split(","):
+    for model in models:
         for method in METHODS:
             r = measure(model, method)
             record["results"].setdefault(model, {})[method] = r

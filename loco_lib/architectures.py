@@ -114,10 +114,14 @@ def _text_encoder(cfg: dict, projection: bool = False):
 
 
 def random_pipeline(name: str, seed: int = 0, dtype=None):
-    """A full-size pipeline of ``name`` (``sd15``, ``sd14``, ``openjourney``, ``sd21`` or ``sdxl``) with
-    seeded random weights: the UNet and the text encoders built from their real configs
-    (``data/architectures.json``), the standard SD VAE, the real CLIP tokenizers (offline) and the
-    twins' schedulers. Every real-size shape path runs on it; it knows nothing."""
+    """A full-size pipeline of ``name`` with seeded random weights: the denoiser and the text
+    encoders built from their real configs (``data/architectures.json``). Every real-size shape path
+    runs on it; it knows nothing.
+
+    * ``sd15``, ``sd14``, ``openjourney``, ``sd21``, ``sdxl``: the standard SD VAE, the real CLIP
+      tokenizers (offline), the twins' schedulers; float32 unless ``dtype`` is given.
+    * ``pixart-alpha``, ``pixart-alpha-512``, ``pixart-sigma``, ``sana``, ``sana-600m``: see
+      :func:`random_dit_pipeline` (bfloat16 by default: T5-XXL alone is 19 GB in float32)."""
     import torch
     from diffusers import AutoencoderKL, StableDiffusionPipeline, StableDiffusionXLPipeline
 
@@ -128,7 +132,9 @@ def random_pipeline(name: str, seed: int = 0, dtype=None):
     key = arch_key(name)
     arch = architectures()[key]
     if key == "if_i_xl":
-        raise LocoError("random_pipeline builds the Stable Diffusion family (sd14, sd15, openjourney, sd21, sdxl)")
+        raise LocoError("random_pipeline builds the Stable Diffusion family and the DiTs (PixArt, SANA), not IF")
+    if "denoiser" in arch:
+        return random_dit_pipeline(name, seed=seed, dtype=torch.bfloat16 if dtype is None else dtype)
     with quiet_libraries(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         unet = random_unet(name)
@@ -148,6 +154,67 @@ def random_pipeline(name: str, seed: int = 0, dtype=None):
                 requires_safety_checker=False)
         if dtype is not None:
             pipe = pipe.to(dtype=dtype)
+    for comp in pipe.components.values():
+        if isinstance(comp, torch.nn.Module):
+            comp.eval()
+    pipe.loco_name = f"random-{name}"
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _built_in(dtype, build):
+    """``build()`` with ``dtype`` as torch's default floating type (a model too large for float32
+    memory is created in its final type)."""
+    import torch
+
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        return build()
+    finally:
+        torch.set_default_dtype(before)
+
+
+def random_dit_pipeline(name: str, seed: int = 0, dtype=None):
+    """A full-size PixArt or SANA pipeline with seeded random weights, in ``dtype`` (default
+    bfloat16): the transformer and the text encoder (T5-v1.1-XXL; Gemma-2-2B) from their real
+    configs, loco's offline tokenizers of the same formats (T5-style; Gemma-style), PixArt's SD VAE
+    layout or a DC-AE of diffusers' default layout (32x downsampling, 32 latent channels), and the
+    twins' schedulers."""
+    import diffusers
+    import torch
+    import transformers
+
+    from .models import quiet_libraries
+    from .tokenizers import gemma_style_tokenizer, t5_style_tokenizer
+
+    dtype = torch.bfloat16 if dtype is None else dtype
+    key = arch_key(name)
+    arch = architectures()[key]
+    cls, cfg = denoiser_config(name)
+    text_cfg = dict(arch["text_encoder"])
+    text_cls = text_cfg.pop("_class")
+    sana = key.startswith("sana")
+    with quiet_libraries(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        transformer = _built_in(dtype, lambda: getattr(diffusers, cls)(**cfg))
+        config_cls = transformers.Gemma2Config if sana else transformers.T5Config
+        tok = gemma_style_tokenizer() if sana else t5_style_tokenizer(model_max_length=512)
+        extra = dict(pad_token_id=0, eos_token_id=1, bos_token_id=2, attn_implementation="eager") if sana else {}
+        text = _built_in(dtype, lambda: getattr(transformers, text_cls)(config_cls(**text_cfg, **extra)))
+        if sana:
+            from diffusers import AutoencoderDC, FlowMatchEulerDiscreteScheduler, SanaPipeline
+
+            vae = _built_in(dtype, lambda: AutoencoderDC(scaling_factor=0.41407))
+            pipe = SanaPipeline(tokenizer=tok, text_encoder=text, vae=vae, transformer=transformer,
+                                scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0))
+        else:
+            from diffusers import AutoencoderKL, DPMSolverMultistepScheduler
+
+            vae = _built_in(dtype, lambda: AutoencoderKL(**_VAE, sample_size=arch.get("resolution", 1024)))
+            pipeline = diffusers.PixArtSigmaPipeline if key == "pixart_sigma" else diffusers.PixArtAlphaPipeline
+            pipe = pipeline(tokenizer=tok, text_encoder=text, vae=vae, transformer=transformer,
+                            scheduler=DPMSolverMultistepScheduler())
     for comp in pipe.components.values():
         if isinstance(comp, torch.nn.Module):
             comp.eval()

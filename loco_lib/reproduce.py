@@ -584,17 +584,18 @@ GPUS = {"T4 (16 GB)": 16, "A100 (40 GB)": 40}
 def memory_table(record: dict):
     """The full-size record of ``benchmarks/full_size.py`` as one row per model and method: parameters
     (all components), the half-precision weights (2 bytes per parameter: exact), the peak resident
-    memory measured on the CPU (float32, the record's size and steps), and whether the half-precision
+    memory measured on the CPU (in the record's dtype, size and steps), and whether the half-precision
     weights alone fit each GPU of :data:`GPUS` (activations at 512 or 1024 px are not in the record)."""
     import pandas as pd
 
+    dtype = {"float32": "fp32", "bfloat16": "bf16"}.get(record.get("dtype", "float32"), record.get("dtype"))
     rows = []
     for model, methods in record["results"].items():
         for method, r in methods.items():
             params = sum(r["parameters"].values())
             fp16 = params * 2 / 2**30
             rows.append({"model": model, "method": method, "parameters (M)": round(params / 1e6),
-                         "fp16 weights (GB)": round(fp16, 1), "CPU peak, fp32 (GB)": round(r["peak_rss_gb"], 1),
+                         "fp16 weights (GB)": round(fp16, 1), f"CPU peak, {dtype} (GB)": round(r["peak_rss_gb"], 1),
                          **{f"weights fit {g}": "yes" if fp16 < gb else "no" for g, gb in GPUS.items()}})
     return pd.DataFrame(rows).set_index(["model", "method"])
 

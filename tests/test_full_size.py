@@ -1,5 +1,6 @@
-"""Full-size SD-1.5 and SD-XL with random weights (their real UNet and text-encoder configs): every
-method runs on the real shapes at 64 px for 2 steps (`make test-slow`; about 15 GB of memory)."""
+"""Full-size SD-1.5, SD-XL, PixArt-alpha and SANA-1600M with random weights (their real denoiser and
+text-encoder configs; the DiTs in bfloat16): every method runs on the real shapes at 64 px for 2
+steps (`make test-slow`; about 15 GB of memory)."""
 from __future__ import annotations
 
 import sys
@@ -12,7 +13,8 @@ import full_size  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-EXPECTED = {"sd15": 859520964, "sdxl": 2567463684}  # UNet parameters of the real checkpoints
+# denoiser parameters of the real checkpoints (UNets), of the transformers built from the real configs (DiTs)
+EXPECTED = {"sd15": 859520964, "sdxl": 2567463684, "pixart-alpha": 611349152, "sana": 1604462752}
 
 
 @pytest.fixture(scope="module", params=sorted(EXPECTED))
@@ -23,11 +25,11 @@ def pipe(request):
 
 
 def test_every_method_runs_at_full_size(pipe):
-    from loco_lib.paper import paper_window
+    from loco_lib.families.registry import denoiser
 
     model, p = pipe
-    window = paper_window(model, "style")
-    assert sum(x.numel() for x in p.unet.parameters()) == EXPECTED[model]
+    window = full_size.style_window(model, p)
+    assert sum(x.numel() for x in denoiser(p).parameters()) == EXPECTED[model]
     assert full_size.run_method(model, "locogen", p)["image"] == [64, 64, 3]
     edit = full_size.run_method(model, "locoedit", p)
     assert edit["restored"] and edit["matrices"] == 2 * len(window)  # K and V of every layer of the window

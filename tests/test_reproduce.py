@@ -183,6 +183,8 @@ def test_figures_and_memory_tables():
     row = reproduce.memory_table(record).loc[("sdxl", "locogen")]
     assert row["fp16 weights (GB)"] == round(3_468_837_867 * 2 / 2**30, 1) == 6.5
     assert row["weights fit T4 (16 GB)"] == "yes" and row["CPU peak, fp32 (GB)"] == 14.2
+    dit = reproduce.memory_table({**record, "dtype": "bfloat16"})  # the DiTs' record: its peak in its dtype
+    assert list(dit.columns)[2] == "CPU peak, bf16 (GB)"
 
 
 FOREIGN_CHAPTER = '''# %% tags=["parameters"]
