@@ -46,7 +46,7 @@ test: $(BIN)/.installed chromium
 	$(BIN)/loco reproduce --profile smoke --out _build --foreign-cpu $(PARAMS)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow" --durations=15 tests
 
-# The full-size architectures with random weights (SD-1.5, SD-XL): every real-size shape path, about 15 GB.
+# The full-size architectures with random weights (SD-1.5, SD-XL; PixArt-alpha, SANA in bfloat16): every real-size shape path, about 15 GB.
 test-slow: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -m slow tests
 
