@@ -349,6 +349,6 @@ speed.assign(**{"naive fraction of best": speed["naive rows"] / speed["naive s"]
 # denoiser's best, are met only in part; the ratios are in the first table. On `toy-dit` the
 # engine's own time is a small part of its wall time (second table): what the engine loses to the
 # best is the transformer's own speed at the batch sizes the engine gives it (up to the largest call
-# above, the best at the `at batch` column). On the twin, whose transformer is so small that
-# Python's overhead per layer counts, the hooks' patches on 28 layers, the scheduler and the decoding
-# take a larger share.
+# above, the best at the `at batch` column). On the twin, whose transformer is tiny, the engine's
+# own work (the hooks' patches on 28 layers, the scheduler, the decoding) is a larger share (second
+# table).
