@@ -154,6 +154,13 @@ def random_pipeline(name: str, seed: int = 0, dtype=None):
                 requires_safety_checker=False)
         if dtype is not None:
             pipe = pipe.to(dtype=dtype)
+    return _finished(pipe, name)
+
+
+def _finished(pipe, name: str):
+    """A random pipeline ready for use: every module in eval mode, named ``random-<name>``, no bars."""
+    import torch
+
     for comp in pipe.components.values():
         if isinstance(comp, torch.nn.Module):
             comp.eval()
@@ -215,9 +222,4 @@ def random_dit_pipeline(name: str, seed: int = 0, dtype=None):
             pipeline = diffusers.PixArtSigmaPipeline if key == "pixart_sigma" else diffusers.PixArtAlphaPipeline
             pipe = pipeline(tokenizer=tok, text_encoder=text, vae=vae, transformer=transformer,
                             scheduler=DPMSolverMultistepScheduler())
-    for comp in pipe.components.values():
-        if isinstance(comp, torch.nn.Module):
-            comp.eval()
-    pipe.loco_name = f"random-{name}"
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return _finished(pipe, name)
