@@ -1,10 +1,12 @@
 """The LocoGen sweep engine on diffusion transformers (issue 24): against a naive loop of pipeline
 calls, and against the denoiser's own batched throughput.
 
-    python benchmarks/dit_sweep.py [MODEL ...] [--repeats R] [--json FILE]   (default: tiny-pixart toy-dit)
+    python benchmarks/dit_sweep.py [MODEL ...] [--full-size MODEL ...] [--repeats R] [--json FILE]
+    (default: tiny-pixart toy-dit)
 
 For each model: N = 4 style prompts, windows of m = 2 over all its blocks plus the clean and the
-fully altered runs, 1 seed, the model's default guidance, 10 steps, on the CPU.
+fully altered runs, 1 seed, the model's default guidance, 10 steps, on the CPU. ``--full-size pixart-alpha``: the real architecture with random weights in
+bfloat16 (:func:`loco_lib.architectures.random_pipeline`), 1 prompt and 2 steps to fit the CPU.
 
 * naive: one ``loco_lib.generate`` call per layer set (the 4 prompts batched in it);
 * engine: ``loco_lib.sweep.run_sweep`` (no cache), its denoiser rows counted by the engine;
@@ -12,13 +14,14 @@ fully altered runs, 1 seed, the model's default guidance, 10 steps, on the CPU.
   engine made (same rows, after the engine's row sharing): the time the denoiser alone needs for
   the engine's work. ``engine share`` = replay / engine is the part of the engine's wall time spent
   in the denoiser; the rest is the engine's own (hooks, scheduler, text encoding, VAE decoding);
-* best: the transformer alone at batch sizes 1, 2, 4, ... up to the engine's largest call, on
-  inputs of the sweep's shapes; ``fraction of denoiser`` = the engine's rows per second over the
-  best of these.
+* best: the bare transformer on the engine's own rows (every row of every call it made: latent,
+  text, mask, timestep), cut into calls of 8, 16, 32, 64 rows and of the engine's largest call, each
+  pass timed whole; ``fraction of denoiser`` = the engine's rows per second over the fastest pass.
 
 Naive, engine, replay and best run ``--repeats`` times in turn (default 3; this machine's speed
 drifts by tens of per cent between runs): the times printed are each one's fastest run, the ratios
-(wall ratio, engine share, fraction) the median over the repeats of the ratio within each repeat. Prints per model the images' largest difference
+(wall ratio, engine share, fraction) the median over the repeats of the ratio within each repeat,
+and engine share and fraction also from the fastest runs alone. Prints per model the images' largest difference
 (engine vs naive), the wall ratio naive / engine and both fractions; ``--json FILE`` writes them.
 """
 from __future__ import annotations
@@ -43,36 +46,37 @@ TARG = [p.replace(" in the style of van gogh", "") for p in ORIG]
 STEPS, M, SEED = 10, 2, 0
 
 
-def denoiser_best(pipe, rows_max: int, reps: int = 3) -> tuple[float, int]:
-    """(rows per second, at batch size) of the denoiser alone, best over batch sizes 1, 2, 4, ... up
-    to ``rows_max``, each its fastest of ``reps`` calls."""
-    model = denoiser(pipe)
-    c = encode(pipe, ORIG[:1])
-    side = model.config.sample_size
-    x1 = torch.randn(1, model.config.in_channels, side, side)
+def _rows(value, n: int):
+    """``value`` with its batch dimension of ``n`` rows (a 0-d timestep repeated per row)."""
+    if torch.is_tensor(value) and value.dim() == 0:
+        return value.expand(n)
+    return value
+
+
+def denoiser_best(log: "CallLog", sizes) -> tuple[float, int]:
+    """(rows per second, at batch size) of the bare denoiser on the engine's own rows: every row of
+    every logged call (its latent, text, mask and timestep), cut into calls of each size in
+    ``sizes``; the whole pass is timed once per size; the best size wins."""
+    args, kwargs = [], {}
+    for a, kw in log.calls:
+        n = a[0].shape[0]
+        args.append(a[0])
+        for k, v in kw.items():
+            if torch.is_tensor(v):
+                kwargs.setdefault(k, []).append(_rows(v, n))
+    x = torch.cat(args)
+    tensors = {k: torch.cat(v) for k, v in kwargs.items()}
+    fixed = {k: v for k, v in log.calls[0][1].items() if not torch.is_tensor(v)}
     best = (0.0, 0)
-    b = 1
-    while True:
-        x = x1.expand(b, -1, -1, -1).contiguous()
-        text = c.embeds.expand(b, -1, -1).contiguous()
-        mask = c.mask.expand(b, -1).contiguous() if c.mask is not None else None
-        t = torch.full((b,), 500)
-        kw = dict(encoder_hidden_states=text, encoder_attention_mask=mask, timestep=t)
-        if "added_cond_kwargs" in model.forward.__code__.co_varnames:
-            kw["added_cond_kwargs"] = {"resolution": None, "aspect_ratio": None}
-        with torch.no_grad():
-            model(x, **kw)  # warm-up
-            times = []
-            for _ in range(reps):
-                t0 = time.perf_counter()
-                model(x, **kw)
-                times.append(time.perf_counter() - t0)
-        rate = b / min(times)
-        if rate > best[0]:
-            best = (rate, b)
-        if b >= rows_max:
-            return best
-        b = min(2 * b, rows_max)
+    with torch.no_grad():
+        for b in sizes:
+            t = time.perf_counter()
+            for i in range(0, len(x), b):
+                log.forward(x[i:i + b], **{k: v[i:i + b] for k, v in tensors.items()}, **fixed)
+            rate = len(x) / (time.perf_counter() - t)
+            if rate > best[0]:
+                best = (rate, b)
+    return best
 
 
 class CallLog:
@@ -102,30 +106,35 @@ class CallLog:
         return time.perf_counter() - t
 
 
-def bench(name: str, repeats: int = 3) -> dict:
-    pipe = load(name, progress=False)
+def bench(name: str, repeats: int = 3, full_size: bool = False) -> dict:
+    if full_size:  # the real architecture with random weights (bfloat16): 1 prompt, 2 steps
+        from loco_lib.architectures import random_pipeline
+
+        pipe, orig, targ, steps = random_pipeline(name), ORIG[:1], TARG[:1], 2
+    else:
+        pipe, orig, targ, steps = load(name, progress=False), ORIG, TARG, STEPS
     model = denoiser(pipe)
     n = len(cross_attention_layers(pipe))
     sets = [[]] + windows(n, M) + [list(range(n))]
-    generate(pipe, ORIG[0], steps=2, progress=False)  # PixArt's pipeline fails at 1 step with a DPM-Solver scheduler
-    kw = dict(seeds=SEED, steps=STEPS, output_type="np", progress=False)
+    generate(pipe, orig[0], steps=2, progress=False)  # PixArt's pipeline fails at 1 step with a DPM-Solver scheduler
+    kw = dict(seeds=SEED, steps=steps, output_type="np", progress=False)
     naive_walls, engine_walls, replay_walls, bests = [], [], [], []
     for _ in range(repeats):
         naive = {}
         with CallLog(model) as naive_log:
             t = time.perf_counter()
             for layers in sets:
-                out = generate(pipe, ORIG, **kw) if not layers else generate(pipe, ORIG, alt_prompts=TARG, layers=layers, **kw)
+                out = generate(pipe, orig, **kw) if not layers else generate(pipe, orig, alt_prompts=targ, layers=layers, **kw)
                 for i, img in enumerate(out.images):
                     naive[Job(i, tuple(layers), SEED)] = img
             naive_walls.append(time.perf_counter() - t)
         with CallLog(model) as log:
             t = time.perf_counter()
-            res = run_sweep(pipe, ORIG, TARG, sets, [SEED], steps=STEPS, keep_arrays=True, progress=False)
+            res = run_sweep(pipe, orig, targ, sets, [SEED], steps=steps, keep_arrays=True, progress=False)
             engine_walls.append(time.perf_counter() - t)
         replay_walls.append(log.replay())
         largest = max(a[0].shape[0] for a, _ in log.calls)
-        bests.append(denoiser_best(pipe, largest))
+        bests.append(denoiser_best(log, sorted({b for b in (8, 16, 32, 64) if b < largest} | {largest})))
     naive_wall, engine_wall, replay_wall = min(naive_walls), min(engine_walls), min(replay_walls)
     rate, at = max(bests)
     diff = max(float(np.abs(res.arrays[j] - naive[j]).max()) for j in naive)
@@ -135,16 +144,18 @@ def bench(name: str, repeats: int = 3) -> dict:
     ratio = med([a / b for a, b in zip(naive_walls, engine_walls)])
     share = med([a / b for a, b in zip(replay_walls, engine_walls)])
     fraction = med([rows / e / r for e, (r, _) in zip(engine_walls, bests)])
-    out = {"model": name, "blocks": n, "layer sets": len(sets), "images": len(naive), "steps": STEPS,
+    out = {"model": name + (" (full size, random, bf16)" if full_size else ""), "blocks": n, "layer sets": len(sets),
+           "images": len(naive), "steps": steps,
            "threads": torch.get_num_threads(), "repeats": repeats, "naive s": naive_wall, "engine s": engine_wall,
            "wall ratio": ratio, "max abs diff": diff, "engine rows": rows, "engine calls": calls,
            "naive rows": sum(a[0].shape[0] for a, _ in naive_log.calls), "naive calls": len(naive_log.calls),
            "largest call": largest, "replay s": replay_wall, "engine share": share,
            "engine rows/s": rows / engine_wall, "denoiser best rows/s": rate, "at batch": at,
            "fraction of denoiser": fraction,
+           "fraction, fastest runs": rows / engine_wall / rate, "engine share, fastest runs": replay_wall / engine_wall,
            "per repeat": {"naive s": naive_walls, "engine s": engine_walls, "replay s": replay_walls,
                           "best rows/s": [r for r, _ in bests]}}
-    print(f"{name}: {len(naive)} images ({len(sets)} layer sets x {len(ORIG)} prompts), {n} blocks, {STEPS} steps, "
+    print(f"{out['model']}: {len(naive)} images ({len(sets)} layer sets x {len(orig)} prompts), {n} blocks, {steps} steps, "
           f"{out['threads']} threads; times: fastest of {repeats} repeats, ratios: median of the repeats' own")
     print(f"  naive {naive_wall:.2f} s, engine {engine_wall:.2f} s: wall ratio {out['wall ratio']:.2f}; "
           f"max abs pixel difference {diff:.2e}")
@@ -153,6 +164,8 @@ def bench(name: str, repeats: int = 3) -> dict:
           f"for them: engine share {out['engine share']:.2f}")
     print(f"  engine {out['engine rows/s']:.1f} rows/s; denoiser alone {rate:.1f} rows/s at batch {at} (best of all): "
           f"fraction {out['fraction of denoiser']:.2f}")
+    print(f"  fastest runs only: engine share {out['engine share, fastest runs']:.2f}, "
+          f"fraction {out['fraction, fastest runs']:.2f}")
     return out
 
 
@@ -161,13 +174,17 @@ def main(argv=None):
     ap.add_argument("models", nargs="*", default=["tiny-pixart", "toy-dit"])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--full-size", nargs="*", default=[], metavar="MODEL",
+                    help="also these real architectures with random weights in bfloat16 (1 prompt, 2 steps)")
     args = ap.parse_args(argv)
     import loco_lib.organism  # noqa: F401 (registers toy-dit)
 
-    results = [bench(m, args.repeats) for m in args.models]
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(results, fh, indent=1)
+    results = []
+    for m, full in [(m, False) for m in args.models] + [(m, True) for m in args.full_size]:
+        results.append(bench(m, args.repeats, full_size=full))
+        if args.json:  # after each model: a long run stopped later keeps what it measured
+            with open(args.json, "w") as fh:
+                json.dump(results, fh, indent=1)
 
 
 if __name__ == "__main__":
