@@ -30,7 +30,7 @@ import torch
 
 from .errors import LocoError
 from .families.registry import denoiser, denoiser_family
-from .hooks import Patch, hooks, text_mask_site, text_site, unet_input
+from .hooks import FromSample, Patch, hooks, text_mask_site, text_site, unet_input
 from .layers import cross_attention_layers, parse_layers
 
 
@@ -54,12 +54,26 @@ def layer_mask(layers, n_samples: int, n_layers: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def altered_patches(pipe_or_unet, alt, layers, swap_text_paths: bool = False) -> list[Patch]:
+def altered_patches(pipe_or_unet, alt, layers, swap_text_paths: bool = False, donors=None,
+                    joint_text: str = "attention") -> list[Patch]:
     """The patches that give ``layers`` the text ``alt`` (a :class:`~loco_lib.text.TextCondition`, one row
-    per sample) in the conditional branch; ``layers``: one layer spec or one per sample."""
+    per sample) in the conditional branch; ``layers``: one layer spec or one per sample.
+
+    A joint-attention denoiser (its family's ``text_from_run``) needs ``donors``: for each sample,
+    the index (in the same pipeline call) of a sample running ``alt``'s prompt with the same seed,
+    whose text input at each altered layer (and, with ``swap_text_paths``, whose pooled text) the
+    sample takes (:func:`loco_lib.generate.sample_batch` adds these donors); ``joint_text``: what of
+    the donor's text a layer takes (``"attention"``: its attention's text input; ``"stream"``: the
+    text stream entering its block)."""
     family, model = denoiser_family(pipe_or_unet), denoiser(pipe_or_unet)
+    check_joint_text(family, joint_text)
     all_layers = family.text_layers(model)
     mask = layer_mask(layers, len(alt), len(all_layers))
+    if family.text_from_run:
+        if donors is None:
+            raise LocoError(f"in a {family.name} transformer a layer's text input depends on the run: alter layers "
+                            "through loco_lib.generate (alt_prompts=..., layers=...), which runs the alt prompts beside")
+        return donor_patches(family, model, all_layers, mask, donors, swap_text_paths, joint_text)
     states = family.text_states(model, alt.embeds) if mask.any() else None  # IF: through encoder_hid_proj
     bias = family.text_mask(model, alt.mask) if mask.any() else None  # a DiT's padding mask goes with the text
     patches = []
@@ -71,6 +85,39 @@ def altered_patches(pipe_or_unet, alt, layers, swap_text_paths: bool = False) ->
                 patches.append(Patch(text_mask_site(layer), bias, samples=samples))
     if swap_text_paths:  # SD-XL's pooled text into the time embedding, IF's pooled T5 output
         patches += family.side_paths(model, alt)
+    return patches
+
+
+JOINT_TEXT = ("attention", "stream")
+
+
+def check_joint_text(family, joint_text: str) -> None:
+    """``joint_text`` is one of :data:`JOINT_TEXT`, and ``"stream"`` only where the text is a stream."""
+    if joint_text not in JOINT_TEXT:
+        raise LocoError(f"joint_text is 'attention' or 'stream', not {joint_text!r}")
+    if joint_text == "stream" and not family.text_from_run:
+        raise LocoError(f"a {family.name} denoiser has no text stream: joint_text='stream' is for joint-attention transformers")
+
+
+def donor_patches(family, model, all_layers, mask, donors, swap_text_paths: bool, joint_text: str = "attention") -> list[Patch]:
+    """Per altered layer, one :class:`~loco_lib.hooks.FromSample` patch per donor: the samples that
+    alter the layer read there what their donor reads (conditional branch, same step)."""
+    if len(donors) != mask.shape[0]:
+        raise LocoError(f"{len(donors)} donors given for {mask.shape[0]} samples")
+    patches = []
+    for layer in all_layers:
+        by_donor: dict[int, list[int]] = {}
+        for i in mask[:, layer.index].nonzero().flatten().tolist():
+            by_donor.setdefault(int(donors[i]), []).append(i)
+        site = family.donor_site(layer, joint_text)
+        patches += [Patch(site, FromSample(d), samples=own) for d, own in by_donor.items()]
+    if swap_text_paths:
+        by_donor = {}
+        for i, d in enumerate(donors):
+            if d is not None:
+                by_donor.setdefault(int(d), []).append(i)
+        patches += [Patch(site, FromSample(d), samples=own) for site in family.donor_paths(model)
+                    for d, own in by_donor.items()]
     return patches
 
 

@@ -2,9 +2,9 @@
 
     loco layers MODEL [--meta] [--json]
     loco generate MODEL --prompt P [--alt-prompt P2 --layers 8,9] [--seed S] [--steps N]
-                  [--guidance G] [--size PX] [--swap-text-paths] --out FILE.png
+                  [--guidance G] [--size PX] [--swap-text-paths] [--joint-text attention|stream] --out FILE.png
     loco locogen MODEL --attribute style|objects|facts --m M [--prompts FILE] [--limit N]
-                  [--seeds 0,1] [--steps N] [--guidance G] [--size PX] [--cache DIR] --json
+                  [--seeds 0,1] [--steps N] [--guidance G] [--size PX] [--joint-text attention|stream] [--cache DIR] --json
     loco rank MODEL --attribute style|objects|facts [--top K] [--prompts FILE] [--limit N] [--seeds 0,1] [--steps N] --json
     loco edit MODEL --attribute A --layers 8,9 [--prompts FILE] [--concept C] [--lam 0.01] --out EDIT.safetensors
     loco generate MODEL ... --edit EDIT.safetensors
@@ -60,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--steps", type=int, default=None)
     gen.add_argument("--guidance", type=float, default=None)
     gen.add_argument("--size", type=int, default=None, help="image side in pixels")
+    gen.add_argument("--joint-text", choices=("attention", "stream"), default="attention",
+                     help="joint-attention transformers (SD3): an altered block takes the text input of its attention (default) or the text stream entering it from the alt prompt's run")
     gen.add_argument("--edit", default=None, help="a saved LocoEdit (.safetensors) to apply before generating")
     gen.add_argument("--out", required=True, help="output image file (.png, .jpg)")
     gen.add_argument("--device", default=None)
@@ -76,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     loc.add_argument("--steps", type=int, default=None)
     loc.add_argument("--guidance", type=float, default=None)
     loc.add_argument("--size", type=int, default=None)
+    loc.add_argument("--joint-text", choices=("attention", "stream"), default="attention",
+                     help="joint-attention transformers (SD3): an altered block takes the text input of its attention (default) or the text stream entering it from the alt prompt's run")
     loc.add_argument("--cache", default=None, help="folder for resumable results (images and scores)")
     loc.add_argument("--scorer", default=None, help="CLIP model id, 'toy-scorer' or 'tiny' (default: the model's own: tiny for twins, toy-scorer for the organisms, else CLIP ViT-L/14)")
     loc.add_argument("--batch-size", type=int, default=None)
@@ -300,6 +304,7 @@ def cmd_generate(args) -> int:
     result = generate(
         pipe, args.prompt, alt_prompts=args.alt_prompt, layers=args.layers, seeds=args.seed, steps=args.steps,
         guidance=args.guidance, size=args.size, swap_text_paths=args.swap_text_paths, progress=not args.quiet,
+        joint_text=args.joint_text,
     )
     try:
         result.images[0].save(args.out)
@@ -396,7 +401,7 @@ def cmd_locogen(args) -> int:
     _check_prompts(pipe, prompts)
     result = locogen(pipe, prompts, args.attribute, args.m, seeds, scorer=get_scorer(args.scorer, args.model),
                      steps=args.steps, guidance=args.guidance, size=args.size, cache_dir=args.cache,
-                     batch_size=args.batch_size, progress=not args.quiet)
+                     batch_size=args.batch_size, progress=not args.quiet, joint_text=args.joint_text)
     if args.json:
         print(dumps(result.to_json(), indent=1))
     else:

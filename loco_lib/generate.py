@@ -56,12 +56,15 @@ def generate(
     batch_size: int | None = 8,
     output_type: str = "pil",
     progress: bool | None = None,
+    joint_text: str = "attention",
 ) -> Generation:
     """Generate one image per prompt; optionally alter ``layers`` to ``alt_prompts``.
 
     ``prompt`` is another name for ``prompts`` (diffusers' spelling). ``seeds``: one int for all
     prompts (same noise for each) or one per prompt. ``layers``: one layer spec for all samples or
-    one per sample (see :func:`loco_lib.altered.altered_inputs`).
+    one per sample (see :func:`loco_lib.altered.altered_inputs`). ``joint_text``: in a joint-attention
+    transformer, what an altered block takes from T''s run (``"attention"``: its attention's text
+    input; ``"stream"``: the text stream entering it; :mod:`loco_lib.families.sd3`).
     """
     family = pipeline_family(pipe)
     progress = progress_default() if progress is None else progress
@@ -87,6 +90,9 @@ def generate(
         raise LocoError("layers to alter were given but no alt prompt")
     elif alt_prompts is not None and layers is None:
         raise LocoError("an alt prompt was given but no layers to alter (layers=[8, 9], 'all', ...)")
+    from .altered import check_joint_text
+
+    check_joint_text(families.denoiser_family(pipe), joint_text)
     per_sample = _is_per_sample(layers)
     if per_sample and len(layers) != n:
         raise LocoError(f"{len(layers)} layer sets given for {n} prompts")
@@ -106,7 +112,7 @@ def generate(
             done.append((k, sample_batch(
                 pipe, cond.select(idx), [seeds[i] for i in idx], steps=steps, guidance=guidance, size=size,
                 alt=alt.select(idx) if altering else None, layers=chunk_layers, swap_text_paths=swap_text_paths,
-                output_type=output_type,
+                output_type=output_type, joint_text=joint_text,
             )))
     images = [im for _, part in sorted(parallel.gather(done), key=lambda kv: kv[0]) for im in part]
     seconds = time.perf_counter() - start
@@ -126,7 +132,7 @@ def progress_bars(pipe, progress: bool):
 
 
 def sample_batch(pipe, cond, seeds, *, steps, guidance, size=None, alt=None, layers=None, swap_text_paths=False,
-                 output_type="pil", share_identical_rows=False, counter=None, patches=()):
+                 output_type="pil", share_identical_rows=False, counter=None, patches=(), joint_text="attention"):
     """One pipeline call for the samples of ``cond`` (one CPU-generator seed each), optionally altered.
 
     ``alt``/``layers``: the altered inputs (one layer spec, or one per sample). ``share_identical_rows``
@@ -139,16 +145,54 @@ def sample_batch(pipe, cond, seeds, *, steps, guidance, size=None, alt=None, lay
     size = size if size is not None else families.pipeline_family(pipe).default_size(pipe)
     if size is not None:
         extra.update(height=size, width=size)
+    n, donors = len(seeds), None
+    if alt is not None and families.denoiser_family(pipe).text_from_run:
+        # joint attention: what a layer reads depends on the run, so each altered sample's T' is a
+        # donor sample riding in the same call (one per distinct T' and seed), not a tensor
+        cond, seeds, donors = with_donors(pipe, cond, alt, list(seeds), layers, swap_text_paths)
     gens = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
     ctx = nullcontext()
     if alt is not None or share_identical_rows or counter is not None or patches:
         from .altered import altered_patches
         from .hooks import hooks
 
-        mine = altered_patches(pipe, alt, layers, swap_text_paths) if alt is not None else []
+        if donors is not None and patches:
+            raise LocoError("further patches cannot be combined with altered layers of a joint-attention transformer")
+        mine = (altered_patches(pipe, alt, layers, swap_text_paths, donors=donors, joint_text=joint_text)
+                if alt is not None else [])
         ctx = hooks(pipe, patches=[*mine, *patches], n_samples=len(seeds), guidance=guidance > 1.0,
                     share_identical_rows=share_identical_rows, counter=counter)
     with ctx, torch.no_grad():
         out = pipe(**cond.pipeline_kwargs(family), num_inference_steps=steps, guidance_scale=guidance,
                    generator=gens, output_type=output_type, **extra)
-    return list(out.images)
+    return list(out.images)[:n]
+
+
+def with_donors(pipe, cond, alt, seeds: list, layers, swap_text_paths: bool):
+    """``(cond, seeds, donors)`` for a call whose samples alter layers to ``alt`` in a joint-attention
+    transformer: one donor sample per distinct (T' row, seed) among the samples that alter anything,
+    appended after them; ``donors[i]`` is sample i's donor (None if it alters nothing)."""
+    from .altered import layer_mask
+    from .layers import cross_attention_layers
+
+    n = len(seeds)
+    alters = layer_mask(layers, n, len(cross_attention_layers(pipe))).any(1).tolist()
+    extra, donors = [], []
+    for i in range(n):
+        if not (swap_text_paths or alters[i]):
+            donors.append(None)
+            continue
+        same = next((k for k, j in enumerate(extra) if seeds[j] == seeds[i] and _same_row(alt, i, j)), None)
+        if same is None:
+            extra.append(i)
+            same = len(extra) - 1
+        donors.append(n + same)
+    if not extra:
+        return cond, seeds, donors
+    return cond.joined(alt.select(extra)), seeds + [seeds[j] for j in extra], donors
+
+
+def _same_row(cond, i: int, j: int) -> bool:
+    """Rows ``i`` and ``j`` of a text condition are bitwise the same."""
+    return all(t is None or torch.equal(t[i], t[j]) for t in (cond.embeds, cond.negative, cond.pooled,
+                                                            cond.negative_pooled, cond.mask, cond.negative_mask))

@@ -173,7 +173,9 @@ class Record:
 
     At an ``"attention"`` site the value kept is ``reduce(attn, hidden_states, text, mask, samples)``
     of the selected rows (the attention module, its query input, the text states and attention mask
-    its processor gets after any patch, and the sample of each row), computed when the layer runs."""
+    its processor gets after any patch, and the sample of each row), computed when the layer runs.
+    At any other site ``reduce`` is optional: ``reduce(rows, samples)`` keeps a function of the
+    selected rows (e.g. a few token positions of each) instead of the rows."""
 
     site: Site | str
     samples: Any = None
@@ -185,9 +187,8 @@ class Record:
     def __post_init__(self):
         self.site = Site.parse(self.site)
         self.branch = _check_branch(self.site, self.branch)
-        if (self.site.kind == "attention") != (self.reduce is not None):
-            raise LocoError("a record at an attention site needs reduce=fn(attn, hidden_states, text, mask, samples), "
-                            "and only such a record takes one")
+        if self.site.kind == "attention" and self.reduce is None:
+            raise LocoError("a record at an attention site needs reduce=fn(attn, hidden_states, text, mask, samples)")
 
 
 def _check_branch(site: Site, branch):
@@ -449,7 +450,10 @@ class _Session:
             if a.is_patch:
                 value = self.patch(a, call, pos, value, original)
             else:
-                kept = value[torch.tensor(pos, device=value.device)].detach().clone()
+                kept = value[torch.tensor(pos, device=value.device)].detach()
+                if a.spec.reduce is not None:
+                    kept = a.spec.reduce(kept, [call.sample[call.rows[p]] for p in pos]).detach()
+                kept = kept.clone()
                 self.trace.values[site].append(kept.cpu() if a.spec.to_cpu else kept)
         return value
 

@@ -137,13 +137,19 @@ def edit_prompts(pipe, originals, targets, subjects=None, target_subjects=None, 
 
 
 @torch.no_grad()
-def kv_rows(pipe, layers, prompts, subjects=None) -> dict[int, torch.Tensor]:
+def kv_rows(pipe, layers, prompts, subjects=None, runs: dict | None = None) -> dict[int, torch.Tensor]:
     """{layer index: [N, kv_dim] rows}: the K/V projections' input at the last subject token of
     each prompt (``subjects``: one per prompt, one for all, or None = last token before EOS).
     SD / SD-XL: the text embedding itself; IF: after ``encoder_hid_proj`` and the layer's GroupNorm
-    (:func:`loco_lib.layers.kv_inputs`)."""
+    (:func:`loco_lib.layers.kv_inputs`).
+
+    A joint-attention transformer (SD3: its family's ``text_from_run``) reads there what the run has
+    made of the text, so its rows are recorded along runs (:func:`rows_along_runs`; ``runs``: its
+    ``seeds``, ``steps``, ``guidance``, ``size``): one row per prompt, seed, step and subject
+    position, in that order."""
+    from .families.registry import denoiser_family
     from .text import as_prompt_list, encode
-    from .tokens import subject_token_index
+    from .tokens import edit_positions, subject_token_index
 
     unet = denoiser(pipe)
     all_layers = cross_attention_layers(unet)
@@ -152,8 +158,58 @@ def kv_rows(pipe, layers, prompts, subjects=None) -> dict[int, torch.Tensor]:
         raise LocoError("no layers given to edit (e.g. layers=[8, 9])")
     prompts = as_prompt_list(prompts)
     subjects = _as_list(subjects, len(prompts), "subjects")
+    if denoiser_family(pipe).text_from_run:
+        positions = [edit_positions(pipe, p, s) for p, s in zip(prompts, subjects)]
+        return rows_along_runs(pipe, idx, prompts, positions, **(runs or {}))
     pos = torch.tensor([subject_token_index(pipe, p, s) for p, s in zip(prompts, subjects)])
     return kv_inputs(unet, [all_layers[i] for i in idx], encode(pipe, prompts).embeds, pos)
+
+
+RUN_SEEDS = (0,)  # loco's choice: the seeds whose trajectories give a joint-attention edit its rows
+
+
+@torch.no_grad()
+def rows_along_runs(pipe, layers: list[int], prompts: list[str], positions: list[list[int]], seeds=RUN_SEEDS,
+                    steps: int | None = None, guidance: float | None = None, size: int | None = None,
+                    batch_size: int = 8) -> dict[int, torch.Tensor]:
+    """{layer: [rows, d]}: the text input of each of ``layers`` (what its K/V projections read) at the
+    token ``positions`` of each prompt (the same number for every prompt), recorded in the
+    conditional branch at every step of each prompt's own guided run with each seed. Rows in the
+    order prompt, seed, step, position, so that two prompt lists give paired rows."""
+    from . import settings
+    from .families.registry import pipeline_family
+    from .generate import sample_batch
+    from .hooks import Record, hooks, text_site
+    from .text import encode
+
+    if len({len(p) for p in positions}) != 1:
+        raise LocoError("every prompt needs as many edit positions (one per encoder part holding the subject); "
+                        f"got {[len(p) for p in positions]}")
+    all_layers = cross_attention_layers(pipe)
+    steps, guidance = settings.steps(pipe, steps), settings.guidance(pipe, guidance)
+    size, seeds = settings.size(size), settings.seeds(seeds)
+    pos = torch.tensor(positions)  # [N, P]
+    take = lambda rows, samples: rows[torch.arange(len(samples))[:, None], pos[samples]]  # noqa: E731  [n, P, d]
+    out: dict[int, list] = {i: [] for i in layers}
+    for start in range(0, len(prompts), batch_size):
+        chunk = list(range(start, min(start + batch_size, len(prompts))))
+        cond = encode(pipe, [prompts[j] for j in chunk])
+        for s in seeds:
+            sites = {i: text_site(all_layers[i]) for i in layers}
+            records = [Record(site, branch="cond", reduce=lambda r, smp, c=chunk: take(r, [c[k] for k in smp]))
+                       for site in sites.values()]
+            with hooks(pipe, records=records, n_samples=len(chunk), guidance=guidance > 1.0) as seen:
+                sample_batch(pipe, cond, [s] * len(chunk), steps=steps, guidance=guidance, size=size,
+                             output_type=pipeline_family(pipe).raw_output)
+            for i, site in sites.items():
+                out[i].append(torch.stack(seen[site], 1))  # [n, steps, P, d] for this chunk and seed
+    # order: prompt, seed, step, position
+    n_seeds = len(seeds)
+    result = {}
+    for i in layers:
+        per_chunk = [torch.stack(out[i][c * n_seeds:(c + 1) * n_seeds], 1) for c in range(len(out[i]) // n_seeds)]
+        result[i] = torch.cat(per_chunk).flatten(0, 3)  # [N * seeds * steps * P, d]
+    return result
 
 
 def compute_edit(
@@ -165,6 +221,7 @@ def compute_edit(
     target_subjects=None,
     lam: float = LAMBDA,
     preserve=None,
+    runs: dict | None = None,
 ) -> Edit:
     """LocoEdit (Sec. 6.1): new key and value weights for ``layers`` of ``pipe``'s UNet.
 
@@ -173,7 +230,9 @@ def compute_edit(
     original (or one for all). ``subjects`` / ``target_subjects``: the subject whose last token
     gives the row (one per prompt, one for all, or None = the last token before end-of-text).
     ``lam``: lambda_K = lambda_V (App. H: 0.01). ``preserve``: optional prompts whose last-token
-    rows must keep their keys and values (identity rows); the paper uses none.
+    rows must keep their keys and values (identity rows); the paper uses none. ``runs``: for a
+    joint-attention transformer, the ``seeds`` / ``steps`` / ``guidance`` / ``size`` of the runs its
+    rows are recorded along (:func:`rows_along_runs`; default seed 0 and the model's defaults).
 
     The pipeline is not changed: call :meth:`Edit.apply` (or ``with edit.applied(pipe):``).
     """
@@ -191,9 +250,9 @@ def compute_edit(
     if not idx:
         raise LocoError("no layers given to edit (e.g. layers=[8, 9])")
 
-    X_o = kv_rows(pipe, idx, originals, subjects)
-    X_t = kv_rows(pipe, idx, targets, target_subjects)
-    X_p = kv_rows(pipe, idx, preserve, None) if preserve else None
+    X_o = kv_rows(pipe, idx, originals, subjects, runs=runs)
+    X_t = kv_rows(pipe, idx, targets, target_subjects, runs=runs)
+    X_p = kv_rows(pipe, idx, preserve, None, runs=runs) if preserve else None
     encode_seconds = time.perf_counter() - start
 
     weights: dict[str, torch.Tensor] = {}
@@ -227,12 +286,14 @@ def compute_edit(
         "target_subjects": target_subjects,
         "preserve": preserve,
         "lambda": float(lam),
-        "n_rows": len(originals) + len(preserve),
+        "n_rows": int(X_o[idx[0]].shape[0]) + (int(X_p[idx[0]].shape[0]) if X_p is not None else 0),
         "dtype": str(next(iter(weights.values())).dtype).replace("torch.", ""),
         "edit_seconds": solve_seconds,
         "encode_seconds": encode_seconds,
         "loco_lib_version": __version__,
     }
+    if runs:
+        meta["runs"] = dict(runs)
     return Edit(
         weights=weights,
         fingerprints=fingerprints,
@@ -301,8 +362,9 @@ def fit_table(pipe, edit: "Edit", originals, targets, subjects=None, target_subj
 
     if edit.is_applied(pipe):
         raise LocoError("the edit is applied: measure its fit on the unedited model (revert it first)")
-    rows_o = kv_rows(pipe, edit.layers, originals, subjects)
-    rows_t = kv_rows(pipe, edit.layers, targets, target_subjects)
+    runs = edit.meta.get("runs")  # a joint-attention edit: the runs its rows were recorded along
+    rows_o = kv_rows(pipe, edit.layers, originals, subjects, runs=runs)
+    rows_t = kv_rows(pipe, edit.layers, targets, target_subjects, runs=runs)
     out = []
     for name, new in edit.weights.items():
         layer = next(i for i, lname in edit.layer_names.items() if name.startswith(lname + "."))

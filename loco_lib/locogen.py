@@ -121,11 +121,14 @@ def locogen(
     cache_dir=None,
     batch_size: int | None = None,
     progress: bool | None = None,
+    joint_text: str = "attention",
 ) -> LocoGenResult:
     """Score every window of ``m`` adjacent cross-attention layers for ``attribute`` (Algorithm 1).
 
     ``prompts``: a :class:`~loco_lib.prompts.PromptSet` or a pair ``(originals, targets)``.
-    ``scorer``: a :class:`~loco_lib.clip_score.ClipScorer` (default: CLIP ViT-L/14).
+    ``scorer``: a :class:`~loco_lib.clip_score.ClipScorer` (default: CLIP ViT-L/14). ``joint_text``:
+    in a joint-attention transformer, what a window's blocks take from T''s run
+    (:func:`loco_lib.generate.generate`).
     """
     import pandas as pd
 
@@ -147,7 +150,7 @@ def locogen(
     against = "original" if LOWER_IS_BETTER[attribute] else "target"
     sweep = run_sweep(pipe, originals, targets, sets, seeds, steps=steps, guidance=guidance, size=size,
                       swap_text_paths=swap_text_paths, scorer=scorer, score_against=against, cache_dir=cache_dir,
-                      batch_size=batch_size, progress=progress)
+                      batch_size=batch_size, progress=progress, joint_text=joint_text)
 
     def per_prompt(layers) -> list[float]:
         return [float(np.mean([sweep.scores[Job(i, tuple(layers), s)] for s in seeds])) for i in range(len(originals))]

@@ -58,6 +58,9 @@ REAL = {
     "pixart-sigma": ModelSpec("pixart-sigma", "pixart", "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS"),
     "sana": ModelSpec("sana", "sana", "Efficient-Large-Model/Sana_1600M_1024px_diffusers"),
     "sana-600m": ModelSpec("sana-600m", "sana", "Efficient-Large-Model/Sana_600M_1024px_diffusers"),
+    "sd3": ModelSpec("sd3", "sd3", "stabilityai/stable-diffusion-3-medium-diffusers", note="gated"),
+    "sd35-large": ModelSpec("sd35-large", "sd3", "stabilityai/stable-diffusion-3.5-large", note="gated"),
+    "sd35-medium": ModelSpec("sd35-medium", "sd3", "stabilityai/stable-diffusion-3.5-medium", note="gated"),
 }
 TINY = {
     "tiny-sd15": ModelSpec("tiny-sd15", "sd", twin_of="sd15"),
@@ -66,6 +69,8 @@ TINY = {
     "tiny-if": ModelSpec("tiny-if", "if", twin_of="deepfloyd-if"),
     "tiny-pixart": ModelSpec("tiny-pixart", "pixart", twin_of="pixart-alpha"),
     "tiny-sana": ModelSpec("tiny-sana", "sana", twin_of="sana"),
+    "tiny-sd3": ModelSpec("tiny-sd3", "sd3", twin_of="sd3"),
+    "tiny-sd35": ModelSpec("tiny-sd35", "sd3", twin_of="sd35-medium"),
 }
 MODELS = {**REAL, **TINY}  # more models come as cards (loco_lib.registry), e.g. the model organisms
 DEFAULT_MODEL = "toy"  # the model organism (registered by loco_lib.organism): trained, offline, CPU-sized
@@ -290,13 +295,13 @@ def _ddpm_if():
     )
 
 
-def _tiny_vae():
+def _tiny_vae(**config):
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, norm_num_groups=8,
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 8, 16, 16), sample_size=64,
+        block_out_channels=(8, 8, 16, 16), sample_size=64, **config,
     )
 
 
@@ -323,11 +328,11 @@ def _sd_unet(sd21: bool):
     )
 
 
-def _t5_text(tok):
+def _t5_text(tok, d_model: int = 32):
     from transformers import T5Config, T5EncoderModel
 
     return T5EncoderModel(T5Config(
-        vocab_size=len(tok), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+        vocab_size=len(tok), d_model=d_model, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
         feed_forward_proj="gated-gelu", dense_act_fn="gelu_new", relative_attention_num_buckets=32,
         relative_attention_max_distance=128, eos_token_id=1, pad_token_id=0, dropout_rate=0.1,
     ))
@@ -405,6 +410,25 @@ def build_tiny(name: str, seed: int = 0):
                                 decoder_act_fns="silu", scaling_factor=0.41407)
             pipe = SanaPipeline(tokenizer=tok, text_encoder=text, vae=vae, transformer=transformer,
                                 scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0))
+        elif name in ("tiny-sd3", "tiny-sd35"):
+            # SD3-Medium's 24 joint blocks at tiny widths (diffusers' test sizes); tiny-sd35: SD3.5-Medium's,
+            # with keys and queries RMS-normed per head after projection and image-only attn2 in blocks 0-12
+            from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+
+            tok3 = t5_style_tokenizer()
+            sd35 = dict(qk_norm="rms_norm", dual_attention_layers=tuple(range(13))) if name == "tiny-sd35" else {}
+            transformer = SD3Transformer2DModel(
+                sample_size=8, patch_size=2, in_channels=4, num_layers=24, attention_head_dim=8, num_attention_heads=4,
+                joint_attention_dim=64, caption_projection_dim=32, pooled_projection_dim=64, out_channels=4,
+                pos_embed_max_size=16, **sd35,
+            )
+            pipe = StableDiffusion3Pipeline(
+                transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+                vae=_tiny_vae(shift_factor=0.0609, scaling_factor=1.5035, use_quant_conv=False, use_post_quant_conv=False),
+                text_encoder=_clip_text(32, "quick_gelu", projection=32, with_projection=True), tokenizer=clip_tokenizer(),
+                text_encoder_2=_clip_text(32, "gelu", projection=32, with_projection=True),
+                tokenizer_2=clip_tokenizer(pad_token="!"), text_encoder_3=_t5_text(tok3, d_model=64), tokenizer_3=tok3,
+            )
         else:  # tiny-if
             from diffusers import UNet2DConditionModel
 

@@ -90,6 +90,7 @@ def run_sweep(
     share_identical_rows: bool = True,
     progress: bool | None = None,
     keep_arrays: bool = False,
+    joint_text: str = "attention",
 ) -> SweepResult:
     """Generate prompt i with layer set L altered to target i, for every i, L and seed.
 
@@ -97,9 +98,14 @@ def run_sweep(
     :class:`~loco_lib.clip_score.ClipScorer`; each image is scored against its original prompt
     (``score_against="original"``) or its target (``"target"``). ``batch_size``: samples per
     pipeline call (default 32 on CPU, 16 on GPU; halved automatically on out-of-memory); the
-    requested size is part of the cache key.
+    requested size is part of the cache key. ``joint_text``: what an altered block of a joint-attention
+    transformer takes from T''s run (:func:`loco_lib.generate.generate`).
     """
     pipeline_family(pipe)  # refuses unsupported pipelines
+    from .altered import check_joint_text
+    from .families.registry import denoiser_family
+
+    check_joint_text(denoiser_family(pipe), joint_text)
     originals = settings.prompts(pipe, originals, "original prompt")
     targets = settings.prompts(pipe, targets, "target prompt")
     if len(originals) != len(targets):
@@ -122,6 +128,8 @@ def run_sweep(
     base = {"format": CACHE_FORMAT, "model": model_id(pipe), "steps": steps, "guidance": guidance, "size": size,
             "swap_text_paths": swap_text_paths, "negative": negative_prompt, "scheduler": type(pipe.scheduler).__name__,
             "batch_size": batch}
+    if joint_text != "attention":  # the default leaves the keys as they were
+        base["joint_text"] = joint_text
     if denoiser(pipe).dtype != torch.float32:  # half precision gives other images; float32 keys stay as they were
         base["dtype"] = str(denoiser(pipe).dtype).replace("torch.", "")
 
@@ -152,6 +160,7 @@ def run_sweep(
                 pipe, cond_all.select(idx), [j.seed for j in chunk], steps=steps, guidance=guidance, size=size,
                 alt=alt_all.select(idx), layers=[list(j.layers) for j in chunk], swap_text_paths=swap_text_paths,
                 output_type="np", share_identical_rows=share_identical_rows, counter=result.counter,
+                joint_text=joint_text,
             )
             return list(zip(chunk, arrays))
 

@@ -32,6 +32,12 @@ class TextCondition:
         return TextCondition(pick(self.embeds), pick(self.negative), pick(self.pooled), pick(self.negative_pooled),
                              pick(self.mask), pick(self.negative_mask))
 
+    def joined(self, other: "TextCondition") -> "TextCondition":
+        """This condition's rows followed by ``other``'s."""
+        join = lambda a, b: None if a is None else torch.cat([a, b])  # noqa: E731
+        return TextCondition(*(join(getattr(self, f), getattr(other, f)) for f in
+                               ("embeds", "negative", "pooled", "negative_pooled", "mask", "negative_mask")))
+
     def pipeline_kwargs(self, family: str) -> dict:
         """The pipeline-call keywords that hand this condition to a pipeline of ``family`` (its name)."""
         from .families.registry import by_name

@@ -74,6 +74,27 @@ def subject_tokens(pipe_or_tokenizer, prompt: str, subject: str) -> list[int]:
     return inside
 
 
+def edit_positions(pipe, prompt: str, subject: str | None = None) -> list[int]:
+    """The last token of ``subject`` (None: the last prompt token) in each text encoder's part of the
+    sequence the denoiser reads (:meth:`~loco_lib.families.base.PipelineFamily.text_parts`): one
+    position for most families; SD3's CLIP part and T5 part each hold the subject."""
+    from .families.registry import pipeline_family
+
+    if subject is not None:
+        positions = subject_tokens(pipe, prompt, subject)
+    else:
+        tok, text, encode = _prepare(pipe, prompt)
+        if not text.strip():
+            raise LocoError("empty prompt: there is no last token")
+        ids, offsets = encode(text)
+        positions = [i for i, (a, b) in enumerate(offsets) if b > a and ids[i] not in tok.all_special_ids]
+        if not positions:
+            raise LocoError(f"prompt {prompt!r} has no tokens")
+    starts = pipeline_family(pipe).text_parts(pipe)
+    ends = starts[1:] + [float("inf")]
+    return [inside[-1] for a, b in zip(starts, ends) if (inside := [p for p in positions if a <= p < b])]
+
+
 def encoder_positions(pipe_or_tokenizer, positions) -> list[int]:
     """Token ``positions`` of an encoded prompt (what the denoiser reads) as positions in the
     sequence the text encoder runs over: the same for every family but SANA, whose pipeline

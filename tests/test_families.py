@@ -25,7 +25,7 @@ def test_each_twin_has_its_family_and_denoiser(twin):
 def test_an_unknown_pipeline_or_denoiser_is_refused_in_one_line():
     with pytest.raises(LocoError, match="^dict is not supported: loco works with StableDiffusionPipeline, "
                                         "StableDiffusionXLPipeline, IFPipeline \\(stage I\\), PixArtAlphaPipeline, "
-                                        "PixArtSigmaPipeline and SanaPipeline$"):
+                                        "PixArtSigmaPipeline, SanaPipeline and StableDiffusion3Pipeline$"):
         families.pipeline_family({})
     with pytest.raises(LocoError, match="Linear is not supported as a denoiser"):
         families.denoiser_family(torch.nn.Linear(2, 2))

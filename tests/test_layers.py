@@ -333,3 +333,25 @@ def test_full_size_transformers_from_their_configs(name):
     assert attn.to_k.bias is not None and attn.to_v.bias is not None
     with pytest.raises(LocoError, match="has no UNet"):
         architectures.unet_config(name)
+
+
+@pytest.mark.parametrize("name", ["sd3", "sd35-large", "sd35-medium"])
+def test_full_size_joint_attention_transformers_from_their_configs(name):
+    """SD3-Medium and SD3.5 (Large, Medium) from the architectures file: the sizes their names give
+    (2B, 8.1B, 2.5B; counted with the position-embedding table, which is a buffer: SD3.5-Medium's
+    384 x 384 positions are about 0.23B of its 2.5B), one text layer per joint block whose text-stream
+    K/V projections (``add_k_proj`` / ``add_v_proj``, biased) read the stream at the blocks' width,
+    and a last block that only reads the text (``context_pre_only``)."""
+    key = architectures.arch_key(name)
+    model = architectures.meta_denoiser(name)
+    n = sum(p.numel() for p in model.parameters()) + model.pos_embed.pos_embed.numel()
+    nominal = architectures.architectures()["expected_denoiser_parameters_nominal"][key]
+    assert abs(n / nominal - 1) < 0.05, n
+    recs = layers.cross_attention_layers(model)
+    assert len(recs) == architectures.expected_layer_count(name) == len(model.transformer_blocks)
+    assert [r.name for r in recs] == [f"transformer_blocks.{i}.attn" for i in range(len(recs))]
+    assert {(r.key, r.value, r.kv_dim) for r in recs} == {("add_k_proj", "add_v_proj", model.config.caption_projection_dim)}
+    attn = model.get_submodule(recs[0].name)
+    assert attn.add_k_proj.bias is not None and attn.add_v_proj.bias is not None
+    assert model.transformer_blocks[-1].context_pre_only and not model.transformer_blocks[0].context_pre_only
+    assert (attn.norm_added_k is not None) == (model.config.qk_norm == "rms_norm")  # SD3.5 normalises keys after add_k_proj

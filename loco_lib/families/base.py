@@ -118,6 +118,11 @@ class PipelineFamily:
         """The fewest denoising steps the pipeline samples with its scheduler, and why (empty: 1)."""
         return 1, ""
 
+    def text_parts(self, pipe) -> list[int]:
+        """Where each text encoder's part starts in the sequence the denoiser reads (SD3: CLIP's
+        tokens, then T5's); here one part."""
+        return [0]
+
     def token_offsets(self, pipe, tok, text: str) -> tuple[list, list]:
         """Token ids and character offsets (into ``text``) of the sequence the text encoder's output
         is indexed by: here the prompt tokenized alone, as the pipeline does."""
@@ -135,6 +140,9 @@ class DenoiserFamily:
     classes_: tuple = ()  # names of the diffusers model classes
     guided: bool = True  # a guided call lays its batch out as [uncond, cond]
     trains: bool = True  # loco_lib.finetune (ESD, Concept Ablation) trains it through :meth:`predict`
+    # True where what a text layer reads depends on the run (joint attention: the image, the step),
+    # so that another prompt's text at a layer is what a donor sample of that prompt reads there
+    text_from_run: bool = False
 
     def classes(self) -> tuple:
         import diffusers
@@ -162,6 +170,17 @@ class DenoiserFamily:
 
     def side_paths(self, model, alt) -> list:
         """Patches giving ``alt``'s text to the paths outside the text layers (pooled text)."""
+        return []
+
+    def donor_site(self, layer, joint_text: str):
+        """Where a ``text_from_run`` family's ``layer`` takes its donor's text: ``joint_text``
+        ``"attention"`` (the text input of the layer's attention) or ``"stream"`` (the text stream
+        entering the layer's block)."""
+        raise NotImplementedError
+
+    def donor_paths(self, model) -> list:
+        """Where ``text_from_run`` families carry text outside the text layers: the sites a sample
+        takes from its donor with ``swap_text_paths``."""
         return []
 
     def states(self, model, kinds) -> list:

@@ -79,9 +79,10 @@ from .deepfloyd import DeepFloydIF  # noqa: E402  (the families: their code keys
 from .pixart import PixArt, PixArtTransformer  # noqa: E402
 from .sana import Sana, SanaTransformer  # noqa: E402
 from .sd import SD, SDXL  # noqa: E402
+from .sd3 import SD3, SD3Transformer  # noqa: E402
 from .unet import UNet  # noqa: E402
 
-for _f in (SD(), SDXL(), DeepFloydIF(), PixArt(), Sana()):
+for _f in (SD(), SDXL(), DeepFloydIF(), PixArt(), Sana(), SD3()):
     register_pipeline(_f)
-for _d in (UNet(), PixArtTransformer(), SanaTransformer()):
+for _d in (UNet(), PixArtTransformer(), SanaTransformer(), SD3Transformer()):
     register_denoiser(_d)
