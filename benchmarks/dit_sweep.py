@@ -1,5 +1,7 @@
-"""The LocoGen sweep engine on diffusion transformers (issue 24): against a naive loop of pipeline
-calls, and against the denoiser's own batched throughput.
+"""The LocoGen sweep engine on diffusion transformers (issues 24 and 25): against a naive loop of
+pipeline calls, and against the denoiser's own batched throughput. On the joint-attention models
+(SD3, FLUX) each altered job's T' runs as a donor sample in the same call; both the engine and the
+naive loop carry their donors, and the counts include them.
 
     python benchmarks/dit_sweep.py [MODEL ...] [--full-size MODEL ...] [--repeats R] [--json FILE]
     (default: tiny-pixart toy-dit)
@@ -55,18 +57,20 @@ def _rows(value, n: int):
 
 def denoiser_best(log: "CallLog", sizes) -> tuple[float, int]:
     """(rows per second, at batch size) of the bare denoiser on the engine's own rows: every row of
-    every logged call (its latent, text, mask and timestep), cut into calls of each size in
+    every logged call (its latent, text, mask, timestep, pooled text), cut into calls of each size in
     ``sizes``; the whole pass is timed once per size; the best size wins."""
     args, kwargs = [], {}
+    first = log.calls[0][1]
+    per_row = {k for k, v in first.items()  # FLUX's txt_ids / img_ids have no batch dimension: kept as they are
+               if torch.is_tensor(v) and (v.dim() == 0 or v.shape[0] == log.calls[0][0][0].shape[0])}
     for a, kw in log.calls:
         n = a[0].shape[0]
         args.append(a[0])
-        for k, v in kw.items():
-            if torch.is_tensor(v):
-                kwargs.setdefault(k, []).append(_rows(v, n))
+        for k in per_row:
+            kwargs.setdefault(k, []).append(_rows(kw[k], n))
     x = torch.cat(args)
     tensors = {k: torch.cat(v) for k, v in kwargs.items()}
-    fixed = {k: v for k, v in log.calls[0][1].items() if not torch.is_tensor(v)}
+    fixed = {k: v for k, v in first.items() if k not in per_row}
     best = (0.0, 0)
     with torch.no_grad():
         for b in sizes:
@@ -88,6 +92,8 @@ class CallLog:
 
     def __enter__(self):
         def logged(*args, **kwargs):
+            if not args:  # SD3 and FLUX pipelines name the latent: kept positional, as PixArt's pass it
+                args = (kwargs.pop("hidden_states"),)
             self.calls.append((args, kwargs))
             return self.forward(*args, **kwargs)
 

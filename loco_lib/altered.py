@@ -73,7 +73,7 @@ def altered_patches(pipe_or_unet, alt, layers, swap_text_paths: bool = False, do
         if donors is None:
             raise LocoError(f"in a {family.name} transformer a layer's text input depends on the run: alter layers "
                             "through loco_lib.generate (alt_prompts=..., layers=...), which runs the alt prompts beside")
-        return donor_patches(family, model, all_layers, mask, donors, swap_text_paths, joint_text)
+        return donor_patches(family, model, all_layers, mask, donors, swap_text_paths, joint_text, alt.embeds.shape[1])
     states = family.text_states(model, alt.embeds) if mask.any() else None  # IF: through encoder_hid_proj
     bias = family.text_mask(model, alt.mask) if mask.any() else None  # a DiT's padding mask goes with the text
     patches = []
@@ -99,7 +99,8 @@ def check_joint_text(family, joint_text: str) -> None:
         raise LocoError(f"a {family.name} denoiser has no text stream: joint_text='stream' is for joint-attention transformers")
 
 
-def donor_patches(family, model, all_layers, mask, donors, swap_text_paths: bool, joint_text: str = "attention") -> list[Patch]:
+def donor_patches(family, model, all_layers, mask, donors, swap_text_paths: bool, joint_text: str = "attention",
+                  text_length: int = 0) -> list[Patch]:
     """Per altered layer, one :class:`~loco_lib.hooks.FromSample` patch per donor: the samples that
     alter the layer read there what their donor reads (conditional branch, same step)."""
     if len(donors) != mask.shape[0]:
@@ -109,8 +110,8 @@ def donor_patches(family, model, all_layers, mask, donors, swap_text_paths: bool
         by_donor: dict[int, list[int]] = {}
         for i in mask[:, layer.index].nonzero().flatten().tolist():
             by_donor.setdefault(int(donors[i]), []).append(i)
-        site = family.donor_site(layer, joint_text)
-        patches += [Patch(site, FromSample(d), samples=own) for d, own in by_donor.items()]
+        site, tokens = family.donor_site(layer, joint_text, text_length)
+        patches += [Patch(site, FromSample(d), samples=own, tokens=tokens) for d, own in by_donor.items()]
     if swap_text_paths:
         by_donor = {}
         for i, d in enumerate(donors):

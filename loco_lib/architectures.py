@@ -2,7 +2,7 @@
 
 ``data/architectures.json`` holds the UNet and text-encoder configs of SD-1.4/1.5, OpenJourney,
 SD-2.1, SD-XL and DeepFloyd IF-I-XL (read from their public config files), and the transformer and
-text-encoder configs of PixArt-alpha (1024 and 512 px), PixArt-Sigma, SANA (1600M, 600M), SD3-Medium and SD3.5 (Large, Medium). Building a UNet under
+text-encoder configs of PixArt-alpha (1024 and 512 px), PixArt-Sigma, SANA (1600M, 600M), SD3-Medium, SD3.5 (Large, Medium) and FLUX.1 (dev, schnell). Building a UNet under
 ``accelerate.init_empty_weights`` gives the exact module tree, names and parameter shapes with no
 memory and no download, so the layer map and the editing code are tested on the real shapes.
 """
@@ -28,6 +28,8 @@ ARCH_KEYS = {
     "sd3": "sd3_medium",
     "sd35-large": "sd35_large",
     "sd35-medium": "sd35_medium",
+    "flux-dev": "flux_dev",
+    "flux-schnell": "flux_schnell",
 }
 
 

@@ -141,8 +141,9 @@ def sample_batch(pipe, cond, seeds, *, steps, guidance, size=None, alt=None, lay
     ``patches``: further :class:`~loco_lib.hooks.Patch` es for this call (one row per sample).
     """
     family = pipeline_family(pipe)
-    extra = families.pipeline_family(pipe).call_kwargs()  # IF: clean_caption=False
-    size = size if size is not None else families.pipeline_family(pipe).default_size(pipe)
+    family_of = families.pipeline_family(pipe)
+    extra = family_of.call_kwargs()  # IF: clean_caption=False
+    size = size if size is not None else family_of.default_size(pipe)
     if size is not None:
         extra.update(height=size, width=size)
     n, donors = len(seeds), None
@@ -160,8 +161,9 @@ def sample_batch(pipe, cond, seeds, *, steps, guidance, size=None, alt=None, lay
             raise LocoError("further patches cannot be combined with altered layers of a joint-attention transformer")
         mine = (altered_patches(pipe, alt, layers, swap_text_paths, donors=donors, joint_text=joint_text)
                 if alt is not None else [])
-        ctx = hooks(pipe, patches=[*mine, *patches], n_samples=len(seeds), guidance=guidance > 1.0,
-                    share_identical_rows=share_identical_rows, counter=counter)
+        ctx = hooks(pipe, patches=[*mine, *patches], n_samples=len(seeds), guidance=family_of.guided_rows(pipe, guidance),
+                    share_identical_rows=share_identical_rows and families.denoiser_family(pipe).shares_rows,
+                    counter=counter)
     with ctx, torch.no_grad():
         out = pipe(**cond.pipeline_kwargs(family), num_inference_steps=steps, guidance_scale=guidance,
                    generator=gens, output_type=output_type, **extra)

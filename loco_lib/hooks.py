@@ -146,7 +146,8 @@ class Patch:
     ``samples``: sample indices (None: all). ``branch``: ``"cond"`` (default on the UNet),
     ``"uncond"`` or ``"all"``; text-encoder sites have no branches. ``steps``: UNet call indices
     (None: every call). ``tokens``: a boolean ``[n_samples, L]`` (or ``[L]``) mask; only these
-    positions of dimension 1 change.
+    positions of dimension 1 change (a mask shorter than that dimension covers its first positions:
+    the text part of a joint [text, image] sequence).
     """
 
     site: Site | str
@@ -499,6 +500,8 @@ class _Session:
         if spec.tokens is not None:
             tok = spec.tokens if spec.tokens.dim() == 2 else spec.tokens[None].expand(max(call.sample) + 1, -1)
             tok = tok[[call.sample[call.rows[p]] for p in pos]].to(value.device)
+            if clean.dim() >= 2 and tok.shape[1] < clean.shape[1]:  # a shorter mask covers the first positions
+                tok = torch.cat([tok, tok.new_zeros(tok.shape[0], clean.shape[1] - tok.shape[1])], 1)
             if clean.dim() < 2 or tok.shape[1] != clean.shape[1]:
                 raise LocoError(f"the token mask has {tok.shape[1]} positions, the state at {a.site} {tuple(clean.shape)}")
             new = torch.where(tok.view(*tok.shape, *([1] * (clean.dim() - 2))), new, clean)

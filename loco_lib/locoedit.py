@@ -177,7 +177,7 @@ def rows_along_runs(pipe, layers: list[int], prompts: list[str], positions: list
     conditional branch at every step of each prompt's own guided run with each seed. Rows in the
     order prompt, seed, step, position, so that two prompt lists give paired rows."""
     from . import settings
-    from .families.registry import pipeline_family
+    from .families.registry import denoiser_family, pipeline_family
     from .generate import sample_batch
     from .hooks import Record, hooks, text_site
     from .text import encode
@@ -186,6 +186,11 @@ def rows_along_runs(pipe, layers: list[int], prompts: list[str], positions: list
         raise LocoError("every prompt needs as many edit positions (one per encoder part holding the subject); "
                         f"got {[len(p) for p in positions]}")
     all_layers = cross_attention_layers(pipe)
+    family = pipeline_family(pipe)
+    for i in layers:
+        reason = denoiser_family(pipe).edit_refusal(all_layers[i])
+        if reason:
+            raise LocoError(reason)
     steps, guidance = settings.steps(pipe, steps), settings.guidance(pipe, guidance)
     size, seeds = settings.size(size), settings.seeds(seeds)
     pos = torch.tensor(positions)  # [N, P]
@@ -198,9 +203,9 @@ def rows_along_runs(pipe, layers: list[int], prompts: list[str], positions: list
             sites = {i: text_site(all_layers[i]) for i in layers}
             records = [Record(site, branch="cond", reduce=lambda r, smp, c=chunk: take(r, [c[k] for k in smp]))
                        for site in sites.values()]
-            with hooks(pipe, records=records, n_samples=len(chunk), guidance=guidance > 1.0) as seen:
+            with hooks(pipe, records=records, n_samples=len(chunk), guidance=family.guided_rows(pipe, guidance)) as seen:
                 sample_batch(pipe, cond, [s] * len(chunk), steps=steps, guidance=guidance, size=size,
-                             output_type=pipeline_family(pipe).raw_output)
+                             output_type=family.raw_output)
             for i, site in sites.items():
                 out[i].append(torch.stack(seen[site], 1))  # [n, steps, P, d] for this chunk and seed
     # order: prompt, seed, step, position

@@ -61,6 +61,8 @@ REAL = {
     "sd3": ModelSpec("sd3", "sd3", "stabilityai/stable-diffusion-3-medium-diffusers", note="gated"),
     "sd35-large": ModelSpec("sd35-large", "sd3", "stabilityai/stable-diffusion-3.5-large", note="gated"),
     "sd35-medium": ModelSpec("sd35-medium", "sd3", "stabilityai/stable-diffusion-3.5-medium", note="gated"),
+    "flux-dev": ModelSpec("flux-dev", "flux", "black-forest-labs/FLUX.1-dev", note="gated"),
+    "flux-schnell": ModelSpec("flux-schnell", "flux", "black-forest-labs/FLUX.1-schnell"),
 }
 TINY = {
     "tiny-sd15": ModelSpec("tiny-sd15", "sd", twin_of="sd15"),
@@ -71,6 +73,7 @@ TINY = {
     "tiny-sana": ModelSpec("tiny-sana", "sana", twin_of="sana"),
     "tiny-sd3": ModelSpec("tiny-sd3", "sd3", twin_of="sd3"),
     "tiny-sd35": ModelSpec("tiny-sd35", "sd3", twin_of="sd35-medium"),
+    "tiny-flux": ModelSpec("tiny-flux", "flux", twin_of="flux-dev"),
 }
 MODELS = {**REAL, **TINY}  # more models come as cards (loco_lib.registry), e.g. the model organisms
 DEFAULT_MODEL = "toy"  # the model organism (registered by loco_lib.organism): trained, offline, CPU-sized
@@ -133,7 +136,7 @@ def load(name: str = DEFAULT_MODEL, device: str | None = None, dtype: torch.dtyp
     """Load a pipeline by short name, hub id or local folder (a diffusers pipeline folder, or an
     folder that a registered resolver knows, e.g. an organism training: :mod:`loco_lib.registry`).
 
-    fp16 on CUDA and fp32 on CPU unless ``dtype`` is given (:func:`loco_lib.settings.dtype`: a torch
+    fp16 on CUDA (FLUX: bfloat16) and fp32 on CPU unless ``dtype`` is given (:func:`loco_lib.settings.dtype`: a torch
     dtype or ``"float32"`` / ``"float16"`` / ``"bfloat16"``). Every module is put in eval mode and the
     pipeline's own progress bar is on (``progress=False`` to silence it). In a run of several
     processes (``accelerate launch``) the default device is this process's GPU (:mod:`loco_lib.parallel`).
@@ -144,7 +147,10 @@ def load(name: str = DEFAULT_MODEL, device: str | None = None, dtype: torch.dtyp
     check_model_name(name)
     device = settings.device(parallel.device() if device is None else device)
     card = registry.card(name)  # a resolver may refuse a folder here (e.g. an unfinished training)
+    asked = dtype
     dtype = settings.dtype(dtype, device)
+    if asked is None and dtype == torch.float16 and name in MODELS and MODELS[name].family == "flux":
+        dtype = torch.bfloat16  # loco's choice for FLUX's 12B parameters on a GPU: float32's range in half the memory
     with quiet_libraries():
         if name in TINY:
             pipe = build_tiny(name)
@@ -429,6 +435,27 @@ def build_tiny(name: str, seed: int = 0):
                 text_encoder_2=_clip_text(32, "gelu", projection=32, with_projection=True),
                 tokenizer_2=clip_tokenizer(pad_token="!"), text_encoder_3=_t5_text(tok3, d_model=64), tokenizer_3=tok3,
             )
+        elif name == "tiny-flux":  # FLUX.1-dev's 19 dual-stream and 38 single-stream blocks at tiny widths (diffusers' test sizes)
+            from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+
+            tok2 = t5_style_tokenizer(model_max_length=512)
+            transformer = FluxTransformer2DModel(
+                patch_size=1, in_channels=16, num_layers=19, num_single_layers=38, attention_head_dim=16,
+                num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=True,
+                axes_dims_rope=(4, 4, 8),
+            )
+            vae = AutoencoderKL(
+                in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, norm_num_groups=8,
+                down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                block_out_channels=(8, 8, 16, 16), sample_size=64, use_quant_conv=False, use_post_quant_conv=False,
+                shift_factor=0.1159, scaling_factor=0.3611,
+            )
+            pipe = FluxPipeline(
+                transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae,
+                text_encoder=_clip_text(32, "quick_gelu"), tokenizer=clip_tokenizer(), text_encoder_2=_t5_text(tok2),
+                tokenizer_2=tok2,
+            )
+            pipe.default_sample_size = 8  # 64 px at the VAE's 8x: 4 x 4 packed latent tokens
         else:  # tiny-if
             from diffusers import UNet2DConditionModel
 

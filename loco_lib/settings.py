@@ -34,7 +34,7 @@ def defaults(pipe) -> dict:
     """The pipeline's default ``steps`` and ``guidance``: its own ``loco_defaults`` (the model organisms
     carry theirs) or the settings of :data:`DEFAULTS` for its family."""
     own = getattr(pipe, "loco_defaults", None)
-    return dict(own) if own else dict(families.pipeline_family(pipe).defaults)
+    return dict(own) if own else families.pipeline_family(pipe).defaults_for(pipe)
 
 
 def as_prompt_list(prompts, what: str = "prompt") -> list[str]:

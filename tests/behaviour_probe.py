@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 ORGANISMS = ("toy", "toy-t5", "toy-if", "toy-if-xattn", "toy-dit")
-TWINS = ("tiny-sd15", "tiny-sdxl", "tiny-if", "tiny-pixart", "tiny-sana")
+TWINS = ("tiny-sd15", "tiny-sdxl", "tiny-if", "tiny-pixart", "tiny-sana", "tiny-sd3")
+JOINT = ("tiny-sd3",)  # joint attention: LocoGen by donor samples, LocoEdit rows along runs; no ranking yet
 STEPS = 3
 
 
@@ -134,7 +135,8 @@ def probes(model: str, pipe, scorer) -> dict:
 
 def twin_probes(name: str) -> dict:
     """The pipeline families the organisms do not have (SD-XL's two encoders and pooled path, IF's
-    pipeline, PixArt's and SANA's), on their tiny twins, with the layer ranking."""
+    pipeline, PixArt's and SANA's, SD3's joint attention), on their tiny twins, with the layer ranking
+    (not SD3's)."""
     from loco_lib.generate import generate
     from loco_lib.locoedit import compute_edit
     from loco_lib.models import load
@@ -150,7 +152,8 @@ def twin_probes(name: str) -> dict:
     out["altered_all_paths"] = generate(pipe, prompts, alt_prompts=targets, layers="all", swap_text_paths=True, **kw).images
     out["altered"] = generate(pipe, prompts, alt_prompts=targets, layers=[[0], [1, 2]], **kw).images
     out["locoedit"] = compute_edit(pipe, [0, 1], prompts[:1], targets[:1], ["van gogh"]).weights
-    out["ranking"] = rank_layers(pipe, prompts[:1], "van gogh", steps=2, progress=False).scores
+    if name not in JOINT:
+        out["ranking"] = rank_layers(pipe, prompts[:1], "van gogh", steps=2, progress=False).scores
     return out
 
 

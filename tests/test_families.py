@@ -25,12 +25,12 @@ def test_each_twin_has_its_family_and_denoiser(twin):
 def test_an_unknown_pipeline_or_denoiser_is_refused_in_one_line():
     with pytest.raises(LocoError, match="^dict is not supported: loco works with StableDiffusionPipeline, "
                                         "StableDiffusionXLPipeline, IFPipeline \\(stage I\\), PixArtAlphaPipeline, "
-                                        "PixArtSigmaPipeline, SanaPipeline and StableDiffusion3Pipeline$"):
+                                        "PixArtSigmaPipeline, SanaPipeline, StableDiffusion3Pipeline and FluxPipeline$"):
         families.pipeline_family({})
     with pytest.raises(LocoError, match="Linear is not supported as a denoiser"):
         families.denoiser_family(torch.nn.Linear(2, 2))
-    with pytest.raises(LocoError, match="unknown model family 'flux'"):
-        families.by_name("flux")
+    with pytest.raises(LocoError, match="unknown model family 'hidream'"):
+        families.by_name("hidream")
 
 
 class _Denoiser(torch.nn.Module):

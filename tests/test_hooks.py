@@ -262,3 +262,19 @@ def test_identical_rows_are_found_exactly_and_lazily():
 
     assert _unique_rows(5, [torch.arange(5.0), costly]) == ([0, 1, 2, 3, 4], [0, 1, 2, 3, 4]) and made == []
     assert _unique_rows(5, [torch.zeros(5), costly]) == ([0], [0] * 5) and made == [1]
+
+
+def test_a_record_keeps_a_function_of_its_rows_where_it_is_given_one():
+    """``Record(site, reduce=fn)`` at a module input keeps ``fn(rows, samples)`` (here two positions of
+    each selected row), after the site's patches; at an attention site ``reduce`` stays required."""
+    model = torch.nn.Sequential(torch.nn.Identity())
+    x = torch.arange(3 * 4 * 2, dtype=torch.float32).view(3, 4, 2)
+    take = lambda rows, samples: rows[:, [1, 3]] * (1 + torch.tensor(samples, dtype=rows.dtype))[:, None, None]  # noqa: E731
+    patch = Patch(Site("unet", "0", "input"), torch.zeros(1, 4, 2), samples=[2], branch="all")
+    with hooks(model, patches=[patch], records=[Record(Site("unet", "0", "input"), samples=[0, 2], branch="all",
+                                                       reduce=take)], n_samples=3, guidance=False) as seen:
+        model(x)
+    (kept,) = seen[Site("unet", "0", "input")]
+    assert torch.equal(kept, torch.stack([x[0, [1, 3]], torch.zeros(2, 2)]))  # sample 2 was patched to zeros
+    with pytest.raises(LocoError, match="attention site needs reduce"):
+        Record(Site("unet", "mid_block.attentions.0.transformer_blocks.0.attn2", "attention"))

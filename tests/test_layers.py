@@ -355,3 +355,19 @@ def test_full_size_joint_attention_transformers_from_their_configs(name):
     assert attn.add_k_proj.bias is not None and attn.add_v_proj.bias is not None
     assert model.transformer_blocks[-1].context_pre_only and not model.transformer_blocks[0].context_pre_only
     assert (attn.norm_added_k is not None) == (model.config.qk_norm == "rms_norm")  # SD3.5 normalises keys after add_k_proj
+
+
+@pytest.mark.parametrize("name", ["flux-dev", "flux-schnell"])
+def test_full_size_flux_from_its_config(name):
+    """FLUX.1 from the architectures file: 12B parameters (within 3%), 19 dual-stream blocks whose text
+    K/V projections are add_k_proj / add_v_proj, then 38 single-stream blocks whose to_k / to_v
+    serve text and image alike: 57 text layers in execution order."""
+    key = architectures.arch_key(name)
+    model = architectures.meta_denoiser(name)
+    n = sum(p.numel() for p in model.parameters())
+    assert abs(n / architectures.architectures()["expected_denoiser_parameters_nominal"][key] - 1) < 0.03, n
+    recs = layers.cross_attention_layers(model)
+    assert len(recs) == architectures.expected_layer_count(name) == 19 + 38
+    assert [r.key for r in recs] == ["add_k_proj"] * 19 + ["to_k"] * 38
+    assert {r.kv_dim for r in recs} == {3072}
+    assert hasattr(model.time_text_embed, "guidance_embedder") == (name == "flux-dev")  # schnell has no guidance embedding

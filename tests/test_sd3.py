@@ -123,6 +123,10 @@ def test_methods_that_need_the_text_from_the_prompt_alone_are_refused_in_one_lin
 
     with pytest.raises(LocoError, match="depends on the image and the timestep"):
         rank_neurons(sd3, [3], [P[0], "a blue cat in the style of van gogh"], T, subjects_with="van gogh")
+    from loco_lib.ranking import rank_layers
+
+    with pytest.raises(LocoError, match="ranking of joint-attention blocks \\(sd3\\)"):
+        rank_layers(sd3, P[:1], "van gogh", steps=2, progress=False)
     with pytest.raises(LocoError, match="causal tracing of joint-attention blocks"):
         trace(sd3, P[:1], ["van gogh"], where="denoiser", steps=2, progress=False)
     with pytest.raises(LocoError, match="depends on the run"):

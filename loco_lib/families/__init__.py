@@ -10,6 +10,6 @@ here that registers itself, plus its tiny twin.
 from __future__ import annotations
 
 from .base import DenoiserFamily, PipelineFamily  # noqa: F401
-from . import deepfloyd, pixart, sana, sd, sd3, unet  # noqa: F401
+from . import deepfloyd, flux, pixart, sana, sd, sd3, unet  # noqa: F401
 from .registry import (DENOISERS, PIPELINES, by_name, defaults, denoiser, denoiser_family, denoiser_name,  # noqa: F401
                        pipeline_family, register_denoiser, register_pipeline)

@@ -78,6 +78,14 @@ class PipelineFamily:
     def matches(self, pipe) -> bool:
         return isinstance(pipe, self.classes())
 
+    def defaults_for(self, pipe) -> dict:
+        """The sampling defaults of this pipeline (a family whose checkpoints differ says so here)."""
+        return dict(self.defaults)
+
+    def guided_rows(self, pipe, guidance: float) -> bool:
+        """Whether a call at this guidance scale lays its denoiser batch out as [uncond, cond]."""
+        return guidance > 1.0
+
     def encode(self, pipe, prompts: list, negative_prompt: str) -> dict:
         """The fields of the :class:`~loco_lib.text.TextCondition` the pipeline computes for ``prompts``."""
         raise NotImplementedError
@@ -143,6 +151,7 @@ class DenoiserFamily:
     # True where what a text layer reads depends on the run (joint attention: the image, the step),
     # so that another prompt's text at a layer is what a donor sample of that prompt reads there
     text_from_run: bool = False
+    shares_rows: bool = True  # the sweep may evaluate bitwise-identical rows of a call once
 
     def classes(self) -> tuple:
         import diffusers
@@ -172,11 +181,16 @@ class DenoiserFamily:
         """Patches giving ``alt``'s text to the paths outside the text layers (pooled text)."""
         return []
 
-    def donor_site(self, layer, joint_text: str):
-        """Where a ``text_from_run`` family's ``layer`` takes its donor's text: ``joint_text``
-        ``"attention"`` (the text input of the layer's attention) or ``"stream"`` (the text stream
-        entering the layer's block)."""
+    def donor_site(self, layer, joint_text: str, text_length: int):
+        """``(site, tokens)``: where a ``text_from_run`` family's ``layer`` takes its donor's text,
+        ``joint_text`` ``"attention"`` (the text input of the layer's attention) or ``"stream"`` (the
+        text stream entering the layer's block); ``tokens``: None, or a mask of the first positions
+        (the text part of a sequence that holds text and image, ``text_length`` tokens)."""
         raise NotImplementedError
+
+    def edit_refusal(self, layer) -> str | None:
+        """Why LocoEdit cannot edit ``layer``'s K/V projections (None: it can)."""
+        return None
 
     def donor_paths(self, model) -> list:
         """Where ``text_from_run`` families carry text outside the text layers: the sites a sample

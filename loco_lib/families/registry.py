@@ -76,13 +76,14 @@ def defaults() -> dict:
 
 
 from .deepfloyd import DeepFloydIF  # noqa: E402  (the families: their code keys every measurement that asks them)
+from .flux import Flux, FluxTransformer  # noqa: E402
 from .pixart import PixArt, PixArtTransformer  # noqa: E402
 from .sana import Sana, SanaTransformer  # noqa: E402
 from .sd import SD, SDXL  # noqa: E402
 from .sd3 import SD3, SD3Transformer  # noqa: E402
 from .unet import UNet  # noqa: E402
 
-for _f in (SD(), SDXL(), DeepFloydIF(), PixArt(), Sana(), SD3()):
+for _f in (SD(), SDXL(), DeepFloydIF(), PixArt(), Sana(), SD3(), Flux()):
     register_pipeline(_f)
-for _d in (UNet(), PixArtTransformer(), SanaTransformer(), SD3Transformer()):
+for _d in (UNet(), PixArtTransformer(), SanaTransformer(), SD3Transformer(), FluxTransformer()):
     register_denoiser(_d)

@@ -102,12 +102,12 @@ class SD3Transformer(DenoiserFamily):
                                     resolution=side)
                 for i, block in enumerate(model.transformer_blocks)]
 
-    def donor_site(self, layer, joint_text: str):
+    def donor_site(self, layer, joint_text: str, text_length: int):
         from ..hooks import text_site
 
         if joint_text == "stream":  # the stream entering the block: what the block and, through it, later blocks carry
-            return Site("unet", layer.name.rsplit(".", 1)[0], "input", "encoder_hidden_states")
-        return text_site(layer)  # the normed text the block's attention reads (add_q/k/v_proj), this block only
+            return Site("unet", layer.name.rsplit(".", 1)[0], "input", "encoder_hidden_states"), None
+        return text_site(layer), None  # the normed text the block's attention reads (add_q/k/v_proj), this block only
 
     def donor_paths(self, model) -> list:
         """The text paths outside the blocks' attention, taken from the donor with ``swap_text_paths``."""

@@ -13,6 +13,7 @@ loaded. Everything about the organism lives here; the core library does not impo
 * :mod:`.figures`  - the chapter's figures and tables of a report
 * :mod:`.stability` - the chapter's headlines image by image on several seeds (not imported here)
 * :mod:`.variants`  - the organisms trained beside the 2x2's four, by folder name (not imported here)
+* :mod:`.mmdit`     - the joint-attention (SD3-topology) organism: build, train, load (not imported here)
 
 Importing this package registers the organisms with :mod:`loco_lib.registry` (model cards for
 ``toy`` and ``toy-t5``, a resolver for training folders, the scorer ``toy-scorer``), so that
@@ -72,11 +73,20 @@ def unrelated_prompts(exclude=()) -> list[str]:
 def _card(name: str, shipped: bool = True) -> ModelCard:
     from ..prompts import prompts_dir
 
-    family = "pixart" if (organism_kinds(name) or ("", ""))[1] == "pixart" else "sd"
-    return ModelCard(name=name, family=family, load=load_trained, note=NOTES.get(name, "model organism folder"),
+    denoiser_kind = (organism_kinds(name) or ("", ""))[1]
+    family = {"pixart": "pixart", "mmdit": "sd3"}.get(denoiser_kind, "sd")
+    return ModelCard(name=name, family=family, load=_load_mmdit if denoiser_kind == "mmdit" else load_trained,
+                     note=NOTES.get(name, "model organism folder"),
                      defaults=dict(SAMPLING), prompts_dir=prompts_dir() / "toy", scorer="toy-scorer",
                      windows=WINDOWS.get(name, {}), artist_prompts=artist_prompts, generic_prompts=unrelated_prompts,
                      shipped=shipped)
+
+
+def _load_mmdit(name: str):
+    from .mmdit import load
+    from .model import organism_folder
+
+    return load(organism_folder(name))
 
 
 def _resolve(name: str):

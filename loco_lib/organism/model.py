@@ -210,11 +210,11 @@ def build(kind: str = "clip", seed: int = 0, unet_kind: str = "sd"):
 # the organisms shipped in models/: name -> (text encoder, UNet)
 BUILTIN = {"toy": ("clip", "sd"), "toy-t5": ("t5", "sd"), "toy-if": ("t5", "if"), "toy-if-clip": ("clip", "if"),
            "toy-dit": ("t5", "pixart")}
-DENOISERS = ("sd", "if", "pixart")  # the denoiser topologies; their folder in a trained organism:
+DENOISERS = ("sd", "if", "pixart", "mmdit")  # the denoiser topologies (mmdit: :mod:`.mmdit`); their folder in a trained organism:
 
 
 def denoiser_folder(unet_kind: str) -> str:
-    return "transformer" if unet_kind == "pixart" else "unet"
+    return "transformer" if unet_kind in ("pixart", "mmdit") else "unet"
 
 
 def models_dir():
@@ -245,6 +245,8 @@ def organism_kinds(name) -> tuple[str, str] | None:
         if meta.is_file():
             info = json.loads(meta.read_text())
             kind, unet_kind = info.get("kind"), info.get("unet", "sd")
+            if unet_kind == "mmdit":  # two CLIP-style encoders and a T5-style one, as SD3 (:mod:`.mmdit`)
+                return (kind, unet_kind) if kind == "clip+t5" else None
             return (kind, unet_kind) if kind in ("clip", "t5") and unet_kind in DENOISERS else None
     except (TypeError, OSError, ValueError):
         return None
@@ -270,6 +272,8 @@ def load_trained(name: str):
     if kind is None:
         raise LocoError(f"{name!r} is not a model organism: give 'toy', 'toy-t5' or a folder written by "
                         "`python -m loco_lib.organism.training` (with its training.json)")
+    if unet_kind == "mmdit":
+        raise LocoError(f"{name!r} is a joint-attention organism: load it with loco_lib.organism.mmdit.load")
     part = denoiser_folder(unet_kind)
     if not (folder / part).is_dir() or not (folder / "text_encoder").is_dir():
         raise LocoError(f"no trained weights for {name!r} in {folder}: train them with "

@@ -197,8 +197,9 @@ def trained_lr(model) -> float | None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m loco_lib.organism.training", description=__doc__.split("\n\n")[0])
     ap.add_argument("--kind", choices=["clip", "t5"], default="clip")
-    ap.add_argument("--unet", choices=list(toy.DENOISERS), default="sd",
-                    help="denoiser topology: SD-1.5's or DeepFloyd IF-I's UNet, or PixArt-alpha's transformer")
+    ap.add_argument("--unet", choices=[d for d in toy.DENOISERS if d != "mmdit"], default="sd",
+                    help="denoiser topology: SD-1.5's or DeepFloyd IF-I's UNet, or PixArt-alpha's transformer "
+                         "(SD3's: python -m loco_lib.organism.mmdit)")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--out", default="models/toy")
     ap.add_argument("--seed", type=int, default=0)
