@@ -187,10 +187,12 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("model")
     tr.add_argument("--where", required=True, choices=("denoiser", "unet", "text"),
                     help="trace the denoiser's states (a UNet's or a diffusion transformer's; 'unet' is its alias) or a text encoder's")
-    tr.add_argument("--encoder", default="1", choices=("1", "2", "both"),
-                    help="with --where text: which text encoder (2: SD-XL's second; both: the same state in both together)")
+    tr.add_argument("--encoder", default="1", choices=("1", "2", "3", "both"),
+                    help="with --where text: which text encoder (2: SD-XL's second, FLUX's T5; 3: SD3's T5; both: the "
+                         "same state in the two CLIPs together)")
     tr.add_argument("--states", default="loco", choices=("loco", "paper"),
-                    help="with --where unet: loco's states (transformer blocks and their cross-attention) or the paper's "
+                    help="with --where unet: loco's states (transformer blocks and their cross-attention; a joint-attention "
+                         "model's: the pooled text's path and each block's image and text streams) or the paper's "
                          "(self-attention, cross-attention and feed-forward of every transformer block: 70 for SD-2.1, 227 for SD-XL)")
     tr.add_argument("--prompt", default=None, help="the prompt to trace (default: the attribute's bundled prompts)")
     tr.add_argument("--subject", default=None, help="the words of --prompt whose token embeddings are corrupted")
@@ -596,7 +598,7 @@ def cmd_trace(args) -> int:
         _, pairs = _pair_set(args)
         prompts, subjects = list(pairs.originals), list(pairs.subjects)
     pipe = _load(args)
-    kinds = UNET_GRANULARITY[args.states] if args.where == "unet" else None
+    kinds = UNET_GRANULARITY[args.states] if args.where == "unet" and args.states != "loco" else None  # loco's: the family's
     result = trace(pipe, prompts, subjects, where=args.where, encoder=encoder, kinds=kinds, tokens=args.tokens,
                    window=args.window, bands=args.bands, seeds=seeds, factor=args.noise, steps=args.steps,
                    guidance=args.guidance, size=args.size, scorer=get_scorer(args.scorer, args.model),

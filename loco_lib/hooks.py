@@ -59,7 +59,9 @@ class Site:
     whatever its family calls it; ``"transformer"``, ``"text_encoder"``, ``"text_encoder_2"``),
     ``module`` (dotted path inside it; ``""`` is the component itself), ``kind`` (``"output"``,
     ``"input"`` or ``"text"``) and, for inputs, ``arg``: an argument name (dotted into dict arguments,
-    e.g. ``"added_cond_kwargs.text_embeds"``) or position; ``None`` is the first argument."""
+    e.g. ``"added_cond_kwargs.text_embeds"``) or position; ``None`` is the first argument. For an
+    output, ``arg`` is an element of a tuple output (a joint-attention block returns (text stream,
+    image stream)); ``None``: the output itself, or the first element of a tuple."""
 
     component: str = "unet"
     module: str = ""
@@ -69,8 +71,11 @@ class Site:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise LocoError(f"unknown site kind {self.kind!r}: use one of {', '.join(KINDS)}")
-        if self.arg is not None and self.kind != "input":
-            raise LocoError(f"only input sites name an argument, not {self.kind} sites")
+        if self.arg is not None and self.kind not in ("input", "output"):
+            raise LocoError(f"only input sites name an argument (and output sites an element), not {self.kind} sites")
+        if self.kind == "output" and self.arg is not None and (isinstance(self.arg, bool) or not isinstance(self.arg, int)
+                                                               or self.arg < 0):
+            raise LocoError(f"an output site names an element of a tuple output (an integer >= 0), got {self.arg!r}")
         if self.kind in ("text", "text_mask", "attention") and self.component not in DENOISER_NAMES:
             raise LocoError("text sites are cross-attention layers of the denoiser")
 
@@ -280,7 +285,7 @@ def _denoiser_name(pipe) -> str:
 def _components(pipe, denoiser: str) -> dict:
     if isinstance(pipe, torch.nn.Module):
         return {denoiser: pipe}
-    return {name: getattr(pipe, name) for name in ("unet", "text_encoder", "text_encoder_2", "transformer")
+    return {name: getattr(pipe, name) for name in ("unet", "text_encoder", "text_encoder_2", "text_encoder_3", "transformer")
             if isinstance(getattr(pipe, name, None), torch.nn.Module)}
 
 
@@ -560,7 +565,7 @@ class _Session:
             if site.kind in ("text", "text_mask", "attention"):
                 self._wrap_processor(module, site, name)
             elif site.kind == "output":
-                self.handles.append(_output_hook_before_others(module, self._output_hook(name)))
+                self.handles.append(_output_hook_before_others(module, self._output_hook(name, site.arg)))
             else:
                 self.handles.append(module.register_forward_pre_hook(self._input_hook(name, site.arg, module), with_kwargs=True))
         for component in active:  # end of call last: a patch of the component's own output runs before it
@@ -576,13 +581,17 @@ class _Session:
             return self.end(component, output)
         return hook
 
-    def _output_hook(self, name):
+    def _output_hook(self, name, element=None):
         def hook(module, args, output):
-            if torch.is_tensor(output):
+            if element is None and torch.is_tensor(output):
                 return self.at_site(name, output)
-            if isinstance(output, tuple) and output and torch.is_tensor(output[0]):
-                return (self.at_site(name, output[0]),) + tuple(output[1:])
-            raise LocoError(f"cannot reach the output of {name}: it is a {type(output).__name__}, not a tensor")
+            k = element or 0
+            if isinstance(output, tuple) and k < len(output) and torch.is_tensor(output[k]):
+                return output[:k] + (self.at_site(name, output[k]),) + output[k + 1:]
+            what = f"element {k} of the output" if isinstance(output, tuple) else "the output"
+            raise LocoError(f"cannot reach {what} of {name}: it is a "
+                            f"{type(output[k] if isinstance(output, tuple) and k < len(output) else output).__name__}, "
+                            "not a tensor")
         return hook
 
     def _input_hook(self, name, arg, module):

@@ -124,8 +124,7 @@ def rank_layers(pipe, prompts, subjects, *, seeds=0, steps=None, guidance=None, 
     progress = progress_default() if progress is None else progress
     layers = cross_attention_layers(pipe)
     family = denoiser_family(pipe)
-    if family.text_from_run:  # before any sampling
-        raise LocoError(f"the attention-contribution ranking of joint-attention blocks ({family.name}) is not available yet")
+    family.text_attention_available(pipe)  # refused before any sampling where a family cannot yet
     cond = encode(pipe, prompts)
     length = cond.embeds.shape[1]
     knowledge = torch.zeros(len(prompts), length, dtype=torch.bool)

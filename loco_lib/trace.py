@@ -70,7 +70,10 @@ UNET_KINDS = ("resnet", "transformer", "cross-attention", "attention")  # loco's
 # one state each (``"attention"``).
 PAPER_UNET_KINDS = ("resnet", "self-attention", "cross-attention", "feed-forward", "attention")
 UNET_GRANULARITY = {"loco": UNET_KINDS, "paper": PAPER_UNET_KINDS}
-_UNET_ALLOWED = UNET_KINDS + ("self-attention", "feed-forward")
+# joint-attention blocks (SD3, FLUX): each block's two output streams, and the pooled text's path
+# into the time embedding (the default there, :attr:`~loco_lib.families.base.DenoiserFamily.trace_kinds`)
+JOINT_KINDS = ("pooled", "image stream", "text stream")
+_UNET_ALLOWED = UNET_KINDS + ("self-attention", "feed-forward") + JOINT_KINDS
 TEXT_KINDS = ("self-attention", "mlp", "layer")
 TOKEN_MODES = ("last", "subject", "all")
 NOISE_FACTOR = 3.0  # ROME's factor: 3 x a standard deviation of the token embeddings
@@ -103,8 +106,9 @@ def unet_states(unet, kinds=None) -> list[State]:
     instead of whole transformer blocks)."""
     from .families.registry import denoiser, denoiser_family
 
-    kinds = _check_kinds(kinds, _UNET_ALLOWED, UNET_KINDS)
-    return denoiser_family(unet).states(denoiser(unet), kinds)
+    family = denoiser_family(unet)
+    kinds = _check_kinds(kinds, _UNET_ALLOWED, family.trace_kinds or UNET_KINDS)
+    return family.states(denoiser(unet), kinds)
 
 
 def granularity_counts(unets: dict):
@@ -139,12 +143,15 @@ def causal_shares(traces: dict, thresholds=(0.5, 0.9)):
 
 
 def encoder_component(pipe, encoder: int = 1) -> str:
-    """``"text_encoder"`` (``encoder=1``) or ``"text_encoder_2"`` (SD-XL's second encoder)."""
-    if isinstance(encoder, bool) or encoder not in (1, 2):
-        raise LocoError(f"encoder is 1, 2 or 'both', got {encoder!r}")
-    name = "text_encoder" if encoder == 1 else "text_encoder_2"
+    """``"text_encoder"`` (``encoder=1``), ``"text_encoder_2"`` (SD-XL's second encoder, FLUX's T5) or
+    ``"text_encoder_3"`` (SD3's T5)."""
+    if isinstance(encoder, bool) or encoder not in (1, 2, 3):
+        raise LocoError(f"encoder is 1, 2, 3 or 'both', got {encoder!r}")
+    name = "text_encoder" if encoder == 1 else f"text_encoder_{encoder}"
     if not isinstance(getattr(pipe, name, None), torch.nn.Module):
-        raise LocoError(f"this model has one text encoder: there is no encoder {encoder}" if encoder == 2
+        count = sum(isinstance(getattr(pipe, n, None), torch.nn.Module) for n in ("text_encoder", "text_encoder_2",
+                                                                                 "text_encoder_3"))
+        raise LocoError(f"this pipeline has {count} text encoder(s) loaded: there is no encoder {encoder}" if count
                         else "this pipeline has no text encoder")
     return name
 
@@ -160,7 +167,9 @@ def encoder_components(pipe, encoder=1) -> list[str]:
 
 def model_encoders(pipe) -> list:
     """What "every text encoder of the model" traces: ``[1]``, or for SD-XL ``[1, 2, "both"]``
-    (each encoder alone, and the same state restored in both together)."""
+    (each encoder alone, and the same state restored in both together), for SD3 ``[1, 2, 3]``."""
+    if isinstance(getattr(pipe, "text_encoder_3", None), torch.nn.Module):
+        return [1, 2, 3]  # SD3: two CLIPs and T5, each alone
     return [1, 2, "both"] if isinstance(getattr(pipe, "text_encoder_2", None), torch.nn.Module) else [1]
 
 
@@ -241,8 +250,9 @@ def step_bands(steps: int, bands: int) -> list[tuple[int, ...]]:
 def _encoders(pipe) -> list[tuple[str, object]]:
     """(component, tokenizer) of every text encoder the pipeline uses."""
     out = [("text_encoder", pipe.tokenizer)]
-    if isinstance(getattr(pipe, "text_encoder_2", None), torch.nn.Module):
-        out.append(("text_encoder_2", pipe.tokenizer_2))
+    for k in (2, 3):  # SD-XL's second CLIP; FLUX's T5; SD3's second CLIP and T5 (when the pipeline has it)
+        if isinstance(getattr(pipe, f"text_encoder_{k}", None), torch.nn.Module):
+            out.append((f"text_encoder_{k}", getattr(pipe, f"tokenizer_{k}")))
     return out
 
 
@@ -287,9 +297,12 @@ def corruption(pipe, prompt: str, subject: str, seed: int, samples, factor: floa
 
     gen = torch.Generator("cpu").manual_seed(CORRUPTION_SEED + int(seed))
     patches = []
+    from .families.registry import pipeline_family
+
+    family = pipeline_family(pipe)
     for component, tok in _encoders(pipe):
-        positions = subject_tokens(tok if component != "text_encoder" else pipe, prompt, subject)
-        positions = encoder_positions(tok if component != "text_encoder" else pipe, positions)
+        view = family.encoder_view(pipe, component)
+        positions = encoder_positions(view, subject_tokens(view, prompt, subject))
         dim = getattr(pipe, component).get_input_embeddings().weight.shape[1]
         noise = torch.randn(len(positions), dim, generator=gen) * noise_scale(pipe, component, factor)
 
@@ -312,7 +325,9 @@ def token_positions(pipe, prompt: str, subject: str, tokens, component: str = "t
             raise LocoError(f"unknown token choice {tokens!r}: use one of {', '.join(TOKEN_MODES)} or a list of positions")
         if tokens == "all":
             return None
-        tok = pipe if component == "text_encoder" else pipe.tokenizer_2
+        from .families.registry import pipeline_family
+
+        tok = pipeline_family(pipe).encoder_view(pipe, component)
         inside = encoder_positions(tok, subject_tokens(tok, prompt, subject))
         return inside[-1:] if tokens == "last" else inside
     positions = [int(p) for p in tokens]
@@ -518,7 +533,7 @@ def states_needed(pipe, result: TraceResult, fractions=(0.5, 0.9), ks=None, **kw
 
 
 def _state_id(state: State, encoder) -> str:
-    return f"{state.component}.{state.name}" if encoder == "both" else state.name
+    return f"{state.component}.{state.ident}" if encoder == "both" else state.ident
 
 
 def _run_key(base: dict, prompt: str, subject: str, run: Run, states: list, bands: list) -> str:
@@ -708,7 +723,8 @@ def _sequence_length(pipe, component: str, prompt: str) -> int:
 # -- figures ------------------------------------------------------------------------------------------
 
 KIND_COLOURS = {"resnet": "#4c72b0", "transformer": "#dd8452", "cross-attention": "#55a868", "attention": "#c44e52",
-                "self-attention": "#dd8452", "feed-forward": "#8172b3", "mlp": "#4c72b0", "layer": "#8172b3"}
+                "self-attention": "#dd8452", "feed-forward": "#8172b3", "mlp": "#4c72b0", "layer": "#8172b3",
+                "pooled": "#937860", "image stream": "#dd8452", "text stream": "#55a868"}
 
 
 def plot_trace(result: TraceResult, ax=None, title: str | None = None):

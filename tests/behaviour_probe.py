@@ -25,7 +25,7 @@ import torch
 
 ORGANISMS = ("toy", "toy-t5", "toy-if", "toy-if-xattn", "toy-dit")
 TWINS = ("tiny-sd15", "tiny-sdxl", "tiny-if", "tiny-pixart", "tiny-sana", "tiny-sd3")
-JOINT = ("tiny-sd3",)  # joint attention: LocoGen by donor samples, LocoEdit rows along runs; no ranking yet
+JOINT = ("tiny-sd3",)  # joint attention: LocoGen by donor samples, LocoEdit rows along runs, tracing of both streams
 STEPS = 3
 
 
@@ -136,7 +136,7 @@ def probes(model: str, pipe, scorer) -> dict:
 def twin_probes(name: str) -> dict:
     """The pipeline families the organisms do not have (SD-XL's two encoders and pooled path, IF's
     pipeline, PixArt's and SANA's, SD3's joint attention), on their tiny twins, with the layer ranking
-    (not SD3's)."""
+    (and SD3's causal tracing of both streams)."""
     from loco_lib.generate import generate
     from loco_lib.locoedit import compute_edit
     from loco_lib.models import load
@@ -152,8 +152,14 @@ def twin_probes(name: str) -> dict:
     out["altered_all_paths"] = generate(pipe, prompts, alt_prompts=targets, layers="all", swap_text_paths=True, **kw).images
     out["altered"] = generate(pipe, prompts, alt_prompts=targets, layers=[[0], [1, 2]], **kw).images
     out["locoedit"] = compute_edit(pipe, [0, 1], prompts[:1], targets[:1], ["van gogh"]).weights
-    if name not in JOINT:
-        out["ranking"] = rank_layers(pipe, prompts[:1], "van gogh", steps=2, progress=False).scores
+    out["ranking"] = rank_layers(pipe, prompts[:1], "van gogh", steps=2, progress=False).scores
+    if name in JOINT:
+        from loco_lib.trace import Run, trace
+
+        with tempfile.TemporaryDirectory() as tmp:
+            r = trace(pipe, prompts[:1], "van gogh", steps=2, sets=[(0,), (1, 2), (47,)], keep_arrays=True, progress=False,
+                      cache_dir=tmp)
+        out["trace"] = [r.arrays[Run(0, 0, st)] for st in [None, (), (0,), (1, 2), (47,)]]
     return out
 
 

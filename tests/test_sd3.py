@@ -119,16 +119,9 @@ def test_sweep_batches_the_donors_with_the_runs_that_read_from_them(sd3, tmp_pat
 def test_methods_that_need_the_text_from_the_prompt_alone_are_refused_in_one_line(sd3):
     from loco_lib.altered import altered_inputs
     from loco_lib.neurons import rank_neurons
-    from loco_lib.trace import trace
 
     with pytest.raises(LocoError, match="depends on the image and the timestep"):
         rank_neurons(sd3, [3], [P[0], "a blue cat in the style of van gogh"], T, subjects_with="van gogh")
-    from loco_lib.ranking import rank_layers
-
-    with pytest.raises(LocoError, match="ranking of joint-attention blocks \\(sd3\\)"):
-        rank_layers(sd3, P[:1], "van gogh", steps=2, progress=False)
-    with pytest.raises(LocoError, match="causal tracing of joint-attention blocks"):
-        trace(sd3, P[:1], ["van gogh"], where="denoiser", steps=2, progress=False)
     with pytest.raises(LocoError, match="depends on the run"):
         with altered_inputs(sd3, encode(sd3, T[:1]), [3], guidance=True):
             pass
@@ -266,3 +259,98 @@ def test_edit_positions_are_the_subjects_last_token_in_each_encoders_part(sd3):
     sd15 = load("tiny-sd15", progress=False)
     for prompt, subject in ((P[0], "van gogh"), (P[1], None)):
         assert edit_positions(sd15, prompt, subject) == [subject_token_index(sd15, prompt, subject)]
+
+
+def test_trace_states_are_the_pooled_path_then_each_blocks_two_streams(sd3):
+    from loco_lib.trace import unet_states
+
+    states = unet_states(sd3)
+    assert [s.label for s in states[:3]] == ["pooled", "block 0 img", "block 0 txt"]
+    assert len(states) == 1 + 2 * 24 - 1  # the last block (context_pre_only) hands on no text
+    assert states[-1].label == "block 23 img" and str(states[-1].site) == "unet:transformer_blocks.23:output:1"
+    finer = unet_states(sd3, ["attention", "feed-forward"])
+    assert [s.label for s in finer[:4]] == ["block 0 attn img", "block 0 attn txt", "block 0 ff img", "block 0 ff txt"]
+    assert len({s.ident for s in finer}) == len(finer)
+
+
+def test_restoring_the_pooled_path_and_the_last_image_stream_restores_the_clean_image(sd3, tmp_path):
+    """Corrupted in all three encoders (both CLIPs and T5), a run gets back the clean image exactly
+    when the two things the output reads are restored: the last block's image stream and the time
+    embedding (the pooled text). Either alone does not."""
+    from loco_lib.trace import Run, trace, unet_states
+
+    last = len(unet_states(sd3)) - 1
+    r = trace(sd3, P[:1], "cat", steps=3, sets=[(0,), (last,), (0, last)], keep_arrays=True, progress=False,
+              cache_dir=tmp_path)
+    a = r.arrays
+    clean, corrupted = a[Run(0, 0, None)], a[Run(0, 0, ())]
+    assert np.abs(clean - corrupted).max() > 0.05
+    assert np.abs(a[Run(0, 0, (0, last))] - clean).max() < BATCH_ROUNDING
+    for alone in [(0,), (last,)]:
+        assert np.abs(a[Run(0, 0, alone)] - clean).max() > 0.01
+
+
+def test_an_output_site_patches_one_element_of_a_tuple_output(sd3):
+    from loco_lib.hooks import Patch, Site
+
+    text, image = Site("unet", "transformer_blocks.5", "output", 0), Site("unet", "transformer_blocks.5", "output", 1)
+    with hooks(sd3, records=[Record(text), Record(image)], n_samples=1, guidance=True) as before:
+        generate(sd3, P[:1], **KW)
+    zero = Patch(image, lambda clean, call: torch.zeros_like(clean))
+    with hooks(sd3, patches=[zero], records=[Record(Site("unet", "transformer_blocks.6", "input", "encoder_hidden_states")),
+                                            Record(Site("unet", "transformer_blocks.6", "input", "hidden_states"))],
+               n_samples=1, guidance=True) as after:
+        generate(sd3, P[:1], **KW)
+    # at the first step the text stream handed on is untouched and the image stream is zero
+    assert torch.equal(after["unet:transformer_blocks.6:input:encoder_hidden_states"][0], before[text][0])
+    assert after["unet:transformer_blocks.6:input:hidden_states"][0].abs().max() == 0
+    with pytest.raises(LocoError, match="element of a tuple output"):
+        Site("unet", "transformer_blocks.5", "output", "x")
+
+
+def test_the_recomputed_joint_attention_is_the_processors_image_output(sd3):
+    """The ranking's materialised softmax (image and text keys together) reproduces what the block's
+    processor gives the image tokens; the ranking reads its text columns."""
+    from loco_lib.families.sd3 import joint_attention
+    from loco_lib.hooks import Site, attention_site
+
+    layer = cross_attention_layers(sd3)[4]
+    attn = sd3.transformer.get_submodule(layer.name)
+
+    def full(attn, hidden, text, mask, samples):
+        probs, values = joint_attention(attn, hidden, text)
+        return attn.to_out[0](attn.batch_to_head_dim(torch.bmm(probs, values)))[:, : hidden.shape[1]]
+
+    out = Site("unet", layer.name, "output", 0)
+    with hooks(sd3, records=[Record(attention_site(layer), reduce=full), Record(out)], n_samples=1, guidance=True) as tr:
+        generate(sd3, P[:1], **KW)
+    for mine, theirs in zip(tr[attention_site(layer)], tr[out]):
+        assert torch.allclose(mine, theirs, atol=1e-5 * float(theirs.abs().max()) + 1e-6)
+    probs, _ = joint_attention(attn, torch.randn(1, 16, attn.to_q.in_features), torch.randn(1, 5, attn.add_k_proj.in_features))
+    assert torch.allclose(probs.sum(-1), torch.ones(()), atol=1e-5)
+
+
+def test_the_ranking_scores_every_joint_block_from_the_subjects_tokens_in_both_parts(sd3):
+    from loco_lib.ranking import agreement, rank_layers
+
+    r = rank_layers(sd3, P[:1], "van gogh", steps=2, progress=False)
+    assert r.scores.shape == (1, 1, 24) and np.isfinite(r.scores).all() and (r.scores > 0).all()
+    assert agreement(r, [3, 4, 5])["layers"] == 24
+    other = rank_layers(sd3, P[:1], "cat", steps=2, progress=False)
+    assert not np.allclose(r.scores, other.scores)  # the knowledge tokens choose the columns
+
+
+def test_the_corruption_noises_the_subjects_tokens_in_each_of_the_three_encoders(sd3):
+    from loco_lib.tokens import subject_tokens
+    from loco_lib.trace import corruption, embedding_site, model_encoders
+
+    assert model_encoders(sd3) == [1, 2, 3]
+    patches = corruption(sd3, P[0], "van gogh", 0, [1])
+    assert [p.site.component for p in patches] == ["text_encoder", "text_encoder_2", "text_encoder_3"]
+    sites = [embedding_site(sd3, p.site.component) for p in patches]
+    with hooks(sd3, patches=patches, records=[Record(s) for s in sites]) as tr:
+        encode(sd3, [P[0], P[0]])
+    for p, site, tok in zip(patches, sites, [sd3.tokenizer, sd3.tokenizer_2, sd3.tokenizer_3]):
+        rows = tr[site][0]  # the prompt's encoding: clean row 0, corrupted row 1
+        changed = (rows[0] != rows[1]).any(-1).nonzero().flatten().tolist()
+        assert changed == subject_tokens(tok, P[0], "van gogh"), p.site.component

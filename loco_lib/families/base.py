@@ -39,10 +39,19 @@ class State:
     kind: str  # resnet / transformer / self-attention / cross-attention / feed-forward / attention; self-attention / mlp / layer
     component: str = "unet"
     block: str = ""  # "down 0", "mid", "up 2"; "layer 0" in a text encoder
+    # a module whose output is a tuple of streams (a joint-attention block: (text, image)): which
+    # element is the state, and the stream it carries ("image", "text"; "joint": both in one sequence)
+    element: int | None = None
+    stream: str = ""
 
     @property
     def site(self) -> Site:
-        return Site(self.component, self.name, "output")
+        return Site(self.component, self.name, "output", self.element)
+
+    @property
+    def ident(self) -> str:
+        """The state's name in a trace's records: its module path, with its stream where it has one."""
+        return f"{self.name} ({self.stream})" if self.stream else self.name
 
     @property
     def layer(self) -> int | None:
@@ -53,8 +62,10 @@ class State:
     def label(self) -> str:
         short = {"resnet": "res", "transformer": "tb", "cross-attention": "xattn", "attention": "attn",
                  "self-attention": "attn1" if self.component == "unet" else "attn", "feed-forward": "ff",
-                 "mlp": "mlp", "layer": "out"}[self.kind]
-        return f"{self.block} {short}"
+                 "mlp": "mlp", "layer": "out", "image stream": "img", "text stream": "txt", "pooled": "pooled"}[self.kind]
+        if self.stream and self.kind not in ("image stream", "text stream"):
+            short = f"{short} {dict(image='img', text='txt').get(self.stream, self.stream)}"
+        return short if self.kind == "pooled" else f"{self.block} {short}"
 
 
 # -- the families ---------------------------------------------------------------------------------------
@@ -118,6 +129,13 @@ class PipelineFamily:
         sequence the text encoder itself runs over: the same positions here."""
         return [int(p) for p in positions]
 
+    def encoder_view(self, pipe, component: str):
+        """What finds a prompt's token positions in text encoder ``component``'s own input (with
+        :func:`loco_lib.tokens.subject_tokens` and :func:`~loco_lib.tokens.encoder_positions`): the
+        pipeline (its family's view of the prompt) for the first encoder, the encoder's own
+        tokenizer for the others."""
+        return pipe if component == "text_encoder" else getattr(pipe, component.replace("text_encoder", "tokenizer"))
+
     def default_size(self, pipe) -> int | None:
         """The image side loco asks for when none is given; None: the pipeline's own default."""
         return None
@@ -152,6 +170,7 @@ class DenoiserFamily:
     # so that another prompt's text at a layer is what a donor sample of that prompt reads there
     text_from_run: bool = False
     shares_rows: bool = True  # the sweep may evaluate bitwise-identical rows of a call once
+    trace_kinds: tuple = ()  # the state kinds a causal trace restores by default (empty: loco's UNet kinds)
 
     def classes(self) -> tuple:
         import diffusers
@@ -213,6 +232,9 @@ class DenoiserFamily:
         else:
             out = torch.func.functional_call(model, params, (sample, t), kwargs).sample
         return out[:, : sample.shape[1]]
+
+    def text_attention_available(self, model) -> None:
+        """Raise a one-line LocoError where :meth:`text_attention` is not available for ``model``."""
 
     def text_attention(self, attn, hidden: torch.Tensor, text: torch.Tensor, mask) -> tuple:
         """``(probs, values)`` of one call of a text layer's attention, computed as its processor does

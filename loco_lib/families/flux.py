@@ -61,6 +61,10 @@ class Flux(PipelineFamily):
         # no negative: with the pipeline's true_cfg_scale at 1 it would not be used
         return {"prompt_embeds": cond.embeds, "pooled_prompt_embeds": cond.pooled}
 
+    def encoder_view(self, pipe, component: str):
+        """Each encoder's own tokenizer: the sequence the denoiser reads joins several encoders' parts."""
+        return getattr(pipe, component.replace("text_encoder", "tokenizer"))
+
     def default_size(self, pipe) -> int:
         return pipe.default_sample_size * pipe.vae_scale_factor
 
@@ -123,11 +127,39 @@ class FluxTransformer(DenoiserFamily):
     def kv_input(self, model, layer, states):
         raise LocoError(self.not_from_text)
 
+    trace_kinds = ("pooled", "image stream", "text stream")
+
     def states(self, model, kinds) -> list:
-        raise LocoError("causal tracing of FLUX blocks is not available yet")
+        """Causal tracing's states in execution order: the time embedding (timestep, guidance and
+        pooled CLIP text: kind ``"pooled"``); each dual-stream block as SD3's
+        (:func:`~loco_lib.families.sd3.joint_block_states`); each single-stream block's output, which
+        diffusers hands on split into the text and the image positions (the two ``"... stream"`` kinds)
+        and, with ``"attention"``, its attention's output over the joint sequence (stream ``"joint"``;
+        its MLP branch is fused into ``proj_out``, no state of its own). The last single block's text
+        positions are dropped by the model: no state."""
+        from .base import State
+        from .sd3 import joint_block_states, pooled_states
+
+        out = pooled_states(kinds)
+        for i, _ in enumerate(model.transformer_blocks):
+            joint_block_states(out, f"transformer_blocks.{i}", f"dual {i}", kinds, False)
+        last = len(model.single_transformer_blocks) - 1
+        for j, _ in enumerate(model.single_transformer_blocks):
+            name = f"single_transformer_blocks.{j}"
+            if "attention" in kinds or "self-attention" in kinds:
+                out.append(State(len(out), f"{name}.attn", "attention", "unet", f"single {j}", stream="joint"))
+            if "transformer" in kinds or "image stream" in kinds:
+                out.append(State(len(out), name, "image stream", "unet", f"single {j}", element=1, stream="image"))
+            if ("transformer" in kinds or "text stream" in kinds) and j < last:  # the model drops the last one's text
+                out.append(State(len(out), name, "text stream", "unet", f"single {j}", element=0, stream="text"))
+        return out
+
+    def text_attention_available(self, model) -> None:
+        raise LocoError("the attention-contribution ranking of joint-attention blocks (flux) is not available yet: its "
+                        "blocks rotate queries and keys by position (RoPE), which the ranking's recomputation does not get")
 
     def text_attention(self, attn, hidden, text, mask):
-        raise LocoError("the attention-contribution ranking of FLUX blocks is not available yet")
+        self.text_attention_available(attn)
 
     not_from_text = ("in FLUX what block i's K/V projections read depends on the image and the timestep, not on the "
                      "prompt alone; loco's methods that need it from the prompt (neuron ranking, UCE) do not run on it yet")

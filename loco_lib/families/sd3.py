@@ -35,9 +35,11 @@ a diffusion transformer whose blocks read the text by *joint* attention.
 """
 from __future__ import annotations
 
+import torch
+
 from ..errors import LocoError
 from ..hooks import Site
-from .base import CrossAttentionLayer, DenoiserFamily, PipelineFamily
+from .base import CrossAttentionLayer, DenoiserFamily, PipelineFamily, State
 
 
 class SD3(PipelineFamily):
@@ -83,6 +85,10 @@ class SD3(PipelineFamily):
         """The CLIP part (77 tokens), then the T5 part."""
         return [0, pipe.tokenizer.model_max_length]
 
+    def encoder_view(self, pipe, component: str):
+        """Each encoder's own tokenizer: the sequence the denoiser reads joins several encoders' parts."""
+        return getattr(pipe, component.replace("text_encoder", "tokenizer"))
+
     def default_size(self, pipe) -> int:
         """The transformer's sample size in pixels, as the pipeline's own default."""
         return pipe.transformer.config.sample_size * pipe.vae_scale_factor
@@ -119,12 +125,87 @@ class SD3Transformer(DenoiserFamily):
     def kv_input(self, model, layer, states):
         raise LocoError(self.not_from_text)
 
+    trace_kinds = ("pooled", "image stream", "text stream")
+
     def states(self, model, kinds) -> list:
-        raise LocoError("causal tracing of joint-attention blocks (SD3, SD3.5) is not available yet")
+        """Causal tracing's states in execution order: the pooled text's path into the time embedding
+        (``time_text_embed``, kind ``"pooled"``), then per block the image stream and the text stream
+        it hands on (``"transformer"``: both; the last block, ``context_pre_only``, hands on no text),
+        its joint attention's image and text outputs (``"attention"``) and its two feed-forwards
+        (``"feed-forward"``: ``ff`` on the image, ``ff_context`` on the text)."""
+        out = pooled_states(kinds)
+        for i, block in enumerate(model.transformer_blocks):
+            joint_block_states(out, f"transformer_blocks.{i}", f"block {i}", kinds, block.context_pre_only)
+        return out
 
     def text_attention(self, attn, hidden, text, mask):
-        raise LocoError("the attention-contribution ranking of joint-attention blocks (SD3, SD3.5) is not available yet")
+        """The image queries' softmax over the joint sequence, restricted to the text keys, and the
+        text values (``add_k_proj`` / ``add_v_proj``, keys normed per head where the block does):
+        Zarei et al.'s contribution of text tokens to the image tokens' attention output, which
+        ``attn.to_out`` finishes (:func:`joint_attention`)."""
+        probs, values = joint_attention(attn, hidden, text)
+        n = hidden.shape[1]
+        return probs[:, :n, n:], values[:, n:]
 
     not_from_text = ("in a joint-attention transformer (SD3, SD3.5) what block i's K/V projections read depends on the "
                      "image and the timestep, not on the prompt alone; loco's methods that need it from the prompt "
                      "(LocoEdit, neuron ranking, UCE) do not run on it yet")
+
+
+def pooled_states(kinds) -> list:
+    """The time embedding's output (timestep and pooled text, plus FLUX's guidance): the one place the
+    pooled text enters, as a restorable state."""
+    return [State(0, "time_text_embed", "pooled", "unet", "")] if "pooled" in kinds else []
+
+
+def joint_block_states(out: list, name: str, block: str, kinds, last: bool) -> None:
+    """Append a joint-attention block's states (SD3's blocks, FLUX's dual-stream ones) to ``out``: its
+    output is the tuple (text stream, image stream); its attention returns (image, text)."""
+    both = "transformer" in kinds
+    add = lambda *a, **k: out.append(State(len(out), *a, **k))  # noqa: E731
+    if "attention" in kinds or "self-attention" in kinds:
+        add(f"{name}.attn", "attention", "unet", block, element=0, stream="image")
+        if not last:
+            add(f"{name}.attn", "attention", "unet", block, element=1, stream="text")
+    if "feed-forward" in kinds:
+        add(f"{name}.ff", "feed-forward", "unet", block, stream="image")
+        if not last:
+            add(f"{name}.ff_context", "feed-forward", "unet", block, stream="text")
+    if both or "image stream" in kinds:
+        add(name, "image stream", "unet", block, element=1, stream="image")
+    if (both or "text stream" in kinds) and not last:
+        add(name, "text stream", "unet", block, element=0, stream="text")
+
+
+def joint_attention(attn, hidden, text, text_first: bool = False, rotary=None):
+    """``(probs, values)`` of one joint-attention call, computed as diffusers' joint processors do but
+    with the softmax materialised: queries, keys and values of the image tokens (``to_q`` / ``to_k``
+    / ``to_v``) and of the text tokens (``add_q_proj`` / ``add_k_proj`` / ``add_v_proj``), per-head
+    norms where the module has them, the sequence laid out [image, text] (SD3) or [text, image]
+    (FLUX, ``text_first``; ``rotary``: its position rotation of queries and keys), one softmax over
+    all keys: ``probs`` ``[rows * heads, N, N]`` and ``values`` ``[rows * heads, N, head dim]``,
+    returned in the [image, text] order whatever the model's."""
+    rows, heads = hidden.shape[0], attn.heads
+    image = [attn.to_q(hidden), attn.to_k(hidden), attn.to_v(hidden)]
+    words = [attn.add_q_proj(text), attn.add_k_proj(text), attn.add_v_proj(text)]
+    d = image[1].shape[-1] // heads
+    split = lambda x: x.view(rows, -1, heads, d).transpose(1, 2)  # noqa: E731
+    image, words = [split(x) for x in image], [split(x) for x in words]
+    for part, (nq, nk) in ((image, ("norm_q", "norm_k")), (words, ("norm_added_q", "norm_added_k"))):
+        if getattr(attn, nq, None) is not None:
+            part[0] = getattr(attn, nq)(part[0])
+        if getattr(attn, nk, None) is not None:
+            part[1] = getattr(attn, nk)(part[1])
+    order = (words, image) if text_first else (image, words)
+    q, k, v = (torch.cat([order[0][j], order[1][j]], 2) for j in range(3))
+    if rotary is not None:
+        from diffusers.models.embeddings import apply_rotary_emb
+
+        q, k = apply_rotary_emb(q, rotary, sequence_dim=2), apply_rotary_emb(k, rotary, sequence_dim=2)
+    probs = torch.softmax((q.float() @ k.float().transpose(-1, -2)) * d ** -0.5, dim=-1).to(q.dtype)
+    if text_first:  # back to [image, text]
+        n = text.shape[1]
+        perm = torch.cat([torch.arange(n, q.shape[2]), torch.arange(n)]).to(q.device)
+        probs, v = probs[:, :, perm][:, :, :, perm], v[:, :, perm]
+    merge = lambda x: x.reshape(rows * heads, x.shape[2], x.shape[3])  # noqa: E731
+    return merge(probs), merge(v)
