@@ -559,7 +559,8 @@ def cmd_edit(args) -> int:
             settings.prompts(pipe, texts, "UCE text")
         edit = uce.compute_edit(pipe, [k.subjects[0] for k in key_sets], guide, preserve or None,
                                 layers=args.layers or "all", lam=uce.LAMBDA if args.lam is None else args.lam)
-        where = f"{len(edit.layers)} layers, erased {edit.meta['concepts']} towards {guide!r}, preserving {len(preserve)}"
+        edited = edit.meta.get("module") or f"{len(edit.layers)} layers"  # a joint-attention model: its text embedder
+        where = f"{edited}, erased {edit.meta['concepts']} towards {guide!r}, preserving {len(preserve)}"
         n_rows = edit.meta["n_rows"]
     edit.save(args.out)
     print(f"wrote {args.out}: {args.method}, {where}, {n_rows} prompt rows, {edit.edit_seconds:.3f} s")

@@ -52,6 +52,7 @@ import numpy as np
 import torch
 
 from .errors import LocoError
+from .families.registry import denoiser_family
 from .hooks import Patch, hooks, kv_site
 from .layers import CrossAttentionLayer, cross_attention_layers, kv_inputs, parse_layers
 from .text import as_prompt_list, encode
@@ -134,7 +135,7 @@ def _token_positions(pipe, prompts, subjects, position, seq_len: int) -> torch.T
 
 
 @torch.no_grad()
-def kv_activations(pipe, layers, prompts, subjects=None, *, position: int | None = None) -> dict:
+def kv_activations(pipe, layers, prompts, subjects=None, *, position: int | None = None, runs: dict | None = None) -> dict:
     """Key and value projection outputs of the chosen layers at each prompt's last subject token.
 
     Returns ``{layer_index: {"key": [n, d'], "value": [n, d']}}`` (float32, CPU). The projections
@@ -144,21 +145,48 @@ def kv_activations(pipe, layers, prompts, subjects=None, *, position: int | None
     ``AttnAddedKVProcessor`` does) before the position is taken. ``subjects``: one per prompt, one
     for all, or None (the last prompt token); ``position``: a fixed token index for every prompt
     instead (``76`` reproduces the authors' code).
+
+    A joint-attention transformer (SD3, FLUX: its family's ``text_from_run``) reads there what the
+    run has made of the text: each prompt's activation is the mean over its own runs (``runs``:
+    ``seeds``, ``steps``, ``guidance``, ``size`` of :func:`loco_lib.locoedit.rows_along_runs`), every
+    step, and the subject's last token in each encoder part.
     """
     prompts = as_prompt_list(prompts)
     unet = _unet(pipe)
     chosen = chosen_layers(unet, layers)
-    embeds = encode(pipe, prompts).embeds
-    pos = _token_positions(pipe, prompts, subjects, position, embeds.shape[1])
-    rows = kv_inputs(unet, chosen, embeds, pos)
+    if denoiser_family(pipe).text_from_run:
+        rows, per_prompt = _rows_along_runs(pipe, chosen, prompts, subjects, position, runs)
+    else:
+        embeds = encode(pipe, prompts).embeds
+        pos = _token_positions(pipe, prompts, subjects, position, embeds.shape[1])
+        rows, per_prompt = kv_inputs(unet, chosen, embeds, pos), 1
     modules = dict(unet.named_modules())
     out: dict = {}
     for layer in chosen:
         out[layer.index] = {}
         for proj in PROJECTIONS:
             module = _projection_module(modules[layer.name], layer, proj)
-            out[layer.index][proj] = module(rows[layer.index].to(module.weight.dtype)).float().cpu()
+            acts = module(rows[layer.index].to(module.weight.dtype)).float().cpu()
+            out[layer.index][proj] = acts.view(len(prompts), per_prompt, -1).mean(1) if per_prompt > 1 else acts
     return out
+
+
+def _rows_along_runs(pipe, chosen, prompts, subjects, position, runs) -> tuple[dict, int]:
+    """A joint-attention transformer's K/V inputs at the subject, recorded along each prompt's own
+    runs (:func:`loco_lib.locoedit.rows_along_runs`: every step of each seed's guided run, at the
+    subject's last token in each encoder part, or at ``position``), and how many rows each prompt
+    has: a neuron's activation for a prompt is their mean (loco's choice)."""
+    from .locoedit import _as_list, rows_along_runs
+    from .tokens import edit_positions
+
+    if position is not None:
+        if subjects is not None:
+            raise LocoError("give either subjects or a fixed position, not both")
+        positions = [[int(position)] for _ in prompts]
+    else:
+        positions = [edit_positions(pipe, p, s) for p, s in zip(prompts, _as_list(subjects, len(prompts), "subjects"))]
+    rows = rows_along_runs(pipe, [la.index for la in chosen], prompts, positions, **(runs or {}))
+    return rows, next(iter(rows.values())).shape[0] // len(prompts)
 
 
 # -- ranking -------------------------------------------------------------------------------------
@@ -248,7 +276,7 @@ class NeuronRanking:
 
 
 def rank_neurons(pipe, layers, with_style, without_style, subjects_with=None, subjects_without=None, *,
-                 position: int | None = None) -> NeuronRanking:
+                 position: int | None = None, runs: dict | None = None) -> NeuronRanking:
     """Rank the K/V output neurons of ``layers`` by ``|Welch z|`` between prompts with and without a style.
 
     ``with_style`` / ``without_style``: at least two prompts each (the two groups may differ in
@@ -258,8 +286,8 @@ def rank_neurons(pipe, layers, with_style, without_style, subjects_with=None, su
     """
     unet = _unet(pipe)
     chosen = chosen_layers(unet, layers)
-    acts_w = kv_activations(pipe, layers, with_style, subjects_with, position=position)
-    acts_o = kv_activations(pipe, layers, without_style, subjects_without, position=position)
+    acts_w = kv_activations(pipe, layers, with_style, subjects_with, position=position, runs=runs)
+    acts_o = kv_activations(pipe, layers, without_style, subjects_without, position=position, runs=runs)
     z, mean = {}, {}
     for layer in chosen:
         for proj in PROJECTIONS:

@@ -176,10 +176,19 @@ def compute_edit(pipe, concepts, guide="", preserve=None, *, erase=None, layers=
         raise LocoError(f"{clash[0]!r} is both erased and preserved")
     unet = denoiser(pipe)
     all_layers = cross_attention_layers(unet)
+    lam = _check_positive(lam, "lambda")
+    from .families.registry import denoiser_family
+
+    embedder = denoiser_family(pipe).text_embedder
+    if embedder is not None:
+        if layers not in ("all", None):
+            raise LocoError("in a joint-attention transformer UCE edits the text embedder, which every block reads "
+                            "through: it takes no layers (leave layers='all')")
+        return _embedder_edit(pipe, unet, embedder, family, concepts, guides, texts, text_guides, preserve, lam,
+                              erase_scale, preserve_scale)
     idx = parse_layers(layers, len(all_layers))
     if not idx:
         raise LocoError("no layers given to edit (UCE edits all: layers='all')")
-    lam = _check_positive(lam, "lambda")
     start = time.perf_counter()
     X_e, X_g, X_p = rows(pipe, idx, texts, text_guides, preserve)
     encode_seconds = time.perf_counter() - start
@@ -210,3 +219,71 @@ def compute_edit(pipe, concepts, guide="", preserve=None, *, erase=None, layers=
     }
     return Edit(weights=weights, fingerprints=fingerprints, layers=idx,
                 layer_names={i: all_layers[i].name for i in idx}, meta=meta)
+
+
+# -- joint-attention transformers: the text embedder ------------------------------------------------
+
+def _part_starts(pipe, text: str) -> list[int]:
+    """Where ``text``'s rows start in each encoder part of the sequence the denoiser reads: its last
+    token in the part (:func:`loco_lib.tokens.edit_positions`), or the part's first position for the
+    empty text."""
+    from .families.registry import pipeline_family
+    from .tokens import edit_positions
+
+    starts = pipeline_family(pipe).text_parts(pipe)
+    if not text.strip():
+        return list(starts)
+    found = edit_positions(pipe, text)
+    if len(found) != len(starts):  # a part the text does not reach (SD3 without T5: zeros there)
+        return [next((f for f in found if a <= f < b), a) for a, b in zip(starts, starts[1:] + [10 ** 9])]
+    return found
+
+
+@torch.no_grad()
+def embedder_rows(pipe, erase, guides, preserve=()) -> tuple:
+    """``(erase rows, guide rows, preserve rows)`` of the text embedder of a joint-attention
+    transformer: the encoded prompt c itself (what ``context_embedder`` reads), in each encoder part
+    from the text's last token to the part's end (the authors' offsets, per part: SD3's CLIP part
+    and T5 part), every position of each preserve text."""
+    from .families.registry import pipeline_family
+    from .text import encode
+
+    texts = list(erase) + list(guides) + list(preserve)
+    empty = torch.tensor([not t.strip() for t in texts])
+    cond = encode(pipe, [t if t.strip() else "." for t in texts])
+    x = torch.where(empty.to(cond.embeds.device)[:, None, None], cond.negative, cond.embeds)
+    ends = pipeline_family(pipe).text_parts(pipe)[1:] + [x.shape[1]]
+    n_e = len(erase)
+    out_e, out_g = [], []
+    for i, (c, g) in enumerate(zip(erase, guides)):
+        for a, b, end in zip(_part_starts(pipe, c), _part_starts(pipe, g), ends):
+            n = end - max(a, b)
+            out_e.append(x[i, a:a + n])
+            out_g.append(x[n_e + i, b:b + n])
+    return torch.cat(out_e), torch.cat(out_g), (x[2 * n_e:].reshape(-1, x.shape[-1]) if len(preserve) else None)
+
+
+def _embedder_edit(pipe, unet, name, family, concepts, guides, texts, text_guides, preserve, lam, erase_scale,
+                   preserve_scale) -> Edit:
+    """UCE's closed form on the text embedder (``context_embedder``: the one linear map from c into
+    every joint block's text stream), as the UCE port to FLUX edits only the text embedders; its
+    bias is left as it is."""
+    from . import __version__
+
+    start = time.perf_counter()
+    X_e, X_g, X_p = embedder_rows(pipe, texts, text_guides, preserve)
+    encode_seconds = time.perf_counter() - start
+    module = unet.get_submodule(name)
+    t0 = time.perf_counter()
+    new = closed_form(module.weight, X_e, X_g, X_p, lam, erase_scale, preserve_scale)
+    solve_seconds = time.perf_counter() - t0
+    weights = {f"{name}.weight": new.detach().to("cpu")}
+    meta = {
+        "method": "uce", "model": _model_name(pipe), "family": family, "layers": [], "module": name,
+        "concepts": concepts, "guides": guides, "erase": texts, "preserve": preserve, "lambda": lam,
+        "erase_scale": float(erase_scale), "preserve_scale": float(preserve_scale), "n_rows": int(X_e.shape[0]),
+        "dtype": str(new.dtype).replace("torch.", ""), "edit_seconds": solve_seconds, "encode_seconds": encode_seconds,
+        "loco_lib_version": __version__,
+    }
+    return Edit(weights=weights, fingerprints={f"{name}.weight": _fingerprint(module.weight)}, layers=[],
+                layer_names={}, meta=meta)

@@ -103,14 +103,20 @@ def test_locoedit_edits_dual_stream_blocks_in_closed_form_and_refuses_single_one
         compute_edit(flux, [19], P[:1], T[:1], "van gogh", runs=runs)
 
 
-def test_methods_not_yet_ported_are_refused_in_one_line(flux):
+def test_the_ranking_is_refused_in_one_line_and_neurons_and_uce_run(flux):
     from loco_lib.neurons import rank_neurons
     from loco_lib.ranking import rank_layers
+    from loco_lib.uce import compute_edit as uce
 
-    with pytest.raises(LocoError, match="depends on the image and the timestep"):
-        rank_neurons(flux, [3], [P[0], "a blue cat in the style of van gogh"], T, subjects_with="van gogh")
-    with pytest.raises(LocoError, match="ranking of joint-attention blocks \\(flux\\)"):
+    with pytest.raises(LocoError, match="ranking of joint-attention blocks \\(flux\\).*RoPE"):
         rank_layers(flux, P[:1], "van gogh", steps=2, progress=False)
+    with_style = [P[0], "a blue cat in the style of van gogh"]
+    r = rank_neurons(flux, [3], with_style, T, subjects_with="van gogh", subjects_without="cat", runs=dict(steps=2))
+    assert r.width((3, "key")) == flux.transformer.transformer_blocks[3].attn.add_k_proj.out_features
+    with pytest.raises(LocoError, match="single 0 is a single-stream FLUX block"):
+        rank_neurons(flux, [19], with_style, T, subjects_with="van gogh", subjects_without="cat", runs=dict(steps=2))
+    edit = uce(flux, "van gogh", guide="", preserve=["a cat"])
+    assert list(edit.weights) == ["context_embedder.weight"]
 
 
 def test_the_sweep_equals_the_naive_loop(flux):

@@ -118,10 +118,10 @@ def test_sweep_batches_the_donors_with_the_runs_that_read_from_them(sd3, tmp_pat
 
 def test_methods_that_need_the_text_from_the_prompt_alone_are_refused_in_one_line(sd3):
     from loco_lib.altered import altered_inputs
-    from loco_lib.neurons import rank_neurons
+    from loco_lib.layers import kv_inputs
 
     with pytest.raises(LocoError, match="depends on the image and the timestep"):
-        rank_neurons(sd3, [3], [P[0], "a blue cat in the style of van gogh"], T, subjects_with="van gogh")
+        kv_inputs(sd3, cross_attention_layers(sd3)[:1], encode(sd3, T[:1]).embeds)
     with pytest.raises(LocoError, match="depends on the run"):
         with altered_inputs(sd3, encode(sd3, T[:1]), [3], guidance=True):
             pass
@@ -354,3 +354,58 @@ def test_the_corruption_noises_the_subjects_tokens_in_each_of_the_three_encoders
         rows = tr[site][0]  # the prompt's encoding: clean row 0, corrupted row 1
         changed = (rows[0] != rows[1]).any(-1).nonzero().flatten().tolist()
         assert changed == subject_tokens(tok, P[0], "van gogh"), p.site.component
+
+
+def test_neurons_are_ranked_on_activations_along_each_prompts_runs_and_replaced_in_the_text_stream(sd3):
+    from loco_lib.locoedit import rows_along_runs
+    from loco_lib.neurons import kv_activations, neurons_replaced, rank_neurons
+    from loco_lib.tokens import edit_positions
+
+    with_style = [P[0], "a blue cat in the style of van gogh"]
+    runs = dict(steps=2, seeds=[0, 1])
+    acts = kv_activations(sd3, [3], with_style, "van gogh", runs=runs)
+    rows = rows_along_runs(sd3, [3], with_style, [edit_positions(sd3, p, "van gogh") for p in with_style], **runs)[3]
+    attn = sd3.transformer.get_submodule(cross_attention_layers(sd3)[3].name)
+    per_prompt = attn.add_v_proj(rows).view(2, -1, attn.add_v_proj.out_features)
+    assert per_prompt.shape[1] == 2 * 2 * 2  # seeds x steps x (CLIP part, T5 part)
+    assert torch.allclose(acts[3]["value"], per_prompt.mean(1), atol=1e-6)
+    r = rank_neurons(sd3, [3], with_style, T, subjects_with="van gogh", subjects_without="cat", runs=runs)
+    assert r.n_with == 2 and r.n_without == 2
+    site = "unet:" + cross_attention_layers(sd3)[3].name + ".add_v_proj:output"
+    with neurons_replaced(sd3, r, 5, guidance=True) as edit, hooks(sd3, records=[Record(site)], n_samples=1,
+                                                                   guidance=True) as seen:
+        generate(sd3, P[:1], **KW)
+    units = torch.as_tensor(edit.selection[(3, "value")])
+    for v in seen[site]:  # every text token of the conditional row carries the style-free means
+        assert torch.allclose(v[0][:, units], edit.values[(3, "value")].float().expand(v.shape[1], -1), atol=1e-6)
+
+
+def test_uce_edits_the_text_embedder_in_closed_form(sd3):
+    """UCE on a joint-attention model: the one linear map from c into the text stream
+    (``context_embedder``), UCE's objective at its stationary point, and the erased concept's rows
+    carried towards the guide's."""
+    from loco_lib.uce import closed_form, embedder_rows, objective
+    from loco_lib.uce import compute_edit as uce
+
+    edit = uce(sd3, "van gogh", guide="", preserve=["a cat"])
+    assert list(edit.weights) == ["context_embedder.weight"] and edit.layers == []
+    X_e, X_g, X_p = embedder_rows(sd3, ["van gogh"], [""], ["a cat"])
+    clip_end = sd3.tokenizer.model_max_length  # from the text's last token to each part's end
+    n_clip = clip_end - len(sd3.tokenizer("van gogh")["input_ids"]) + 2
+    t5 = registry.pipeline_family(sd3).max_length(sd3)
+    assert X_e.shape[0] == n_clip + t5 - (len(sd3.tokenizer_3("van gogh")["input_ids"]) - 2) and \
+        X_p.shape[0] == clip_end + t5
+    W_hat = sd3.transformer.context_embedder.weight.detach().double()
+    assert torch.equal(edit.weights["context_embedder.weight"], closed_form(sd3.transformer.context_embedder.weight,
+                                                                            X_e, X_g, X_p).cpu())
+    W = closed_form(W_hat, X_e.double(), X_g.double(), X_p.double()).clone().requires_grad_(True)
+    f = objective(W, W_hat, X_e.double(), X_g.double(), X_p.double())
+    (grad,) = torch.autograd.grad(f, W)
+    assert grad.abs().max() < 1e-9 * max(1.0, float(f.detach()))
+    before = (X_e.double() @ W_hat.T - X_g.double() @ W_hat.T).norm()
+    after = (X_e.double() @ W.detach().T - X_g.double() @ W_hat.T).norm()  # the erased rows carried to the guide's
+    assert after < 0.5 * before
+    with edit.applied(sd3):
+        assert torch.equal(sd3.transformer.context_embedder.weight, edit.weights["context_embedder.weight"])
+    with pytest.raises(LocoError, match="UCE edits the text embedder"):
+        uce(sd3, "van gogh", layers=[3])

@@ -171,6 +171,9 @@ class DenoiserFamily:
     text_from_run: bool = False
     shares_rows: bool = True  # the sweep may evaluate bitwise-identical rows of a call once
     trace_kinds: tuple = ()  # the state kinds a causal trace restores by default (empty: loco's UNet kinds)
+    # the one linear map from the encoded prompt into a joint-attention transformer's text stream
+    # (what UCE edits there); None where the text layers read the prompt's states themselves
+    text_embedder: str | None = None
 
     def classes(self) -> tuple:
         import diffusers

@@ -128,6 +128,7 @@ class FluxTransformer(DenoiserFamily):
         raise LocoError(self.not_from_text)
 
     trace_kinds = ("pooled", "image stream", "text stream")
+    text_embedder = "context_embedder"
 
     def states(self, model, kinds) -> list:
         """Causal tracing's states in execution order: the time embedding (timestep, guidance and
@@ -161,5 +162,6 @@ class FluxTransformer(DenoiserFamily):
     def text_attention(self, attn, hidden, text, mask):
         self.text_attention_available(attn)
 
-    not_from_text = ("in FLUX what block i's K/V projections read depends on the image and the timestep, not on the "
-                     "prompt alone; loco's methods that need it from the prompt (neuron ranking, UCE) do not run on it yet")
+    not_from_text = ("in FLUX what block i's K/V projections read depends on the image and the timestep, not "
+                     "on the prompt alone: it cannot be computed from the prompt (loco's methods record it along runs: "
+                     "LocoEdit and neurons with runs=, or edit the text embedder: UCE)")

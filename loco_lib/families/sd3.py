@@ -126,6 +126,7 @@ class SD3Transformer(DenoiserFamily):
         raise LocoError(self.not_from_text)
 
     trace_kinds = ("pooled", "image stream", "text stream")
+    text_embedder = "context_embedder"
 
     def states(self, model, kinds) -> list:
         """Causal tracing's states in execution order: the pooled text's path into the time embedding
@@ -147,9 +148,9 @@ class SD3Transformer(DenoiserFamily):
         n = hidden.shape[1]
         return probs[:, :n, n:], values[:, n:]
 
-    not_from_text = ("in a joint-attention transformer (SD3, SD3.5) what block i's K/V projections read depends on the "
-                     "image and the timestep, not on the prompt alone; loco's methods that need it from the prompt "
-                     "(LocoEdit, neuron ranking, UCE) do not run on it yet")
+    not_from_text = ("in a joint-attention transformer (SD3, SD3.5) what block i's K/V projections read depends on the image and the timestep, not "
+                     "on the prompt alone: it cannot be computed from the prompt (loco's methods record it along runs: "
+                     "LocoEdit and neurons with runs=, or edit the text embedder: UCE)")
 
 
 def pooled_states(kinds) -> list:
