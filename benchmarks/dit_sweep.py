@@ -4,6 +4,7 @@ pipeline calls, and against the denoiser's own batched throughput. On the joint-
 naive loop carry their donors, and the counts include them.
 
     python benchmarks/dit_sweep.py [MODEL ...] [--full-size MODEL ...] [--repeats R] [--json FILE]
+                                   [--steps S] [--best-sizes 8,16,32,64]
     (default: tiny-pixart toy-dit)
 
 For each model: N = 4 style prompts, windows of m = 2 over all its blocks plus the clean and the
@@ -17,8 +18,8 @@ bfloat16 (:func:`loco_lib.architectures.random_pipeline`), 1 prompt and 2 steps 
   the engine's work. ``engine share`` = replay / engine is the part of the engine's wall time spent
   in the denoiser; the rest is the engine's own (hooks, scheduler, text encoding, VAE decoding);
 * best: the bare transformer on the engine's own rows (every row of every call it made: latent,
-  text, mask, timestep), cut into calls of 8, 16, 32, 64 rows and of the engine's largest call, each
-  pass timed whole; ``fraction of denoiser`` = the engine's rows per second over the fastest pass.
+  text, mask, timestep), cut into calls of 8, 16, 32, 64 rows (``--best-sizes``) and of the
+  engine's largest call, each pass timed whole; ``fraction of denoiser`` = the engine's rows per second over the fastest pass.
 
 Naive, engine, replay and best run ``--repeats`` times in turn (default 3; this machine's speed
 drifts by tens of per cent between runs): the times printed are each one's fastest run, the ratios
@@ -112,13 +113,13 @@ class CallLog:
         return time.perf_counter() - t
 
 
-def bench(name: str, repeats: int = 3, full_size: bool = False) -> dict:
+def bench(name: str, repeats: int = 3, full_size: bool = False, steps: int = STEPS, best_sizes=(8, 16, 32, 64)) -> dict:
     if full_size:  # the real architecture with random weights (bfloat16): 1 prompt, 2 steps
         from loco_lib.architectures import random_pipeline
 
         pipe, orig, targ, steps = random_pipeline(name), ORIG[:1], TARG[:1], 2
     else:
-        pipe, orig, targ, steps = load(name, progress=False), ORIG, TARG, STEPS
+        pipe, orig, targ = load(name, progress=False), ORIG, TARG
     model = denoiser(pipe)
     n = len(cross_attention_layers(pipe))
     sets = [[]] + windows(n, M) + [list(range(n))]
@@ -140,7 +141,7 @@ def bench(name: str, repeats: int = 3, full_size: bool = False) -> dict:
             engine_walls.append(time.perf_counter() - t)
         replay_walls.append(log.replay())
         largest = max(a[0].shape[0] for a, _ in log.calls)
-        bests.append(denoiser_best(log, sorted({b for b in (8, 16, 32, 64) if b < largest} | {largest})))
+        bests.append(denoiser_best(log, sorted({b for b in best_sizes if b < largest} | {largest})))
     naive_wall, engine_wall, replay_wall = min(naive_walls), min(engine_walls), min(replay_walls)
     rate, at = max(bests)
     diff = max(float(np.abs(res.arrays[j] - naive[j]).max()) for j in naive)
@@ -151,7 +152,7 @@ def bench(name: str, repeats: int = 3, full_size: bool = False) -> dict:
     share = med([a / b for a, b in zip(replay_walls, engine_walls)])
     fraction = med([rows / e / r for e, (r, _) in zip(engine_walls, bests)])
     out = {"model": name + (" (full size, random, bf16)" if full_size else ""), "blocks": n, "layer sets": len(sets),
-           "images": len(naive), "steps": steps,
+           "images": len(naive), "steps": steps, "best sizes": sorted({b for b in best_sizes if b < largest} | {largest}),
            "threads": torch.get_num_threads(), "repeats": repeats, "naive s": naive_wall, "engine s": engine_wall,
            "wall ratio": ratio, "max abs diff": diff, "engine rows": rows, "engine calls": calls,
            "naive rows": sum(a[0].shape[0] for a, _ in naive_log.calls), "naive calls": len(naive_log.calls),
@@ -182,12 +183,17 @@ def main(argv=None):
     ap.add_argument("--json", default=None)
     ap.add_argument("--full-size", nargs="*", default=[], metavar="MODEL",
                     help="also these real architectures with random weights in bfloat16 (1 prompt, 2 steps)")
+    ap.add_argument("--steps", type=int, default=STEPS, help=f"sampling steps (default {STEPS})")
+    ap.add_argument("--best-sizes", default="8,16,32,64",
+                    help="the call sizes of the denoiser's best besides the engine's largest call (default 8,16,32,64; "
+                         "fewer on twins with long texts, whose every pass replays all the engine's rows)")
     args = ap.parse_args(argv)
+    sizes = tuple(int(b) for b in args.best_sizes.split(",") if b.strip())
     import loco_lib.organism  # noqa: F401 (registers toy-dit)
 
     results = []
     for m, full in [(m, False) for m in args.models] + [(m, True) for m in args.full_size]:
-        results.append(bench(m, args.repeats, full_size=full))
+        results.append(bench(m, args.repeats, full_size=full, steps=args.steps, best_sizes=sizes))
         if args.json:  # after each model: a long run stopped later keeps what it measured
             with open(args.json, "w") as fh:
                 json.dump(results, fh, indent=1)

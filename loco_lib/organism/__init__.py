@@ -84,9 +84,13 @@ def _card(name: str, shipped: bool = True) -> ModelCard:
 
 def _load_mmdit(name: str):
     from .mmdit import load
-    from .model import organism_folder
+    from .model import VIEWS, organism_folder
 
-    return load(organism_folder(name))
+    folder = organism_folder(name)
+    if not (folder / "transformer").is_dir():
+        raise LocoError(f"no trained weights for {name!r} in {folder}: train them with "
+                        f"`python -m loco_lib.organism.mmdit --out {folder}`")
+    return load(folder, without_t5=name in VIEWS and name.endswith("-no-t5"))
 
 
 def _resolve(name: str):

@@ -253,11 +253,17 @@ def organism_kinds(name) -> tuple[str, str] | None:
     return None
 
 
+# organisms that are another one's weights loaded another way: toy-mmdit without its T5 encoder
+# (``text_encoder_3=None``, as SD3 runs without T5: zeros in the T5 positions)
+VIEWS = {"toy-mmdit-no-t5": "toy-mmdit"}
+
+
 def organism_folder(name):
-    """The folder holding an organism's weights: ``models/<name>`` for the shipped ones, else ``name``."""
+    """The folder holding an organism's weights: ``models/<name>`` for the shipped ones (a view's:
+    its organism's, :data:`VIEWS`), else ``name``."""
     from pathlib import Path
 
-    return models_dir() / name if name in BUILTIN else Path(name)
+    return models_dir() / VIEWS.get(name, name) if name in BUILTIN or name in VIEWS else Path(name)
 
 
 def load_trained(name: str):

@@ -72,7 +72,9 @@ def locogen_readouts(pipe, scorer, prompts, attribute: str, m: int, seeds=(0,), 
 
 def edit_readouts(pipe, scorer, layers, keys, evaluations: dict, seeds=(0,), lam: float = 0.01, steps=None,
                   before: dict | None = None) -> dict:
-    """Readouts of each group of ``evaluations`` (name -> prompts) before and after a LocoEdit.
+    """Readouts of each group of ``evaluations`` (name -> prompts) before and after a LocoEdit
+    (``layers``), or, with ``layers`` :data:`UCE`, UCE's edit of a joint-attention model's text
+    embedder (the keys' subject erased towards their target subject, the world's other artists kept).
 
     ``keys``: the edit's prompt set (originals, targets, subjects, target subjects). Returns
     ``{"edit": Edit, "before": {group: accuracy}, "after": {group: accuracy}}``; the pipeline is left
@@ -82,7 +84,14 @@ def edit_readouts(pipe, scorer, layers, keys, evaluations: dict, seeds=(0,), lam
     from ..evaluate import evaluate
     from ..locoedit import compute_edit
 
-    edit = compute_edit(pipe, layers, keys.originals, keys.targets, keys.subjects, keys.target_subjects, lam=lam)
+    if isinstance(layers, str) and layers == UCE:  # the comparison edit of a joint-attention model: its text embedder
+        from ..uce import compute_edit as uce_edit
+
+        concept = keys.subjects[0]
+        edit = uce_edit(pipe, concept, keys.target_subjects[0] or "",
+                        [a for a in STYLES if a != concept] if concept in STYLES else None)
+    else:
+        edit = compute_edit(pipe, layers, keys.originals, keys.targets, keys.subjects, keys.target_subjects, lam=lam)
     out = {"edit": edit, "before": dict(before) if before else {}, "after": {}}
     for phase in (("after",) if before else ("before", "after")):
         if phase == "after":
@@ -364,6 +373,7 @@ def _plain(x):
 # -- the whole protocol, cached ---------------------------------------------------------------------
 
 NEURON_KS = (0, 2, 4, 8, 16, 32)
+UCE = "uce"  # an edit placement: UCE on a joint-attention organism's text embedder (the comparison edit)
 
 
 MEASURING_CODE = ("loco_lib.organism.protocol", "loco_lib.organism.scorer")
@@ -489,7 +499,8 @@ def report(model: str = "toy", seeds=(0,), steps: int | None = None, cache_dir=N
     and how far it moves the attribute's readouts. ``app_g``: the m selected for style (threshold
     0.8). ``edit``: LocoEdit of van gogh at the style window, at an inert window and at all layers
     (readouts of held-out and control prompts before and after). ``fact_edit``: the president edit
-    at the facts window and at all layers. ``neurons``: style readout vs k. ``token_swap``: App. M.
+    at the facts window and at all layers. A joint-attention organism adds to both UCE's edit of its
+    text embedder (:data:`UCE`), the comparison edit. ``neurons``: style readout vs k. ``token_swap``: App. M.
     With ``cache_dir`` each part is stored when done and read back on the next call. ``dtype``: the
     weights' dtype (:func:`loco_lib.settings.dtype`; float32 on CPU by default), part of the cache key.
     ``sweeps_dir``: where LocoGen's images go (default: beside the parts in ``cache_dir``).
@@ -503,7 +514,7 @@ def report(model: str = "toy", seeds=(0,), steps: int | None = None, cache_dir=N
     from ..locogen import select_m
     from ..models import load, progress_default
     from ..prompts import default_prompts, load_controls, load_edit, load_pairs
-    from .model import sample_scheduler
+    from .model import organism_kinds, sample_scheduler
 
     progress = progress_default() if progress is None else progress
     seeds = settings.seeds(seeds)
@@ -524,6 +535,7 @@ def report(model: str = "toy", seeds=(0,), steps: int | None = None, cache_dir=N
         return state["pipe"], state["scorer"]
 
     src = {a: default_prompts(a, model) for a in ("style", "objects", "facts")}
+    joint = (organism_kinds(model) or ("", ""))[1] == "mmdit"  # joint attention: UCE's edit of the text embedder too
     out = {"model": model, "seeds": seeds, "steps": steps}
     stages = ["sample", "locogen", "app_g", "edit", "fact_edit", "neurons", "token_swap"]
     bar = tqdm(stages, desc=f"{model} report", disable=not progress)
@@ -572,6 +584,8 @@ def report(model: str = "toy", seeds=(0,), steps: int | None = None, cache_dir=N
             second = second_window(out["locogen"]["style"])
             if second is not None:
                 places["second window"] = second
+            if joint:
+                places["text embedder (UCE)"] = UCE
 
             def edit():
                 p, s = need_pipe()
@@ -584,8 +598,8 @@ def report(model: str = "toy", seeds=(0,), steps: int | None = None, cache_dir=N
                 p, s = need_pipe()
                 keys = load_edit(src["facts"], "president")
                 groups = {"president": load_pairs(src["facts"]), **load_controls(src["facts"])}
-                return edit_series(p, s, keys, groups, {"window": out["locogen"]["facts"]["best"], "all": "all"},
-                                   seeds, steps)
+                places = {"window": out["locogen"]["facts"]["best"], "all": "all", **({"text embedder (UCE)": UCE} if joint else {})}
+                return edit_series(p, s, keys, groups, places, seeds, steps)
             out["fact_edit"] = memo("fact_edit", fact_edit)
         elif stage == "neurons":
             def neurons():
