@@ -4,11 +4,13 @@ time and the peak memory of each, each method in a fresh process so that the pea
 
     python benchmarks/full_size.py [--models sd15,sdxl] [--out benchmarks/results/full_size-cpu.json]
     python benchmarks/full_size.py --models pixart-alpha,sana --out benchmarks/results/full_size_dit-cpu.json
+    python benchmarks/full_size.py --models sd3 --out benchmarks/results/full_size_sd3-cpu.json
 
 The record holds parameter counts (so the half-precision weight memory is exact: 2 bytes per
 parameter) and the CPU peaks measured here (64 px; the UNets in float32, the DiTs in bfloat16, as
 ``random_pipeline`` builds them: PixArt's T5-XXL is 19 GB in float32); tests/test_full_size.py runs
-the same steps (`make test-slow`). About 15 GB of memory for SD-XL.
+the same steps (`make test-slow`). About 15 GB of memory for SD-XL. SD3-Medium's LocoEdit and neurons
+record their rows along runs of the same 2 steps at 64 px.
 """
 from __future__ import annotations
 
@@ -26,7 +28,9 @@ import torch
 PROMPT, TARGET, SUBJECT = "a house in the style of van gogh", "a house in the style of a painting", "van gogh"
 METHODS = ("build", "locogen", "locoedit", "trace", "neurons")
 SIZE, STEPS = 64, 2
-DTYPES = {m: "bfloat16" for m in ("pixart-alpha", "pixart-alpha-512", "pixart-sigma", "sana", "sana-600m")}  # random_pipeline's
+DTYPES = {m: "bfloat16" for m in ("pixart-alpha", "pixart-alpha-512", "pixart-sigma", "sana", "sana-600m", "sd3", "sd35-medium",
+                                  "sd35-large")}  # random_pipeline's
+RUNS = dict(steps=STEPS, size=SIZE)  # a joint-attention model's rows along runs (LocoEdit, neurons): the runs measured here
 
 
 def style_window(model: str, pipe) -> list[int]:
@@ -69,7 +73,7 @@ def run_method(model: str, method: str, pipe=None) -> dict:
 
         clean = weights_checksum(denoiser(pipe))
         edit = compute_edit(pipe, window, [PROMPT, "a tree in the style of van gogh"], ["a painting", "a painting"],
-                            subjects=SUBJECT)
+                            subjects=SUBJECT, runs=RUNS)
         edit.apply(pipe)
         img = loco_lib.generate(pipe, PROMPT, seeds=0, steps=STEPS, size=SIZE, progress=False).images[0]
         edit.revert(pipe)
@@ -85,7 +89,7 @@ def run_method(model: str, method: str, pipe=None) -> dict:
         from loco_lib.neurons import rank_neurons
 
         r = rank_neurons(pipe, window, [PROMPT, "a tree in the style of van gogh", "a cat in the style of van gogh"],
-                         ["a house", "a tree", "a cat"], SUBJECT, None)
+                         ["a house", "a tree", "a cat"], SUBJECT, None, runs=RUNS)
         out["ranked"] = len(r.z)
     out["seconds"] = time.perf_counter() - t0
     return out

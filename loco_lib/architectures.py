@@ -126,7 +126,9 @@ def random_pipeline(name: str, seed: int = 0, dtype=None):
     * ``sd15``, ``sd14``, ``openjourney``, ``sd21``, ``sdxl``: the standard SD VAE, the real CLIP
       tokenizers (offline), the twins' schedulers; float32 unless ``dtype`` is given.
     * ``pixart-alpha``, ``pixart-alpha-512``, ``pixart-sigma``, ``sana``, ``sana-600m``: see
-      :func:`random_dit_pipeline` (bfloat16 by default: T5-XXL alone is 19 GB in float32)."""
+      :func:`random_dit_pipeline` (bfloat16 by default: T5-XXL alone is 19 GB in float32).
+    * ``sd3``, ``sd35-medium``, ``sd35-large``: see :func:`random_sd3_pipeline` (bfloat16 by default).
+      FLUX (12B parameters in its transformer) is built on the meta device only."""
     import torch
     from diffusers import AutoencoderKL, StableDiffusionPipeline, StableDiffusionXLPipeline
 
@@ -138,6 +140,8 @@ def random_pipeline(name: str, seed: int = 0, dtype=None):
     arch = architectures()[key]
     if key == "if_i_xl":
         raise LocoError("random_pipeline builds the Stable Diffusion family and the DiTs (PixArt, SANA), not IF")
+    if "denoiser" in arch and arch["denoiser"]["_class"] == "SD3Transformer2DModel":
+        return random_sd3_pipeline(name, seed=seed, dtype=torch.bfloat16 if dtype is None else dtype)
     if "denoiser" in arch:
         return random_dit_pipeline(name, seed=seed, dtype=torch.bfloat16 if dtype is None else dtype)
     with quiet_libraries(), torch.random.fork_rng(devices=[]):
@@ -185,6 +189,42 @@ def _built_in(dtype, build):
         return build()
     finally:
         torch.set_default_dtype(before)
+
+
+def random_sd3_pipeline(name: str, seed: int = 0, dtype=None):
+    """A full-size SD3 / SD3.5 pipeline with seeded random weights, in ``dtype`` (default bfloat16):
+    the transformer from its real config; the three text encoders SD3's pipeline ships, CLIP-L and
+    CLIP-G with projections (the configs of SD-XL's two encoders) and T5-v1.1-XXL (PixArt's); loco's
+    offline tokenizers (CLIP; T5-style, 256 tokens, the pipeline's default); a 16-channel VAE of the
+    SD layout without quant convs; flow-matching Euler with shift 3. SD3-Medium's pipeline is about
+    7.6B parameters (T5 4.8B), SD3.5-Large's 10.6B."""
+    import diffusers
+    import torch
+    import transformers
+
+    from .models import quiet_libraries
+    from .tokenizers import clip_tokenizer, t5_style_tokenizer
+
+    dtype = torch.bfloat16 if dtype is None else dtype
+    cls, cfg = denoiser_config(name)
+    arch = architectures()
+    t5_cfg = dict(arch["pixart_alpha"]["text_encoder"])
+    t5_cfg.pop("_class")
+    with quiet_libraries(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        transformer = _built_in(dtype, lambda: getattr(diffusers, cls)(**cfg))
+        clip_l = _built_in(dtype, lambda: _text_encoder(arch["sdxl"]["text_encoder"], projection=True))
+        clip_g = _built_in(dtype, lambda: _text_encoder(arch["sdxl"]["text_encoder_2"], projection=True))
+        tok3 = t5_style_tokenizer(model_max_length=256)
+        t5 = _built_in(dtype, lambda: transformers.T5EncoderModel(transformers.T5Config(**t5_cfg)))
+        vae = _built_in(dtype, lambda: diffusers.AutoencoderKL(**{**_VAE, "latent_channels": 16}, use_quant_conv=False,
+                                                               use_post_quant_conv=False, scaling_factor=1.5305,
+                                                               shift_factor=0.0609, sample_size=1024))
+        pipe = diffusers.StableDiffusion3Pipeline(
+            transformer=transformer, scheduler=diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae,
+            text_encoder=clip_l, tokenizer=clip_tokenizer(), text_encoder_2=clip_g, tokenizer_2=clip_tokenizer(pad_token="!"),
+            text_encoder_3=t5, tokenizer_3=tok3)
+    return _finished(pipe, name)
 
 
 def random_dit_pipeline(name: str, seed: int = 0, dtype=None):

@@ -1,6 +1,6 @@
-"""Full-size SD-1.5, SD-XL, PixArt-alpha and SANA-1600M with random weights (their real denoiser and
-text-encoder configs; the DiTs in bfloat16): every method runs on the real shapes at 64 px for 2
-steps (`make test-slow`; about 15 GB of memory)."""
+"""Full-size SD-1.5, SD-XL, PixArt-alpha, SANA-1600M and SD3-Medium with random weights (their real
+denoiser and text-encoder configs; the DiTs in bfloat16): every method runs on the real shapes at 64
+px for 2 steps (`make test-slow`; about 16 GB of memory)."""
 from __future__ import annotations
 
 import sys
@@ -14,7 +14,7 @@ import full_size  # noqa: E402
 pytestmark = pytest.mark.slow
 
 # denoiser parameters of the real checkpoints (UNets), of the transformers built from the real configs (DiTs)
-EXPECTED = {"sd15": 859520964, "sdxl": 2567463684, "pixart-alpha": 611349152, "sana": 1604462752}
+EXPECTED = {"sd15": 859520964, "sdxl": 2567463684, "pixart-alpha": 611349152, "sana": 1604462752, "sd3": 2028328000}
 
 
 @pytest.fixture(scope="module", params=sorted(EXPECTED))

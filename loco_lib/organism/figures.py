@@ -126,7 +126,7 @@ def edit_table(rep: Report, which: str = "edit"):
     for name, r in getattr(rep, which).items():
         for group, after in r.after.items():
             before = r.before[group]
-            row = {"edit at": f"{name} {format_layers(r.layers)}", "prompts": group}
+            row = {"edit at": f"{name} {format_layers(r.layers)}" if r.layers else name, "prompts": group}  # UCE: no layers
             for a in ("shape", "colour", "style"):
                 row[a] = f"{getattr(before, a):.2f} -> {getattr(after, a):.2f}"
             if after.target is not None:  # readouts against the target prompt: does it show the new object?

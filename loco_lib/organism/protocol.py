@@ -272,21 +272,24 @@ class StyleEdits:
     inert: Placement
     all: Placement
     second_window: Placement | None = None
+    text_embedder: Placement | None = None  # a joint-attention organism's comparison edit: UCE on its text embedder
 
     def items(self):
         names = [("window", self.window), ("inert", self.inert)]
         if self.second_window is not None:
             names.append(("second window", self.second_window))
-        return names + [("all", self.all)]
+        return names + [("all", self.all)] + ([(TEXT_EMBEDDER, self.text_embedder)] if self.text_embedder else [])
 
 
 @dataclass
 class FactEdits:
     window: Placement
     all: Placement
+    text_embedder: Placement | None = None
 
     def items(self):
-        return [("window", self.window), ("all", self.all)]
+        return [("window", self.window), ("all", self.all)] + ([(TEXT_EMBEDDER, self.text_embedder)]
+                                                               if self.text_embedder else [])
 
 
 @dataclass
@@ -343,8 +346,9 @@ class Report:
             locogen=Windows(**{a: Window(**d["locogen"][a]) for a in ("style", "objects", "colour", "facts")}),
             app_g=AppG(d["app_g"]["m"], d["app_g"]["table"]),
             edit=StyleEdits(place(e["window"]), place(e["inert"]), place(e["all"]),
-                            place(e["second window"]) if "second window" in e else None),
-            fact_edit=FactEdits(place(f["window"]), place(f["all"])),
+                            place(e["second window"]) if "second window" in e else None,
+                            place(e[TEXT_EMBEDDER]) if TEXT_EMBEDDER in e else None),
+            fact_edit=FactEdits(place(f["window"]), place(f["all"]), place(f[TEXT_EMBEDDER]) if TEXT_EMBEDDER in f else None),
             neurons=[NeuronPoint(**r) for r in d["neurons"]],
             token_swap=[TokenSwap(**r) for r in d["token_swap"]],
             training=d.get("training"), computed=list(d.get("computed", [])), sweeps=d.get("sweeps"),
@@ -359,10 +363,10 @@ def _plain(x):
         for k, v in x.items():
             if k == "target" and v is None:
                 continue
-            if k == "second_window":
+            if k in ("second_window", "text_embedder"):
                 if v is None:
                     continue
-                k = "second window"
+                k = "second window" if k == "second_window" else TEXT_EMBEDDER
             out[k] = _plain(v)
         return out
     if isinstance(x, list):
@@ -374,6 +378,7 @@ def _plain(x):
 
 NEURON_KS = (0, 2, 4, 8, 16, 32)
 UCE = "uce"  # an edit placement: UCE on a joint-attention organism's text embedder (the comparison edit)
+TEXT_EMBEDDER = "text embedder (UCE)"  # its name in a report
 
 
 MEASURING_CODE = ("loco_lib.organism.protocol", "loco_lib.organism.scorer")
@@ -585,7 +590,7 @@ def report(model: str = "toy", seeds=(0,), steps: int | None = None, cache_dir=N
             if second is not None:
                 places["second window"] = second
             if joint:
-                places["text embedder (UCE)"] = UCE
+                places[TEXT_EMBEDDER] = UCE
 
             def edit():
                 p, s = need_pipe()
@@ -598,7 +603,7 @@ def report(model: str = "toy", seeds=(0,), steps: int | None = None, cache_dir=N
                 p, s = need_pipe()
                 keys = load_edit(src["facts"], "president")
                 groups = {"president": load_pairs(src["facts"]), **load_controls(src["facts"])}
-                places = {"window": out["locogen"]["facts"]["best"], "all": "all", **({"text embedder (UCE)": UCE} if joint else {})}
+                places = {"window": out["locogen"]["facts"]["best"], "all": "all", **({TEXT_EMBEDDER: UCE} if joint else {})}
                 return edit_series(p, s, keys, groups, places, seeds, steps)
             out["fact_edit"] = memo("fact_edit", fact_edit)
         elif stage == "neurons":
