@@ -151,7 +151,8 @@ def encoder_component(pipe, encoder: int = 1) -> str:
     if not isinstance(getattr(pipe, name, None), torch.nn.Module):
         count = sum(isinstance(getattr(pipe, n, None), torch.nn.Module) for n in ("text_encoder", "text_encoder_2",
                                                                                  "text_encoder_3"))
-        raise LocoError(f"this pipeline has {count} text encoder(s) loaded: there is no encoder {encoder}" if count
+        loaded = "one text encoder" if count == 1 else f"{count} text encoders loaded"
+        raise LocoError(f"this model has {loaded}: there is no encoder {encoder}" if count
                         else "this pipeline has no text encoder")
     return name
 
