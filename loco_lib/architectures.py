@@ -196,8 +196,9 @@ def random_sd3_pipeline(name: str, seed: int = 0, dtype=None):
     the transformer from its real config; the three text encoders SD3's pipeline ships, CLIP-L and
     CLIP-G with projections (the configs of SD-XL's two encoders) and T5-v1.1-XXL (PixArt's); loco's
     offline tokenizers (CLIP; T5-style, 256 tokens, the pipeline's default); a 16-channel VAE of the
-    SD layout without quant convs; flow-matching Euler with shift 3. SD3-Medium's pipeline is about
-    7.6B parameters (T5 4.8B), SD3.5-Large's 10.6B."""
+    SD layout without quant convs; flow-matching Euler with shift 3. SD3-Medium's pipeline has
+    7.69B parameters, T5 4.76B of them (``benchmarks/results/full_size_sd3-cpu.json``); SD3.5-Large's
+    transformer alone has 8.06B (``loco layers sd35-large --meta``)."""
     import diffusers
     import torch
     import transformers
